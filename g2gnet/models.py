@@ -1,0 +1,216 @@
+"""The networks of SPEC §2: G2GNet in its three groupings and the baselines of Table I.
+
+Every model is ``frontend -> [linear -> ReLU] x depth -> dense classifier``; only the hidden
+linear layers differ (dense, Erdős–Rényi mask or G2G modular mask). A model is fully determined
+by its name, options and ``seed`` (masks, group permutations and initial weights).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+
+import torch
+import torch.nn as nn
+
+from .errors import G2GError
+from .layers import SparseLinear
+from .topology import er_mask, expected_density, modular_mask, network_groups
+
+
+@dataclass
+class ModelOptions:
+    """Options shared by every model name (defaults are the paper's, SPEC §2/§8)."""
+
+    hidden: list[int] = field(default_factory=lambda: [1024, 1024, 1024])
+    groups: int = 8
+    p_intra: float = 1.0
+    p_inter: float = 0.15
+    frontend: str = "none"
+    inter_tile: int = 1
+    seed: int = 0
+
+    def validate(self) -> None:
+        if not self.hidden or any(int(h) < 1 for h in self.hidden):
+            raise G2GError(f"hidden widths must be positive integers, got {self.hidden}")
+        if self.frontend not in FRONTENDS:
+            raise G2GError(f"unknown frontend {self.frontend!r}; valid: {', '.join(FRONTENDS)}")
+        for name in ("p_intra", "p_inter"):
+            p = getattr(self, name)
+            if not 0.0 <= p <= 1.0:
+                raise G2GError(f"{name} must be a probability in [0, 1], got {p}")
+        if self.groups < 1:
+            raise G2GError(f"groups must be a positive integer, got {self.groups}")
+
+    @property
+    def density(self) -> float:
+        return expected_density(self.groups, self.p_intra, self.p_inter)
+
+
+class PatchEncoder(nn.Module):
+    """Conv with kernel = stride = H/4 and 32 channels: a 4x4 grid of patches -> 512 features."""
+
+    def __init__(self, input_shape: tuple[int, int, int], channels: int = 32) -> None:
+        super().__init__()
+        c, h, w = input_shape
+        if h != w or h % 4:
+            raise G2GError(f"patch frontend needs square images with side divisible by 4, got {h}x{w}")
+        self.kernel = h // 4
+        self.conv = nn.Conv2d(c, channels, self.kernel, stride=self.kernel)
+        self.out_features = channels * 16
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.conv(x)).flatten(1)
+
+
+class HiddenBlock(nn.Module):
+    """linear -> ReLU. DST hooks this block: its input is 'pre', its output is 'post'."""
+
+    def __init__(self, linear: nn.Module) -> None:
+        super().__init__()
+        self.linear = linear
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.linear(x))
+
+
+class MLP(nn.Module):
+    """frontend -> hidden blocks -> dense classifier. ``x`` may be images [B,C,H,W] or flat."""
+
+    def __init__(self, frontend: nn.Module, blocks: list[HiddenBlock], head: nn.Linear) -> None:
+        super().__init__()
+        self.frontend = frontend
+        self.blocks = nn.Sequential(*blocks)
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.blocks(self.frontend(x).flatten(1)))
+
+
+def _dense(n_in: int, n_out: int, gen: torch.Generator) -> nn.Linear:
+    layer = nn.Linear(n_in, n_out)
+    with torch.no_grad():  # nn.Linear's own init, but from our generator (seeded models)
+        nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=gen)
+        bound = 1.0 / math.sqrt(n_in)
+        nn.init.uniform_(layer.bias, -bound, bound, generator=gen)
+    return layer
+
+
+def _frontend(opts: ModelOptions, input_shape: tuple[int, int, int], gen: torch.Generator):
+    if opts.frontend == "none":
+        return nn.Flatten(), math.prod(input_shape)
+    enc = PatchEncoder(input_shape)
+    with torch.no_grad():
+        nn.init.kaiming_uniform_(enc.conv.weight, a=math.sqrt(5), generator=gen)
+        fan_in = enc.conv.weight[0].numel()
+        nn.init.uniform_(enc.conv.bias, -1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in), generator=gen)
+    return enc, enc.out_features
+
+
+def _assemble(blocks: list[nn.Module], frontend: nn.Module, width: int, num_classes: int, gen) -> MLP:
+    return MLP(frontend, [HiddenBlock(b) for b in blocks], _dense(width, num_classes, gen))
+
+
+def _build_dense(opts: ModelOptions, n_in: int, num_classes: int, frontend, gen) -> MLP:
+    widths = [n_in, *opts.hidden]
+    layers = [_dense(a, b, gen) for a, b in zip(widths[:-1], widths[1:])]
+    return _assemble(layers, frontend, widths[-1], num_classes, gen)
+
+
+def matched_width(opts: ModelOptions, n_in: int, num_classes: int) -> int:
+    """Hidden width of a dense net whose parameter count matches the sparse net's active ones.
+
+    The sparse count uses the expected density, so the width does not depend on the seed
+    (e.g. 447 for 784 inputs, 3x1024, G=8, p_inter=0.15). All hidden layers get this width.
+    """
+    widths = [n_in, *opts.hidden]
+    d = opts.density
+    target = sum(d * a * b + b for a, b in zip(widths[:-1], widths[1:]))
+    target += widths[-1] * num_classes + num_classes
+    depth = len(opts.hidden)
+
+    def dense_params(h: int) -> int:
+        return n_in * h + h + (depth - 1) * (h * h + h) + h * num_classes + num_classes
+
+    lo, hi = 1, max(widths)
+    while lo < hi:  # smallest h with dense_params(h) >= target; the count is increasing in h
+        mid = (lo + hi) // 2
+        lo, hi = (mid + 1, hi) if dense_params(mid) < target else (lo, mid)
+    candidates = [h for h in (lo - 1, lo) if h >= 1]
+    return min(candidates, key=lambda h: abs(dense_params(h) - target))
+
+
+def _build_dense_matched(opts: ModelOptions, n_in: int, num_classes: int, frontend, gen) -> MLP:
+    h = matched_width(opts, n_in, num_classes)
+    matched = ModelOptions(**{f.name: getattr(opts, f.name) for f in fields(opts)})
+    matched.hidden = [h] * len(opts.hidden)
+    return _build_dense(matched, n_in, num_classes, frontend, gen)
+
+
+def _build_er(opts: ModelOptions, n_in: int, num_classes: int, frontend, gen) -> MLP:
+    widths = [n_in, *opts.hidden]
+    layers = []
+    for a, b in zip(widths[:-1], widths[1:]):
+        mask = er_mask(b, a, opts.density, gen)
+        layers.append(SparseLinear(a, b, mask, generator=gen))
+    return _assemble(layers, frontend, widths[-1], num_classes, gen)
+
+
+def _g2g_builder(grouping: str):
+    def build(opts: ModelOptions, n_in: int, num_classes: int, frontend, gen) -> MLP:
+        widths = [n_in, *opts.hidden]
+        layers = []
+        for a, b, lg in zip(widths[:-1], widths[1:], network_groups(widths, opts.groups, grouping, gen)):
+            mask = modular_mask(lg.out_groups, lg.in_groups, opts.p_intra, opts.p_inter, gen, opts.inter_tile)
+            layers.append(SparseLinear(a, b, mask, in_groups=lg.in_groups, out_groups=lg.out_groups, generator=gen))
+        return _assemble(layers, frontend, widths[-1], num_classes, gen)
+
+    build.__doc__ = f"G2GNet with the {grouping!r} grouping (SPEC §2)."
+    return build
+
+
+MODELS = {
+    "dense": _build_dense,
+    "dense-matched": _build_dense_matched,
+    "er": _build_er,
+    "g2g-index": _g2g_builder("index"),
+    "g2g-random": _g2g_builder("random"),
+    "g2g-mixer": _g2g_builder("mixer"),
+}
+
+FRONTENDS = ("none", "patch")
+
+_KNOWN_SHAPES = {784: (1, 28, 28), 3072: (3, 32, 32)}
+
+
+def build_model(
+    name: str,
+    in_features: int,
+    num_classes: int,
+    *,
+    input_shape: tuple[int, int, int] | None = None,
+    **options,
+) -> MLP:
+    """Build a model of SPEC §2 by name. Options: see ``ModelOptions`` (hidden, groups, p_intra,
+    p_inter, frontend, inter_tile, seed). ``input_shape`` (C, H, W) is needed by the ``patch``
+    front end and inferred for 784 (28x28) and 3072 (3x32x32) inputs.
+    """
+    if name not in MODELS:
+        raise G2GError(f"unknown model {name!r}; valid: {', '.join(MODELS)}")
+    valid = {f.name for f in fields(ModelOptions)}
+    unknown = set(options) - valid
+    if unknown:
+        raise G2GError(f"unknown model option(s) {sorted(unknown)}; valid: {sorted(valid)}")
+    opts = ModelOptions(**options)
+    opts.hidden = [int(h) for h in opts.hidden]
+    opts.validate()
+    if in_features < 1 or num_classes < 2:
+        raise G2GError(f"need in_features >= 1 and num_classes >= 2, got {in_features}, {num_classes}")
+    if input_shape is None:
+        input_shape = _KNOWN_SHAPES.get(in_features, (1, 1, in_features))
+    if math.prod(input_shape) != in_features:
+        raise G2GError(f"input_shape {input_shape} does not have {in_features} elements")
+    gen = torch.Generator().manual_seed(int(opts.seed))
+    frontend, n_in = _frontend(opts, tuple(input_shape), gen)
+    return MODELS[name](opts, n_in, num_classes, frontend, gen)

@@ -1,0 +1,168 @@
+"""Connectivity patterns of sparse layers (SPEC §2): group assignments and boolean masks.
+
+A mask is a ``torch.bool`` tensor of shape ``(out_features, in_features)``, the layout of
+``nn.Linear.weight``. This module knows nothing of ``nn.Module``; it only builds tensors.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .errors import G2GError
+
+SCHEMES = ("contiguous", "interleaved", "random")
+
+
+def _check_groups(n: int, groups: int, what: str = "width") -> None:
+    if not isinstance(groups, int) or groups < 1:
+        raise G2GError(f"groups must be a positive integer, got {groups!r}")
+    if n < 1:
+        raise G2GError(f"{what} must be positive, got {n}")
+    if n % groups:
+        raise G2GError(f"groups={groups} does not divide the {what} {n}")
+
+
+def _check_prob(name: str, p: float) -> None:
+    if not (0.0 <= float(p) <= 1.0) or math.isnan(float(p)):
+        raise G2GError(f"{name} must be a probability in [0, 1], got {p!r}")
+
+
+def group_ids(
+    n: int, groups: int, scheme: str, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Group of each of ``n`` units as a LongTensor[n]; every group has exactly n/groups units.
+
+    ``contiguous``: k // (n/G); ``interleaved``: k mod G; ``random``: π(k) // (n/G) for a
+    permutation π drawn from ``generator``.
+    """
+    _check_groups(n, groups)
+    size = n // groups
+    k = torch.arange(n)
+    if scheme == "contiguous":
+        return k // size
+    if scheme == "interleaved":
+        return k % groups
+    if scheme == "random":
+        return torch.randperm(n, generator=generator) // size
+    raise G2GError(f"unknown group scheme {scheme!r}; valid: {', '.join(SCHEMES)}")
+
+
+def expected_density(groups: int, p_intra: float, p_inter: float) -> float:
+    """Expected fraction of active connections: p_intra/G + p_inter (G-1)/G."""
+    return p_intra / groups + p_inter * (groups - 1) / groups
+
+
+def modular_mask(
+    out_groups: torch.Tensor,
+    in_groups: torch.Tensor,
+    p_intra: float = 1.0,
+    p_inter: float = 0.15,
+    generator: torch.Generator | None = None,
+    inter_tile: int = 1,
+) -> torch.Tensor:
+    """Bernoulli mask: p_intra inside a group (same id on both sides), p_inter between groups.
+
+    With ``inter_tile=T > 1`` the inter-group connections are drawn per T×T tile of the
+    group-sorted layout (one Bernoulli(p_inter) per tile), so the expected density is unchanged
+    but the off-diagonal part is block-sparse, which hardware can exploit. Tiles are taken in
+    group-sorted coordinates, so they are contiguous blocks after the layer's fixed permutation.
+    """
+    _check_prob("p_intra", p_intra)
+    _check_prob("p_inter", p_inter)
+    same = out_groups[:, None] == in_groups[None, :]
+    n_out, n_in = same.shape
+    u_intra = torch.rand(n_out, n_in, generator=generator)
+    if inter_tile == 1:
+        u_inter = torch.rand(n_out, n_in, generator=generator)
+    else:
+        u_inter = _tiled_uniform(out_groups, in_groups, inter_tile, generator)
+    return torch.where(same, u_intra < p_intra, u_inter < p_inter)
+
+
+def _tiled_uniform(
+    out_groups: torch.Tensor, in_groups: torch.Tensor, tile: int, generator: torch.Generator | None
+) -> torch.Tensor:
+    """One uniform number per tile×tile block of the group-sorted matrix, mapped back."""
+    n_out, n_in = out_groups.numel(), in_groups.numel()
+    groups = int(out_groups.max()) + 1
+    if tile < 1:
+        raise G2GError(f"inter_tile must be >= 1, got {tile}")
+    for n, what in ((n_out, "output width"), (n_in, "input width")):
+        if (n // groups) % tile:
+            raise G2GError(
+                f"inter_tile={tile} does not divide the group size {n // groups} of the {what} {n}"
+            )
+    # Rank of every unit in the group-sorted order (stable, so contiguous stays identity).
+    out_rank = torch.empty(n_out, dtype=torch.long)
+    out_rank[torch.argsort(out_groups, stable=True)] = torch.arange(n_out)
+    in_rank = torch.empty(n_in, dtype=torch.long)
+    in_rank[torch.argsort(in_groups, stable=True)] = torch.arange(n_in)
+    tiles = torch.rand(n_out // tile, n_in // tile, generator=generator)
+    return tiles[out_rank // tile][:, in_rank // tile]
+
+
+def er_mask(
+    out_features: int, in_features: int, density: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Erdős–Rényi mask with exactly round(density · out · in) active entries, uniformly placed."""
+    _check_prob("density", density)
+    if out_features < 1 or in_features < 1:
+        raise G2GError(f"mask shape must be positive, got {out_features}x{in_features}")
+    total = out_features * in_features
+    k = int(round(density * total))
+    flat = torch.zeros(total, dtype=torch.bool)
+    flat[torch.randperm(total, generator=generator)[:k]] = True
+    return flat.view(out_features, in_features)
+
+
+# --- network groupings (SPEC §2): which scheme each side of layer l uses -------------------
+
+@dataclass(frozen=True)
+class LayerGroups:
+    """Group ids of one layer's outputs and inputs."""
+
+    out_groups: torch.Tensor
+    in_groups: torch.Tensor
+
+
+def _index_schemes(layer: int) -> tuple[str, str]:
+    return "contiguous", "contiguous"
+
+
+def _random_schemes(layer: int) -> tuple[str, str]:
+    return "random", "random"
+
+
+def _mixer_schemes(layer: int) -> tuple[str, str]:
+    # Layer 1 contiguous, layer 2 interleaved, layer 3 contiguous, ... so each ensemble of one
+    # layer reaches every ensemble two layers on (a channel shuffle between ensembles).
+    s = "contiguous" if layer % 2 == 0 else "interleaved"
+    return s, s
+
+
+GROUPINGS = {
+    "index": _index_schemes,
+    "random": _random_schemes,
+    "mixer": _mixer_schemes,
+}
+
+
+def network_groups(
+    widths: list[int], groups: int, grouping: str, generator: torch.Generator | None = None
+) -> list[LayerGroups]:
+    """Group ids for each of the len(widths)-1 sparse layers mapping widths[l] -> widths[l+1]."""
+    if grouping not in GROUPINGS:
+        raise G2GError(f"unknown grouping {grouping!r}; valid: {', '.join(GROUPINGS)}")
+    layers = []
+    for layer, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
+        _check_groups(n_in, groups, f"input width of sparse layer {layer + 1}")
+        _check_groups(n_out, groups, f"output width of sparse layer {layer + 1}")
+        out_scheme, in_scheme = GROUPINGS[grouping](layer)
+        # Outputs first, then inputs: the documented draw order of random permutations.
+        out_g = group_ids(n_out, groups, out_scheme, generator)
+        in_g = group_ids(n_in, groups, in_scheme, generator)
+        layers.append(LayerGroups(out_groups=out_g, in_groups=in_g))
+    return layers

@@ -1,0 +1,71 @@
+"""build_model: names, parameter matching, seeds, frontends, FLOP counting."""
+
+import pytest
+import torch
+
+from g2gnet import G2GError, MODELS, build_model, sparse_layers
+from g2gnet.models import ModelOptions, matched_width
+from g2gnet.stats import active_parameters, intra_fraction, macs_per_sample
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_every_model_builds_and_runs(name):
+    model = build_model(name, 784, 10, hidden=[64, 64, 64], seed=0)
+    assert model(torch.randn(4, 1, 28, 28)).shape == (4, 10)
+
+
+def test_matched_width_is_papers_447_and_469():
+    assert matched_width(ModelOptions(), 784, 10) == 447
+    assert matched_width(ModelOptions(), 512, 10) == 469
+
+
+def test_dense_matched_params_close_to_g2g_active_params():
+    g2g = build_model("g2g-mixer", 784, 10, seed=0)
+    dm = build_model("dense-matched", 784, 10, seed=0)
+    a, b = active_parameters(g2g), active_parameters(dm)
+    assert abs(a - b) / a < 0.005
+    assert [b.linear.out_features for b in dm.blocks] == [447, 447, 447]
+
+
+def test_er_density_equals_expected_g2g_density():
+    er = build_model("er", 784, 10, seed=0)
+    for _, layer in sparse_layers(er):
+        assert layer.nnz == round(0.25625 * layer.mask.numel())
+
+
+def test_same_seed_same_model_other_seed_differs():
+    a = build_model("g2g-random", 784, 10, hidden=[64, 64], seed=5)
+    b = build_model("g2g-random", 784, 10, hidden=[64, 64], seed=5)
+    c = build_model("g2g-random", 784, 10, hidden=[64, 64], seed=6)
+    for (k, v), w in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(v, w), k
+    assert not torch.equal(a.blocks[0].linear.mask, c.blocks[0].linear.mask)
+
+
+def test_g2g_layers_keep_group_ids_and_intra_fraction():
+    model = build_model("g2g-index", 784, 10, seed=0)
+    for _, layer in sparse_layers(model):
+        f = intra_fraction(layer)
+        assert 0.125 / 0.2563 - 0.02 < f < 0.125 / 0.2563 + 0.02  # intra share of active links
+
+
+def test_patch_frontend_cifar_shapes_and_macs():
+    model = build_model("g2g-mixer", 3072, 100, frontend="patch", hidden=[64, 64, 64])
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 100)
+    assert model.frontend.out_features == 512
+    conv_macs = 3 * 8 * 8 * 32 * 16
+    linear_macs = sum(l.nnz for _, l in sparse_layers(model)) + 64 * 100
+    assert macs_per_sample(model, (3, 32, 32)) == conv_macs + linear_macs
+
+
+def test_bad_model_arguments():
+    with pytest.raises(G2GError, match="valid: dense, dense-matched, er, g2g-index"):
+        build_model("resnet", 784, 10)
+    with pytest.raises(G2GError, match="groups=8 does not divide"):
+        build_model("g2g-index", 784, 10, hidden=[100])
+    with pytest.raises(G2GError, match="unknown model option"):
+        build_model("dense", 784, 10, width=3)
+    with pytest.raises(G2GError, match="p_inter"):
+        build_model("g2g-index", 784, 10, p_inter=2.0)
+    with pytest.raises(G2GError, match="frontend"):
+        build_model("g2g-index", 784, 10, frontend="resnet")
