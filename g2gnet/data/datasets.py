@@ -198,20 +198,21 @@ def load_dataset(
 
 
 def split_validation(ds: Dataset, n_val: int, seed: int) -> tuple[Dataset, Dataset]:
-    """Hold out ``n_val`` seeded-random training images for model selection.
+    """Split the training set into ``(train, val)`` with ``n_val`` seeded-random validation images.
 
-    Returns ``(train, val)``, both training on the remaining images (mean/std recomputed from them,
-    so nothing leaks from the held-out part): ``train`` keeps the real test set, ``val`` has the
-    held-out images as its ``test_x``/``test_y``. Evaluating ``val`` is thus exactly like
-    evaluating the real dataset, with validation data in place of test data.
+    The split is "of the training set": ``train.train_x/train_y`` are the remaining images and
+    ``val.train_x/train_y`` the held-out ones; both keep the real test set in ``test_x/test_y``.
+    ``mean``/``std`` of both are recomputed from the remaining images only, so nothing about the
+    validation images leaks into normalisation, and validation uses the training statistics.
+    Both parts keep the file order (the indices are sorted).
     """
     n = len(ds.train_y)
     if isinstance(n_val, bool) or not isinstance(n_val, int) or not 0 < n_val < n:
         raise G2GError(f"validation size must be an integer with 0 < n_val < {n} (training set size), got {n_val!r}")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).to(ds.train_y.device)
-    val_idx, keep_idx = perm[:n_val].sort().values, perm[n_val:].sort().values  # keep the file order
+    val_idx, keep_idx = perm[:n_val].sort().values, perm[n_val:].sort().values
     train_x, train_y = ds.train_x[keep_idx], ds.train_y[keep_idx]
     mean, std = channel_stats(train_x)
     train = dataclasses.replace(ds, train_x=train_x, train_y=train_y, mean=mean, std=std)
-    val = dataclasses.replace(train, test_x=ds.train_x[val_idx], test_y=ds.train_y[val_idx])
+    val = dataclasses.replace(train, train_x=ds.train_x[val_idx], train_y=ds.train_y[val_idx])
     return train, val

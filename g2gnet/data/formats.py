@@ -105,6 +105,8 @@ class _DataOnlyUnpickler(pickle.Unpickler):
         ("numpy", "ndarray"): np.ndarray,
         ("numpy", "dtype"): np.dtype,
         ("_codecs", "encode"): codecs.encode,  # bytes in protocol-2 pickles from py3
+        ("__builtin__", "bytes"): bytes,  # b"" in protocol-2 pickles from py3
+        ("builtins", "bytes"): bytes,
     }
 
     def find_class(self, module: str, name: str) -> object:
