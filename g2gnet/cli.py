@@ -160,7 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help, or a parse error already printed as one line
+        return int(e.code or 0)
     try:
         return args.func(args)
     except G2GError as e:

@@ -5,7 +5,7 @@
 #   e.g. scripts/sweep.sh results/fmnist/table1 "0 1 2" "dense=--model dense" "er=--model er"
 set -euo pipefail
 out="$1"; seeds="$2"; shift 2
-read -r -a g2g <<< "${G2G:-.venv/bin/g2g}"
+read -r -a g2g <<< "${G2G:-.venv/bin/g2g train}"
 for seed in $seeds; do
   for spec in "$@"; do
     name="${spec%%=*}"; args="${spec#*=}"
@@ -13,6 +13,6 @@ for seed in $seeds; do
     if [ -f "$dir/summary.json" ]; then echo "skip $dir"; continue; fi
     resume=""; [ -f "$dir/config.json" ] && resume="--resume"
     # shellcheck disable=SC2086
-    "${g2g[@]}" train $args --seed "$seed" --out "$dir" $resume
+    "${g2g[@]}" $args --seed "$seed" --out "$dir" $resume
   done
 done
