@@ -1,0 +1,95 @@
+"""Prune and grow criteria of SPEC §3: small functions ``(layer, ctx) -> Tensor[out, in]``.
+
+One convention for all: a higher score means more worth keeping (prune) or more worth growing
+(grow). ``rewire`` then prunes the lowest-scoring active entries and grows the highest-scoring
+inactive ones. A criterion only scores; it never sees the mask logic.
+
+Adding a criterion is one function and one registry line. If it needs evidence collected during
+training, mark it with ``@needs("activity")`` or ``@needs("gradient")`` so that
+``DynamicSparsity`` installs the hooks that collect it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from ..errors import G2GError
+from ..layers import SparseLinear
+from .hebbian import ActivityStats
+
+
+@dataclass
+class Context:
+    """What a criterion may use besides the layer. Built per layer and per update."""
+
+    generator: torch.Generator  # CPU generator owned by DynamicSparsity (checkpointed)
+    activity: ActivityStats | None = None
+    grad: Tensor | None = None  # dL/d(weight ⊙ mask) summed over the window, [out, in]
+    score: str = "cosine"  # Hebbian score kind
+    name: str = ""  # layer name, for messages
+    _hebbian: Tensor | None = field(default=None, init=False, repr=False)
+
+    def hebbian(self, like: Tensor) -> Tensor:
+        """The layer's Hebbian scores, computed once even when prune and grow both use them."""
+        if self._hebbian is None:
+            if self.activity is None or self.activity.n == 0:
+                warnings.warn(f"DST: no training activity recorded for {self.name!r}; Hebbian scores are 0")
+                self._hebbian = torch.zeros_like(like, dtype=torch.float32)
+            else:
+                self._hebbian = self.activity.scores(self.score).to(like.device)
+        return self._hebbian
+
+
+Criterion = Callable[[SparseLinear, Context], Tensor]
+
+
+def needs(what: str) -> Callable[[Criterion], Criterion]:
+    """Declare the training evidence a criterion reads ("activity" or "gradient")."""
+
+    def mark(fn: Criterion) -> Criterion:
+        fn.needs = what
+        return fn
+
+    return mark
+
+
+def magnitude(layer: SparseLinear, ctx: Context) -> Tensor:
+    """|w| (SET): the smallest active weights are pruned."""
+    return layer.weight.detach().abs()
+
+
+def random(layer: SparseLinear, ctx: Context) -> Tensor:
+    """Uniform scores: a uniformly random choice among the candidates (SET growth)."""
+    # Drawn on the CPU so that a run rewires identically on any device.
+    return torch.rand(layer.weight.shape, generator=ctx.generator).to(layer.weight.device)
+
+
+@needs("activity")
+def hebbian(layer: SparseLinear, ctx: Context) -> Tensor:
+    """Activity similarity of input and output unit (the G2GNet rule): prune low, grow high."""
+    return ctx.hebbian(layer.weight)
+
+
+@needs("gradient")
+def gradient(layer: SparseLinear, ctx: Context) -> Tensor:
+    """|dL/dW| of the dense weight of the masked product (RigL); non-zero off the mask."""
+    if ctx.grad is None:
+        warnings.warn(f"DST: no gradient recorded for {ctx.name!r}; gradient scores are all 0")
+        return torch.zeros_like(layer.weight, dtype=torch.float32)
+    return ctx.grad.abs()
+
+
+PRUNE: dict[str, Criterion] = {"magnitude": magnitude, "random": random, "hebbian": hebbian}
+GROW: dict[str, Criterion] = {"hebbian": hebbian, "random": random, "gradient": gradient}
+
+
+def lookup(table: dict[str, Criterion], name: str, what: str) -> Criterion:
+    """``table[name]``, or a G2GError listing the valid names."""
+    if not isinstance(name, str) or name not in table:
+        raise G2GError(f"unknown {what} criterion {name!r}; valid: {', '.join(table)}")
+    return table[name]

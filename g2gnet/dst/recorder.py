@@ -1,0 +1,106 @@
+"""Forward hooks that collect what the data-driven criteria need during ordinary training.
+
+Two kinds of evidence, both gathered from the training forward/backward itself (no extra pass)
+and only while ``recording`` is set, i.e. on the batches of the window before an update:
+
+- activity (Hebbian): running sums of pre = the input of the layer's ``HiddenBlock`` and
+  post = the block's output after the ReLU. A SparseLinear outside a HiddenBlock uses its own
+  input and raw output (it cannot know which non-linearity follows).
+- gradient (RigL): the forward masks the weight, so ``weight.grad`` is zero off the mask. The
+  gradient of the loss w.r.t. the effective (masked-product) weight is grad_out^T @ x, taken
+  from a tensor hook on the layer's output.
+
+Outside the window a hook is one Python call that returns at once.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from ..layers import SparseLinear
+from ..models import HiddenBlock
+from .hebbian import ActivityStats
+
+
+def _activity_modules(model: nn.Module, layers: dict[str, SparseLinear]) -> dict[str, nn.Module]:
+    """The module whose input/output are pre/post for each layer: its HiddenBlock, else itself."""
+    owner = {id(m.linear): m for m in model.modules() if isinstance(m, HiddenBlock)}
+    return {name: owner.get(id(layer), layer) for name, layer in layers.items()}
+
+
+class Recorder:
+    """Owns the hooks and the evidence accumulated since the last reset (one entry per layer)."""
+
+    def __init__(self, model: nn.Module, layers: dict[str, SparseLinear], *, activity: bool, gradient: bool):
+        self.recording = False
+        self.activity: dict[str, ActivityStats] = {n: ActivityStats() for n in layers} if activity else {}
+        self.grad: dict[str, Tensor | None] = {n: None for n in layers} if gradient else {}
+        self._handles = []
+        if activity:
+            for name, module in _activity_modules(model, layers).items():
+                self._handles.append(module.register_forward_hook(self._activity_hook(name)))
+        if gradient:
+            for name, layer in layers.items():
+                self._handles.append(layer.register_forward_hook(self._gradient_hook(name)))
+
+    def _wanted(self, module: nn.Module) -> bool:
+        # Only the training forward counts: evaluation and no_grad passes (e.g. FLOP counting)
+        # must not leak into the statistics.
+        return self.recording and module.training and torch.is_grad_enabled()
+
+    def _activity_hook(self, name: str):
+        def hook(module: nn.Module, args: tuple, output: Tensor) -> None:
+            if self._wanted(module):
+                self.activity[name].update(args[0], output)
+
+        return hook
+
+    def _gradient_hook(self, name: str):
+        def hook(module: nn.Module, args: tuple, output: Tensor) -> None:
+            if not (self._wanted(module) and output.requires_grad):
+                return
+            x = args[0].detach()
+
+            def on_grad(grad_out: Tensor) -> None:
+                self._add_grad(name, x, grad_out)
+
+            output.register_hook(on_grad)
+
+        return hook
+
+    @torch.no_grad()
+    def _add_grad(self, name: str, x: Tensor, grad_out: Tensor) -> None:
+        x = x.reshape(-1, x.shape[-1])
+        g = grad_out.reshape(-1, grad_out.shape[-1])
+        dtype = torch.promote_types(x.dtype, torch.float32)
+        with torch.autocast(x.device.type, enabled=False):
+            dense = g.to(dtype).T @ x.to(dtype)  # (out, B) @ (B, in) -> (out, in), summed over B
+        prev = self.grad[name]
+        self.grad[name] = dense if prev is None else prev.add_(dense)
+
+    def reset(self) -> None:
+        for stats in self.activity.values():
+            stats.reset()
+        for name in self.grad:
+            self.grad[name] = None
+
+    def close(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+        self.recording = False
+
+    def state_dict(self) -> dict:
+        return {
+            "activity": {n: s.state_dict() for n, s in self.activity.items()},
+            "grad": {n: (g.clone() if g is not None else None) for n, g in self.grad.items()},
+        }
+
+    def load_state_dict(self, state: dict, devices: dict[str, torch.device]) -> None:
+        for name, stats in self.activity.items():
+            stats.load_state_dict(state["activity"][name], devices[name])
+        for name in self.grad:
+            g = state["grad"][name]
+            self.grad[name] = None if g is None else g.to(devices[name]).clone()

@@ -1,0 +1,212 @@
+"""``DynamicSparsity``: prune-and-regrow of every SparseLinear during training (SPEC §3).
+
+Usage, once per training step::
+
+    loss.backward(); optimizer.step(); stats = dst.step()   # stats is None between updates
+
+The object owns the step counter, the schedule, the criteria, a CPU ``torch.Generator`` and the
+hooks that record activity / gradients on the batches of the window before each update. All of
+it is in ``state_dict()``, so a resumed run rewires exactly like an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+
+from ..errors import G2GError
+from ..layers import SparseLinear, sparse_layers
+from ..stats import intra_fraction
+from .criteria import GROW, PRUNE, Context, lookup
+from .hebbian import KINDS
+from .recorder import Recorder
+from .rewire import reset_optimizer_state, rewire
+from .schedule import Schedule
+
+
+def _parse_window(window: int | str) -> int | None:
+    """Batches recorded before each update: a positive int, or "all" (None) = whole interval."""
+    if window == "all":
+        return None
+    if isinstance(window, str) and window.isdigit():
+        window = int(window)
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise G2GError(f"DST window must be a positive integer or 'all', got {window!r}")
+    return window
+
+
+class DynamicSparsity:
+    """Dynamic sparse training of all SparseLinear layers of ``model``.
+
+    Args:
+        model, optimizer: the optimizer's state for the layer weights is reset where the mask
+            changes (``None``: no optimizer state to reset).
+        prune, grow: criteria names (``PRUNE``, ``GROW``).
+        interval, fraction, decay, stop, total_steps: the ``Schedule``.
+        window: training batches before each update whose activity (Hebbian) or gradient
+            (RigL) is summed: 1 (the paper-style last batch) or "all" (the whole interval).
+        score: Hebbian score kind, "cosine" or "pearson".
+        seed: seed of the generator behind ``random`` and tie-breaking.
+        check: assert the rewiring invariants after every update (debugging).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer | None,
+        prune: str = "magnitude",
+        grow: str = "hebbian",
+        *,
+        interval: int = 1000,
+        fraction: float = 0.1,
+        decay: str = "constant",
+        stop: float = 1.0,
+        window: int | str = 1,
+        total_steps: int | None = None,
+        score: str = "cosine",
+        seed: int = 0,
+        check: bool = False,
+    ) -> None:
+        self.prune_fn = lookup(PRUNE, prune, "prune")
+        self.grow_fn = lookup(GROW, grow, "grow")
+        if score not in KINDS:
+            raise G2GError(f"unknown Hebbian score {score!r}; valid: {', '.join(KINDS)}")
+        self.schedule = Schedule(interval, fraction, decay, stop, total_steps)
+        self.window = _parse_window(window)
+        self.layers = dict(sparse_layers(model))
+        if not self.layers:
+            raise G2GError(f"DST needs a model with SparseLinear layers; {type(model).__name__} has none")
+        self.optimizer = optimizer
+        self.settings = {
+            "prune": prune, "grow": grow, "interval": interval, "fraction": float(fraction), "decay": decay,
+            "stop": float(stop), "window": "all" if self.window is None else self.window,
+            "total_steps": total_steps, "score": score,
+        }  # fmt: skip
+        self.score, self.check = score, check
+        self.generator = torch.Generator().manual_seed(int(seed))
+        self.step_count = 0
+        self.ever_active = {n: layer.mask.clone() for n, layer in self.layers.items()}
+        uses = {getattr(self.prune_fn, "needs", None), getattr(self.grow_fn, "needs", None)}
+        self.recorder = Recorder(
+            model, self.layers, activity="activity" in uses, gradient="gradient" in uses
+        )
+        self._update_recording()
+
+    # -- the training-loop entry point ------------------------------------------------------
+    def step(self) -> dict | None:
+        """Count one optimizer step; rewire if the schedule says so and return its statistics."""
+        self.step_count += 1
+        stats = None
+        if self.schedule.is_update(self.step_count):
+            stats = self._update(self.step_count)
+            self.recorder.reset()
+        self._update_recording()
+        return stats
+
+    def _update_recording(self) -> None:
+        """Record during the next forward iff it is one of the window's batches before an update."""
+        nxt = self.schedule.next_update(self.step_count)
+        span = self.schedule.interval if self.window is None else min(self.window, self.schedule.interval)
+        self.recorder.recording = (
+            nxt is not None and nxt - self.step_count <= span and self.schedule.fraction_at(nxt) > 0
+        )
+
+    @torch.no_grad()
+    def _update(self, step: int) -> dict:
+        fraction = self.schedule.fraction_at(step)
+        layers = {name: self._rewire_layer(name, layer, fraction) for name, layer in self.layers.items()}
+        return {"step": step, "fraction": fraction, "layers": layers}
+
+    def _rewire_layer(self, name: str, layer: SparseLinear, fraction: float) -> dict:
+        evidence = self.recorder.activity.get(name), self.recorder.grad.get(name)
+        ctx = Context(self.generator, *evidence, score=self.score, name=name)
+        old = layer.mask.clone()
+        n = math.floor(fraction * int(old.sum()) + 0.5)  # round half up, not to even
+        if n == 0:  # nothing to swap (e.g. the end of a cosine decay): no scores, no RNG draws
+            return self._layer_stats(name, layer, 0)
+        keep, grow = self.prune_fn(layer, ctx), self.grow_fn(layer, ctx)
+        new, pruned, grown = rewire(old, keep, grow, n, generator=self.generator)
+        changed = pruned | grown
+        layer.weight.masked_fill_(grown, 0.0)  # regrown connections start at 0 (RigL)
+        layer.set_mask_(new)  # zeroes the pruned weights
+        if layer.weight.grad is not None:  # a stale gradient must not move a pruned weight
+            layer.weight.grad.masked_fill_(changed, 0.0)
+        reset_optimizer_state(self.optimizer, layer.weight, changed)
+        self.ever_active[name] = self.ever_active[name].to(new.device) | new
+        if self.check:
+            self._check(name, layer, old, pruned, grown)
+        return self._layer_stats(name, layer, int(grown.sum()))
+
+    def _layer_stats(self, name: str, layer: SparseLinear, changed: int) -> dict:
+        """The topology statistics logged at every update (SPEC §3)."""
+        return {
+            "density": layer.density,
+            "intra_fraction": intra_fraction(layer),
+            "changed": changed,  # pruned = grown
+            # in-time over-parameterisation: the share of all positions ever tried
+            "ever_active": self.ever_active[name].float().mean().item(),
+        }
+
+    @staticmethod
+    def _check(name: str, layer: SparseLinear, old, pruned, grown) -> None:
+        problems = [
+            (int(layer.mask.sum()) == int(old.sum()), "active count changed"),
+            (not (grown & old).any(), "an active position was regrown"),
+            (not (pruned & ~old).any(), "an inactive position was pruned"),
+            (not layer.weight[~layer.mask].any(), "a masked weight is non-zero"),
+        ]
+        for ok, what in problems:
+            if not ok:
+                raise RuntimeError(f"DST invariant broken in {name!r}: {what}")
+
+    # -- lifecycle and checkpoints ----------------------------------------------------------
+    def close(self) -> None:
+        """Remove the hooks; the object must not be stepped afterwards."""
+        self.recorder.close()
+
+    def __enter__(self) -> "DynamicSparsity":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def state_dict(self) -> dict:
+        """Plain tensors, numbers and strings: loadable with ``torch.load(weights_only=True)``."""
+        return {
+            "step": self.step_count,
+            "rng": self.generator.get_state(),
+            "ever_active": {n: m.clone() for n, m in self.ever_active.items()},
+            "recorder": self.recorder.state_dict(),
+            "settings": dict(self.settings),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a ``state_dict``; the model's masks and weights come from its own state_dict."""
+        try:
+            saved, ever, recorder = state["settings"], state["ever_active"], state["recorder"]
+            step, rng = int(state["step"]), state["rng"]
+        except (KeyError, TypeError) as e:
+            raise G2GError(f"not a DynamicSparsity state ({type(e).__name__}: {e})") from None
+        diff = [f"{k}={saved.get(k)!r} (now {v!r})" for k, v in self.settings.items() if saved.get(k) != v]
+        if diff:
+            raise G2GError(f"DST checkpoint was taken with other settings: {', '.join(diff)}")
+        if set(ever) != set(self.layers):
+            raise G2GError(f"DST checkpoint has layers {sorted(ever)}; the model has {sorted(self.layers)}")
+        for name, layer in self.layers.items():
+            if ever[name].shape != layer.mask.shape:
+                raise G2GError(
+                    f"DST checkpoint layer {name!r} has shape {tuple(ever[name].shape)}; "
+                    f"the model's is {tuple(layer.mask.shape)}"
+                )
+        # Everything checked: now change state.
+        for name, layer in self.layers.items():
+            self.ever_active[name] = ever[name].to(device=layer.mask.device, dtype=torch.bool).clone()
+        self.step_count = step
+        self.generator.set_state(rng.cpu())
+        try:
+            self.recorder.load_state_dict(recorder, {n: l.weight.device for n, l in self.layers.items()})
+        except (KeyError, TypeError) as e:
+            raise G2GError(f"DST checkpoint has incomplete recorder state: missing {e}") from None
+        self._update_recording()

@@ -1,0 +1,454 @@
+"""Dynamic sparse training (g2gnet.dst): criteria, rewire, schedule, Hebbian scores, checkpoints."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from g2gnet.dst import GROW, PRUNE, DynamicSparsity, Schedule, hebbian_scores, reset_optimizer_state, rewire
+from g2gnet.errors import G2GError
+from g2gnet.layers import SparseLinear, sparse_layers
+from g2gnet.models import build_model
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # The tensors here are tiny: a second thread only adds contention, and the 100-update
+    # sweeps were 10x slower on a loaded 2-core machine with it.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _model(name: str = "g2g-mixer", seed: int = 0) -> nn.Module:
+    return build_model(name, 64, 10, hidden=[32, 32], groups=4, seed=seed)
+
+
+def _batch(step: int, n: int = 16, d: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """The synthetic batch of a given step (same data whatever the process history)."""
+    g = torch.Generator().manual_seed(1000 + step)
+    return torch.randn(n, d, generator=g), torch.randint(0, 10, (n,), generator=g)
+
+
+def _train_step(model, opt, dst, step: int):
+    x, y = _batch(step)
+    opt.zero_grad()
+    F.cross_entropy(model(x), y).backward()
+    opt.step()
+    return dst.step()
+
+
+def _masked_weights_zero(model) -> bool:
+    return all(not layer.weight[~layer.mask].any() for _, layer in sparse_layers(model))
+
+
+# -- Hebbian scores ---------------------------------------------------------------------------
+def _reference_scores(pre, post, kind):
+    x, y = pre.double(), post.double()
+    if kind == "pearson":
+        x, y = x - x.mean(0), y - y.mean(0)
+    num = y.T @ x
+    den = torch.outer(y.norm(dim=0), x.norm(dim=0))
+    return torch.where(den > 0, num / den, 0.0)
+
+
+@pytest.mark.parametrize("kind", ["cosine", "pearson"])
+def test_hebbian_scores_match_float64_reference(kind):
+    pre, post = torch.randn(50, 7), torch.relu(torch.randn(50, 5))
+    got = hebbian_scores(pre, post, kind)
+    assert got.shape == (5, 7)
+    torch.testing.assert_close(got.double(), _reference_scores(pre, post, kind), atol=1e-6, rtol=1e-5)
+    # extra leading dimensions are samples too
+    torch.testing.assert_close(hebbian_scores(pre.view(5, 10, 7), post.view(5, 10, 5), kind), got)
+
+
+def test_hebbian_scores_hand_worked():
+    pre = torch.tensor([[1.0, 0.0], [1.0, 1.0]])  # unit 0: (1, 1), unit 1: (0, 1)
+    post = torch.tensor([[2.0], [0.0]])  # unit 0: (2, 0)
+    torch.testing.assert_close(hebbian_scores(pre, post), torch.tensor([[1 / math.sqrt(2), 0.0]]))
+
+
+@pytest.mark.parametrize("kind", ["cosine", "pearson"])
+def test_dead_units_score_zero(kind):
+    pre, post = torch.randn(20, 4), torch.relu(torch.randn(20, 3))
+    pre[:, 1] = 0  # dead input unit
+    post[:, 2] = 0  # dead output unit
+    s = hebbian_scores(pre, post, kind)
+    assert not s[:, 1].any() and not s[2].any()
+    assert s[:2][:, [0, 2, 3]].abs().min() > 0
+    if kind == "pearson":  # a constant unit has no correlation either
+        pre[:, 3] = 0.7
+        assert not hebbian_scores(pre, post, kind)[:, 3].any()
+
+
+def test_unknown_score_kind():
+    with pytest.raises(G2GError, match="cosine, pearson"):
+        hebbian_scores(torch.ones(2, 2), torch.ones(2, 2), "spearman")
+
+
+# -- rewire -----------------------------------------------------------------------------------
+def test_magnitude_prunes_exactly_the_smallest():
+    mask = torch.tensor([[True, True, False], [True, False, True]])
+    weight = torch.tensor([[0.1, -0.9, 0.0], [-0.2, 0.0, 0.5]])
+    grow = torch.tensor([[0.0, 0.0, 3.0], [0.0, 2.0, 0.0]])
+    new, pruned, grown = rewire(mask, weight.abs(), grow, 2)
+    assert pruned.tolist() == [[True, False, False], [True, False, False]]  # |0.1|, |-0.2|
+    assert grown.tolist() == [[False, False, True], [False, True, False]]
+    assert new.tolist() == [[False, True, True], [False, True, True]]
+
+
+def test_just_pruned_and_active_positions_are_never_regrown():
+    mask = torch.tensor([[True, True, False, False]])
+    keep = torch.tensor([[0.0, 5.0, 0.0, 0.0]])
+    grow = torch.tensor([[9.0, 8.0, 1.0, 2.0]])  # the best grow scores sit on active entries
+    new, pruned, grown = rewire(mask, keep, grow, 1)
+    assert pruned.tolist() == [[True, False, False, False]]
+    assert grown.tolist() == [[False, False, False, True]]
+    assert not (grown & mask).any() and not (grown & pruned).any()
+    assert int(new.sum()) == int(mask.sum())
+
+
+def test_rewire_caps_n_to_what_can_be_regrown():
+    mask = torch.ones(3, 3, dtype=torch.bool)
+    mask[1, 2] = False  # one inactive position: at most one swap
+    new, pruned, grown = rewire(mask, torch.rand(3, 3), torch.rand(3, 3), 5)
+    assert int(pruned.sum()) == int(grown.sum()) == 1 and int(new.sum()) == 8
+    full = torch.ones(2, 2, dtype=torch.bool)
+    new, pruned, grown = rewire(full, torch.rand(2, 2), torch.rand(2, 2), 3)
+    assert torch.equal(new, full) and not pruned.any() and not grown.any()
+
+
+def test_rewire_tie_breaking_is_deterministic():
+    mask = torch.zeros(4, 6, dtype=torch.bool)
+    mask[:, :3] = True
+    zeros = torch.zeros(4, 6)
+    _, pruned, grown = rewire(mask, zeros, zeros, 2)  # no generator: lowest flat index
+    assert pruned.nonzero().tolist() == [[0, 0], [0, 1]]
+    assert grown.nonzero().tolist() == [[0, 3], [0, 4]]
+    runs = [rewire(mask, zeros, zeros, 5, generator=torch.Generator().manual_seed(3)) for _ in range(2)]
+    assert all(torch.equal(a, b) for a, b in zip(*runs))
+    assert int(runs[0][0].sum()) == 12
+    # with a generator, ties do not all go to the first rows (group 0 in a contiguous grouping)
+    grown_rows = set()
+    for seed in range(10):
+        _, _, grown = rewire(mask, zeros, zeros, 2, generator=torch.Generator().manual_seed(seed))
+        grown_rows |= set(grown.nonzero()[:, 0].tolist())
+    assert len(grown_rows) > 1
+
+
+def test_nan_keep_scores_are_pruned_first():
+    mask = torch.tensor([[True, True, True, False]])
+    keep = torch.tensor([[1.0, float("nan"), 0.5, 0.0]])
+    _, pruned, _ = rewire(mask, keep, torch.zeros(1, 4), 1)
+    assert pruned.tolist() == [[False, True, False, False]]
+
+
+# -- optimizer state --------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda p: torch.optim.Adam(p, 1e-2, weight_decay=1e-4),
+        lambda p: torch.optim.Adam(p, 1e-2, amsgrad=True),
+        lambda p: torch.optim.AdamW(p, 1e-2),
+        lambda p: torch.optim.SGD(p, 1e-2, momentum=0.9, weight_decay=1e-4),
+    ],
+)
+def test_reset_optimizer_state_zeroes_moments(make):
+    w = nn.Parameter(torch.randn(3, 4))
+    opt = make([w])
+    w.grad = torch.randn(3, 4)
+    opt.step()
+    where = torch.zeros(3, 4, dtype=torch.bool)
+    where[0, 1] = where[2, 3] = True
+    reset_optimizer_state(opt, w, where)
+    per_element = [v for v in opt.state[w].values() if torch.is_tensor(v) and v.shape == w.shape]
+    assert per_element  # the optimizer does keep such state
+    for v in per_element:
+        assert not v[where].any() and v[~where].all()
+
+
+def test_dst_resets_state_of_pruned_and_grown_weights():
+    model = _model()
+    opt = torch.optim.Adam(model.parameters(), 1e-2, weight_decay=1e-4, amsgrad=True)
+    dst = DynamicSparsity(model, opt, prune="magnitude", grow="gradient", interval=3, fraction=0.3)
+    before = {}
+    for step in range(3):
+        before = {n: l.mask.clone() for n, l in sparse_layers(model)}
+        stats = _train_step(model, opt, dst, step)
+    assert stats is not None
+    for name, layer in sparse_layers(model):
+        changed = before[name] ^ layer.mask
+        assert changed.any()
+        state = opt.state[layer.weight]
+        for key in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
+            assert not state[key][changed].any()
+            assert state[key][before[name] & layer.mask].any()  # kept weights keep their moments
+        assert not layer.weight[before[name] ^ layer.mask].any()  # pruned and grown weights are 0
+
+
+# -- the whole update -------------------------------------------------------------------------
+@pytest.mark.parametrize("start", ["g2g-mixer", "er"])
+@pytest.mark.parametrize("prune,grow", list(itertools.product(PRUNE, GROW)))
+def test_density_exact_and_pruned_stay_zero(start, prune, grow):
+    model = _model(start)
+    opt = torch.optim.Adam(model.parameters(), 1e-2, weight_decay=1e-4)
+    dst = DynamicSparsity(model, opt, prune=prune, grow=grow, interval=1, fraction=0.1, check=True)
+    nnz = {n: l.nnz for n, l in sparse_layers(model)}
+    changed = 0
+    for step in range(100):
+        stats = _train_step(model, opt, dst, step)
+        assert {n: l.nnz for n, l in sparse_layers(model)} == nnz
+        changed += sum(s["changed"] for s in stats["layers"].values())
+    assert changed > 0
+    for step in range(100, 105):  # plain Adam steps with weight decay after the last update
+        x, y = _batch(step)
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+        assert _masked_weights_zero(model)
+    for name, s in stats["layers"].items():
+        assert s["density"] == pytest.approx(nnz[name] / dict(sparse_layers(model))[name].mask.numel())
+        assert (s["intra_fraction"] is None) == (start == "er")
+        assert 0 < s["ever_active"] <= 1
+    dst.close()
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda p: torch.optim.SGD(p, 0.1, momentum=0.9, weight_decay=1e-3),
+        lambda p: torch.optim.AdamW(p, 1e-2),
+    ],
+)
+def test_pruned_stay_zero_with_other_optimizers(make):
+    model = _model()
+    opt = make(model.parameters())
+    dst = DynamicSparsity(model, opt, prune="magnitude", grow="gradient", interval=2, fraction=0.2)
+    for step in range(30):
+        _train_step(model, opt, dst, step)
+        assert _masked_weights_zero(model)
+
+
+def test_rewiring_with_the_fast_path():
+    # set_mask_ must invalidate the fast path's cached plan; the captured gradient must not
+    # depend on which kernel computed the layer.
+    pytest.importorskip("g2gnet.kernels.dispatch")
+    model = _model()
+    for _, layer in sparse_layers(model):
+        layer.fast = True
+    opt = torch.optim.Adam(model.parameters(), 1e-2, weight_decay=1e-4)
+    dst = DynamicSparsity(model, opt, prune="hebbian", grow="gradient", interval=1, fraction=0.2, check=True)
+    x, y = _batch(0)
+    F.cross_entropy(model(x), y).backward()
+    layer = model.blocks[1].linear
+    h = model.blocks[0](x).detach()
+    out = F.linear(h, layer.weight * layer.mask, layer.bias)
+    out.retain_grad()
+    F.cross_entropy(model.head(torch.relu(out)), y).backward()
+    torch.testing.assert_close(dst.recorder.grad["blocks.1.linear"], out.grad.T @ h)
+    for step in range(1, 30):
+        stats = _train_step(model, opt, dst, step)
+        assert _masked_weights_zero(model)
+    assert all(s["changed"] > 0 for s in stats["layers"].values())
+
+
+def test_hebbian_growth_hand_built_layer():
+    # o0 = x0 and o1 = 0.5 x1 (raw outputs of a bare layer); input 2 repeats input 0's activity,
+    # so (o0, i2) is the one inactive connection with a non-zero score (cosine 1).
+    mask = torch.tensor([[True, False, False], [False, True, False]])
+    layer = SparseLinear(3, 2, mask, bias=False)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.5, 0.0]]))
+    model = nn.Sequential(layer)
+    dst = DynamicSparsity(model, None, prune="magnitude", grow="hebbian", interval=1, fraction=0.5)
+    x = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+    model(x)
+    stats = dst.step()
+    assert layer.mask.tolist() == [[True, False, True], [False, False, False]]
+    assert layer.weight.tolist() == [[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]  # pruned 0.5, grown at 0
+    assert stats["layers"]["0"]["changed"] == 1 and stats["layers"]["0"]["intra_fraction"] is None
+
+
+def test_hebbian_uses_block_input_and_relu_output():
+    model = _model()
+    dst = DynamicSparsity(model, None, grow="hebbian", interval=5, window=1)
+    for _ in range(4):
+        dst.step()
+    x = torch.randn(16, 64)
+    pre = model.frontend(x).flatten(1)
+    block = model.blocks[0]
+    expected = hebbian_scores(pre, torch.relu(block.linear(pre)))
+    model(x)
+    torch.testing.assert_close(dst.recorder.activity["blocks.0.linear"].scores(), expected)
+
+
+def test_gradient_growth_uses_the_masked_product():
+    model = _model()
+    layer = model.blocks[1].linear
+    dst = DynamicSparsity(model, None, prune="magnitude", grow="gradient", interval=1, fraction=0.2)
+    x, y = _batch(0)
+    F.cross_entropy(model(x), y).backward()
+    # float64 reference: dL/d(W ⊙ M) = grad_out^T @ input of the layer
+    m64 = _model().double()
+    m64.load_state_dict(model.state_dict())
+    h = m64.blocks[0](m64.frontend(x.double()).flatten(1))
+    out = m64.blocks[1].linear(h)
+    out.retain_grad()
+    F.cross_entropy(m64.head(m64.blocks[1].act(out)), y).backward()
+    reference = out.grad.T @ h
+    captured = dst.recorder.grad["blocks.1.linear"]
+    torch.testing.assert_close(captured.double(), reference, atol=1e-6, rtol=1e-5)
+    assert captured[~layer.mask].abs().sum() > 0  # non-zero off the mask ...
+    assert not layer.weight.grad[~layer.mask].any()  # ... where autograd's weight grad is zero
+    old = layer.mask.clone()
+    dst.step()
+    grown = layer.mask & ~old
+    k = int(grown.sum())
+    best = reference.abs().masked_fill(old, -1).flatten().topk(k).values
+    torch.testing.assert_close(reference.abs()[grown].sort().values, best.sort().values)
+
+
+@pytest.mark.parametrize("window,expected", [(1, [4]), (2, [3, 4]), ("all", [1, 2, 3, 4])])
+def test_window_records_the_right_batches(window, expected):
+    model = _model()
+    dst = DynamicSparsity(model, None, grow="hebbian", interval=4, window=window)
+    stats = dst.recorder.activity["blocks.1.linear"]
+    pres, posts = {}, {}
+
+    def capture(block, args, output):
+        if block.training and torch.is_grad_enabled():
+            pres[step], posts[step] = args[0].detach(), output.detach()
+
+    handle = model.blocks[1].register_forward_hook(capture)
+    for step in range(1, 5):  # batch `step` has `step` samples
+        model(torch.randn(step, 64))
+        model.eval()
+        model(torch.randn(3, 64))  # evaluation passes are never recorded ...
+        model.train()
+        with torch.no_grad():
+            model(torch.randn(3, 64))  # ... nor no-grad ones
+        if step < 4:
+            dst.step()
+    handle.remove()
+    assert stats.n == sum(expected)
+    pre, post = (torch.cat([d[s] for s in expected]) for d in (pres, posts))
+    reference = hebbian_scores(pre, post)
+    torch.testing.assert_close(stats.scores(), reference)
+    assert dst.step() is not None and stats.n == 0  # consumed by the update
+    model(torch.randn(2, 64))
+    assert stats.n == (2 if window == "all" else 0)  # the next window
+
+
+@pytest.mark.parametrize(
+    "prune,grow,window,decay",
+    [
+        ("random", "hebbian", "all", "constant"),
+        ("hebbian", "gradient", 2, "cosine"),
+        ("magnitude", "random", 1, "cosine"),
+    ],
+)
+def test_state_dict_round_trip_continues_identically(prune, grow, window, decay):
+    kw = dict(prune=prune, grow=grow, interval=3, fraction=0.2, window=window, decay=decay, stop=0.9,
+              total_steps=20, score="pearson", seed=7)
+
+    def fresh():
+        model = _model("er")
+        opt = torch.optim.Adam(model.parameters(), 1e-2, weight_decay=1e-4)
+        return model, opt, DynamicSparsity(model, opt, **kw)
+
+    model, opt, dst = fresh()
+    stats = [_train_step(model, opt, dst, s) for s in range(20)]
+
+    model2, opt2, dst2 = fresh()
+    stats2 = [_train_step(model2, opt2, dst2, s) for s in range(8)]  # mid-interval, inside windows
+    state = dst2.state_dict()
+    in_flight = [a["n"] for a in state["recorder"]["activity"].values()]
+    in_flight += [g is not None for g in state["recorder"]["grad"].values()]
+    assert any(in_flight) == (window != 1)  # the checkpoint carries half-collected evidence
+    buf = io.BytesIO()
+    torch.save({"model": model2.state_dict(), "opt": opt2.state_dict(), "dst": state}, buf)
+    dst2.close()
+    buf.seek(0)
+    ckpt = torch.load(buf, weights_only=True)
+    model3, opt3, dst3 = fresh()
+    model3.load_state_dict(ckpt["model"])
+    opt3.load_state_dict(ckpt["opt"])
+    dst3.load_state_dict(ckpt["dst"])
+    stats2 += [_train_step(model3, opt3, dst3, s) for s in range(8, 20)]
+
+    assert stats2 == stats
+    assert sum(s is not None for s in stats) == 6  # steps 3..18; none after stop·T = 18
+    for (_, a), (_, b) in zip(sparse_layers(model), sparse_layers(model3)):
+        assert torch.equal(a.mask, b.mask) and torch.equal(a.weight, b.weight)
+    assert all(torch.equal(dst.ever_active[n], dst3.ever_active[n]) for n in dst.ever_active)
+
+
+def test_load_state_dict_refuses_other_settings():
+    model = _model()
+    state = DynamicSparsity(model, None, interval=5).state_dict()
+    with pytest.raises(G2GError, match="interval=5"):
+        DynamicSparsity(_model(), None, interval=6).load_state_dict(state)
+    with pytest.raises(G2GError, match="not a DynamicSparsity state"):
+        DynamicSparsity(_model(), None).load_state_dict({"step": 3})
+
+
+# -- schedule and arguments -------------------------------------------------------------------
+def test_schedule():
+    s = Schedule(interval=10, fraction=0.3, decay="cosine", stop=0.5, total_steps=100)
+    assert [t for t in range(101) if s.is_update(t)] == [10, 20, 30, 40, 50]
+    assert s.fraction_at(0) == pytest.approx(0.3) and s.fraction_at(25) == pytest.approx(0.15)
+    assert s.fraction_at(50) == pytest.approx(0.0) and s.next_update(50) is None
+    assert not Schedule(interval=1).is_update(0) and Schedule(interval=1).next_update(0) == 1
+
+
+def test_hooks_are_removed_on_close():
+    model = _model()
+    dst = DynamicSparsity(model, None, prune="hebbian", grow="gradient")
+    assert any(m._forward_hooks for m in model.modules())
+    dst.close()
+    assert not any(m._forward_hooks for m in model.modules())
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(prune="smallest"), "valid: magnitude, random, hebbian"),
+        (dict(grow="magnitude"), "valid: hebbian, random, gradient"),
+        (dict(interval=0), "interval"),
+        (dict(fraction=1.5), "fraction"),
+        (dict(fraction=float("nan")), "fraction"),
+        (dict(decay="linear"), "constant, cosine"),
+        (dict(stop=0.0), "stop"),
+        (dict(stop=0.5), "total_steps"),
+        (dict(decay="cosine"), "total_steps"),
+        (dict(window=0), "window"),
+        (dict(window="some"), "window"),
+        (dict(score="spearman"), "cosine, pearson"),
+        (dict(fraction="0.1"), "fraction"),
+    ],
+)
+def test_bad_arguments_raise(kwargs, message):
+    with pytest.raises(G2GError, match=message):
+        DynamicSparsity(_model(), None, **kwargs)
+
+
+def test_model_without_sparse_layers_raises():
+    with pytest.raises(G2GError, match="SparseLinear"):
+        DynamicSparsity(_model("dense"), None)
+
+
+def test_window_accepts_config_strings():
+    assert DynamicSparsity(_model(), None, window="3").window == 3
+    assert DynamicSparsity(_model(), None, window="all").window is None
