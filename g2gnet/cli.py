@@ -113,15 +113,28 @@ def _add_bench(sub) -> None:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--repeats", type=int, default=15)
     p.add_argument("--inter-tile", type=int, default=1)
+    p.add_argument("--epoch", default=None, metavar="MODELS",
+                   help="also time whole training epochs of these models, e.g. dense,g2g-mixer")
+    p.add_argument("--dataset", default="fashion-mnist", help="dataset for --epoch")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--epoch-repeats", type=int, default=3)
     p.add_argument("--json", default=None, help="write the results here")
     p.set_defaults(func=_cmd_bench)
 
 
 def _cmd_bench(args) -> int:
-    from .bench import run_bench
+    from .bench import epoch_times, run_bench
 
     results = run_bench(widths=args.widths, batch=args.batch, device=args.device, dtype=args.dtype,
                         threads=args.threads, repeats=args.repeats, inter_tile=args.inter_tile)
+    if args.epoch:
+        models = [m.strip() for m in args.epoch.split(",") if m.strip()]
+        ep = epoch_times(models, args.dataset, repeats=args.epoch_repeats, batch_size=args.batch,
+                         device=args.device, data_dir=args.data_dir, inter_tile=args.inter_tile)
+        results["epochs"] = ep
+        for m in models:
+            print(f"{args.dataset} epoch, {m}: {ep['median_seconds'][m]:.2f} s "
+                  f"(x{ep['speedup_vs_first'][m]:.2f} vs {models[0]})")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     return 0

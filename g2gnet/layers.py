@@ -103,7 +103,10 @@ class SparseLinear(nn.Module):
         self.weight.mul_(self.mask)
 
     def _mask_changed(self) -> None:
-        """Hook for cached execution plans built from the mask (none in the reference path)."""
+        """Drop the cached execution plan of the fast path; the next forward rebuilds it."""
+        from .kernels.dispatch import invalidate
+
+        invalidate(self)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: D401
         mask = state_dict.get(prefix + "mask")
@@ -116,7 +119,19 @@ class SparseLinear(nn.Module):
         self._mask_changed()
 
     # -- compute ----------------------------------------------------------------------------
+    # Fast path switch: None = automatic (G2G layers sparse enough), False = always the masked
+    # reference, True = fast whenever the groups allow it. See ``g2gnet.kernels.dispatch``.
+    fast: bool | None = None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from .kernels.dispatch import choose
+        from .kernels.function import g2g_linear
+
+        plan = choose(self, x)
+        if plan is not None:
+            # Block-diagonal bmm + sparse inter-group kernels; same values and gradients as below
+            # (output may be a transposed view: use .reshape, not .view, on it).
+            return g2g_linear(x, self.weight, self.bias, plan)
         # The masked product keeps gradients of inactive entries at exactly zero, so optimizers
         # never move them; ``g2gnet.dst`` computes dense gradients separately when it needs them.
         return F.linear(x, self.weight * self.mask, self.bias)

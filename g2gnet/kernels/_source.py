@@ -1,0 +1,370 @@
+"""C++ source of the optional CPU kernels (compiled at first use by ``native.py``).
+
+Plain C ABI, no torch headers: it compiles in about a second and is called through ctypes with
+raw pointers. All activations use a *transposed* layout [features, Bp] (Bp = batch padded to a
+multiple of 16, pad columns zero): each nonzero weight then touches one contiguous row of Bp
+floats, i.e. Bp/16 vector FMAs from cache, instead of a gather over the batch. The batch is
+processed in chunks of 64 columns so the chunk of the dense operand (features x 64 floats,
+512 KiB at 2048 features) stays in a core's L2 while all rows stream through it.
+
+Vectors use GCC's vector extension (16 floats): AVX-512 when the target has it, otherwise GCC
+splits them into AVX2/SSE operations, so the same source works on any x86-64 or ARM host.
+OpenMP resolves to the libgomp that torch already loaded, so both share one thread pool.
+"""
+
+SOURCE = r"""
+#include <stdint.h>
+#include <string.h>
+#include <omp.h>
+
+typedef float v16 __attribute__((vector_size(64), aligned(4)));
+typedef int32_t i16v __attribute__((vector_size(64)));
+
+static inline v16 vload(const float* p) { v16 v; memcpy(&v, p, 64); return v; }
+static inline void vstore(float* p, v16 v) { memcpy(p, &v, 64); }
+static inline v16 vbcast(float s) { return (v16){s,s,s,s,s,s,s,s,s,s,s,s,s,s,s,s}; }
+static inline float hsum(v16 v) { float s = 0.f; for (int i = 0; i < 16; ++i) s += v[i]; return s; }
+
+enum { CHUNK = 64, MAXV = CHUNK / 16 };
+
+/* ---- Y[dst[r], c] = init[r, c] + bias[dst[r]] + sum_k vals[k] * X[cols[k], c]  (CSR rows) ---- */
+template <int NV>
+static inline void spmm_row(int64_t r, int64_t c0, const int64_t* rowptr, const int32_t* cols,
+                            const float* vals, const float* X, int64_t ldx, const float* init,
+                            int64_t ldi, const float* bias, const int64_t* dst, float* Y, int64_t ldy) {
+    v16 a[NV], b[NV];
+    const int64_t d = dst ? dst[r] : r;
+    for (int j = 0; j < NV; ++j) {
+        a[j] = init ? vload(init + r * ldi + c0 + 16 * j) : vbcast(0.f);
+        if (bias) a[j] += vbcast(bias[d]);
+        b[j] = vbcast(0.f);
+    }
+    int64_t k = rowptr[r];
+    const int64_t e = rowptr[r + 1];
+    // Two accumulator sets so consecutive nonzeros do not wait on each other's FMA latency.
+    for (; k + 1 < e; k += 2) {
+        const float* x0 = X + (int64_t)cols[k] * ldx + c0;
+        const float* x1 = X + (int64_t)cols[k + 1] * ldx + c0;
+        const v16 w0 = vbcast(vals[k]), w1 = vbcast(vals[k + 1]);
+        for (int j = 0; j < NV; ++j) { a[j] += w0 * vload(x0 + 16 * j); b[j] += w1 * vload(x1 + 16 * j); }
+    }
+    if (k < e) {
+        const float* x0 = X + (int64_t)cols[k] * ldx + c0;
+        const v16 w0 = vbcast(vals[k]);
+        for (int j = 0; j < NV; ++j) a[j] += w0 * vload(x0 + 16 * j);
+    }
+    for (int j = 0; j < NV; ++j) vstore(Y + d * ldy + c0 + 16 * j, a[j] + b[j]);
+}
+
+/* Tile rows share one column list: R=4 output rows reuse every loaded X vector 4 times. */
+template <int NV>
+static inline void bsr_rows4(int64_t r0, int64_t c0, const int64_t* trowptr, const int32_t* tcols,
+                             const float* tvals, int T, int64_t tr, const float* X, int64_t ldx,
+                             const float* init, int64_t ldi, const float* bias, const int64_t* dst,
+                             float* Y, int64_t ldy) {
+    // r0 is the first of 4 consecutive rows inside tile row tr; q = offset of r0 inside the tile.
+    const int q = (int)(r0 - tr * T);
+    v16 a[4][NV];
+    for (int i = 0; i < 4; ++i) {
+        const int64_t d = dst ? dst[r0 + i] : r0 + i;
+        for (int j = 0; j < NV; ++j) {
+            a[i][j] = init ? vload(init + (r0 + i) * ldi + c0 + 16 * j) : vbcast(0.f);
+            if (bias) a[i][j] += vbcast(bias[d]);
+        }
+    }
+    for (int64_t t = trowptr[tr]; t < trowptr[tr + 1]; ++t) {
+        const float* xt = X + (int64_t)tcols[t] * T * ldx + c0;
+        const float* wt = tvals + t * T * T + (int64_t)q * T;  // tile stored row-major [T, T]
+        for (int c = 0; c < T; ++c) {
+            v16 xv[NV];
+            for (int j = 0; j < NV; ++j) xv[j] = vload(xt + (int64_t)c * ldx + 16 * j);
+            for (int i = 0; i < 4; ++i) {
+                const v16 w = vbcast(wt[i * T + c]);
+                for (int j = 0; j < NV; ++j) a[i][j] += w * xv[j];
+            }
+        }
+    }
+    for (int i = 0; i < 4; ++i) {
+        const int64_t d = dst ? dst[r0 + i] : r0 + i;
+        for (int j = 0; j < NV; ++j) vstore(Y + d * ldy + c0 + 16 * j, a[i][j]);
+    }
+}
+
+/* ---- 16 dot products at once, reduced with a shuffle tree (15 adds instead of 16 hsums) ---- */
+static inline v16 reduce16(const v16* a) {
+    v16 b[8], c[4], d[2];
+    for (int i = 0; i < 8; ++i)
+        b[i] = __builtin_shufflevector(a[2*i], a[2*i+1], 0,1,2,3,4,5,6,7, 16,17,18,19,20,21,22,23)
+             + __builtin_shufflevector(a[2*i], a[2*i+1], 8,9,10,11,12,13,14,15, 24,25,26,27,28,29,30,31);
+    for (int i = 0; i < 4; ++i)
+        c[i] = __builtin_shufflevector(b[2*i], b[2*i+1], 0,1,2,3, 16,17,18,19, 8,9,10,11, 24,25,26,27)
+             + __builtin_shufflevector(b[2*i], b[2*i+1], 4,5,6,7, 20,21,22,23, 12,13,14,15, 28,29,30,31);
+    for (int i = 0; i < 2; ++i)
+        d[i] = __builtin_shufflevector(c[2*i], c[2*i+1], 0,1, 16,17, 4,5, 20,21, 8,9, 24,25, 12,13, 28,29)
+             + __builtin_shufflevector(c[2*i], c[2*i+1], 2,3, 18,19, 6,7, 22,23, 10,11, 26,27, 14,15, 30,31);
+    return __builtin_shufflevector(d[0], d[1], 0,16, 2,18, 4,20, 6,22, 8,24, 10,26, 12,28, 14,30)
+         + __builtin_shufflevector(d[0], d[1], 1,17, 3,19, 5,21, 7,23, 9,25, 11,27, 13,29, 15,31);
+}
+/* reduce16 returns lane L = sum of a[SLOT[L]]: accumulate nonzero L into slot SLOT[L]. */
+static const int SLOT[16] = {0,8,4,12,2,10,6,14,1,9,5,13,3,11,7,15};
+
+/* out[k] (+)= sum_c A[r, c] * X[cols[k], c] over one batch chunk (SDDMM). */
+template <int NV>
+static inline void sddmm_row(int64_t r, int64_t c0, int first, const int64_t* rowptr,
+                             const int32_t* cols, const float* A, int64_t lda, const float* X,
+                             int64_t ldx, float* out) {
+    v16 g[NV];
+    for (int j = 0; j < NV; ++j) g[j] = vload(A + r * lda + c0 + 16 * j);
+    int64_t k = rowptr[r];
+    const int64_t e = rowptr[r + 1];
+    for (; k + 16 <= e; k += 16) {
+        v16 acc[16];
+        for (int m = 0; m < 16; ++m) {
+            const float* x = X + (int64_t)cols[k + m] * ldx + c0;
+            v16 s = g[0] * vload(x);
+            for (int j = 1; j < NV; ++j) s += g[j] * vload(x + 16 * j);
+            acc[SLOT[m]] = s;
+        }
+        const v16 s = reduce16(acc);
+        vstore(out + k, first ? s : vload(out + k) + s);
+    }
+    for (; k < e; ++k) {
+        const float* x = X + (int64_t)cols[k] * ldx + c0;
+        v16 s = g[0] * vload(x);
+        for (int j = 1; j < NV; ++j) s += g[j] * vload(x + 16 * j);
+        out[k] = first ? hsum(s) : out[k] + hsum(s);
+    }
+}
+
+
+/* ---- Column-blocked CSR: nonzeros of row r with cols in block cb are k in [seg[r][cb], seg[r][cb+1]).
+   One pass per (batch chunk, column block) keeps that block of X (cbk rows x chunk) in L1/L2, so
+   the random row accesses of a nonzero hit cache; Y chunks are re-read per block (sequential). */
+template <int NV>
+static inline void spmm_seg(int64_t kb, int64_t ke, const int32_t* cols, const float* vals,
+                            const float* X, int64_t ldx, const float* src, float addb, float* y) {
+    v16 a[NV], b[NV];
+    for (int j = 0; j < NV; ++j) {
+        a[j] = (src ? vload(src + 16 * j) : vbcast(0.f)) + vbcast(addb);
+        b[j] = vbcast(0.f);
+    }
+    int64_t k = kb;
+    for (; k + 1 < ke; k += 2) {
+        const float* x0 = X + (int64_t)cols[k] * ldx;
+        const float* x1 = X + (int64_t)cols[k + 1] * ldx;
+        const v16 w0 = vbcast(vals[k]), w1 = vbcast(vals[k + 1]);
+        for (int j = 0; j < NV; ++j) { a[j] += w0 * vload(x0 + 16 * j); b[j] += w1 * vload(x1 + 16 * j); }
+    }
+    if (k < ke) {
+        const float* x0 = X + (int64_t)cols[k] * ldx;
+        const v16 w0 = vbcast(vals[k]);
+        for (int j = 0; j < NV; ++j) a[j] += w0 * vload(x0 + 16 * j);
+    }
+    for (int j = 0; j < NV; ++j) vstore(y + 16 * j, a[j] + b[j]);
+}
+
+/* Dots of one row of A (NV vectors, kept in registers) with 4 rows of X at a time. */
+static inline void sddmm_seg(int64_t kb, int64_t ke, const int32_t* cols, const float* a, int64_t nv,
+                             const float* X, int64_t ldx, float* out) {
+    int64_t k = kb;
+    for (; k + 3 < ke; k += 4) {
+        const float* x0 = X + (int64_t)cols[k] * ldx;
+        const float* x1 = X + (int64_t)cols[k + 1] * ldx;
+        const float* x2 = X + (int64_t)cols[k + 2] * ldx;
+        const float* x3 = X + (int64_t)cols[k + 3] * ldx;
+        v16 s0 = vbcast(0.f), s1 = s0, s2 = s0, s3 = s0;
+        for (int64_t j = 0; j < nv; ++j) {
+            const v16 g = vload(a + 16 * j);
+            s0 += g * vload(x0 + 16 * j); s1 += g * vload(x1 + 16 * j);
+            s2 += g * vload(x2 + 16 * j); s3 += g * vload(x3 + 16 * j);
+        }
+        out[k] = hsum(s0); out[k + 1] = hsum(s1); out[k + 2] = hsum(s2); out[k + 3] = hsum(s3);
+    }
+    for (; k < ke; ++k) {
+        const float* x0 = X + (int64_t)cols[k] * ldx;
+        v16 s0 = vbcast(0.f);
+        for (int64_t j = 0; j < nv; ++j) s0 += vload(a + 16 * j) * vload(x0 + 16 * j);
+        out[k] = hsum(s0);
+    }
+}
+
+#define DISPATCH_NV(nv, CALL) \
+    switch (nv) { case 1: CALL(1); break; case 2: CALL(2); break; case 3: CALL(3); break; default: CALL(4); }
+
+extern "C" {
+
+int g2g_abi_version(void) { return 4; }
+
+void g2g_spmm(int64_t nrows, int64_t Bp, const int64_t* rowptr, const int32_t* cols,
+              const float* vals, const float* X, int64_t ldx, const float* init, int64_t ldi,
+              const float* bias, const int64_t* dst, float* Y, int64_t ldy, int nthreads) {
+    #pragma omp parallel num_threads(nthreads)
+    for (int64_t c0 = 0; c0 < Bp; c0 += CHUNK) {
+        const int nv = (int)((Bp - c0 < CHUNK ? Bp - c0 : CHUNK) / 16);
+        #pragma omp for schedule(static)
+        for (int64_t r = 0; r < nrows; ++r) {
+#define CALL(N) spmm_row<N>(r, c0, rowptr, cols, vals, X, ldx, init, ldi, bias, dst, Y, ldy)
+            DISPATCH_NV(nv, CALL)
+#undef CALL
+        }
+    }
+}
+
+
+void g2g_spmm_cb(int64_t nrows, int64_t Bp, int64_t chunk, int64_t ncb, const int32_t* seg,
+                 const int32_t* cols, const float* vals, const float* X, int64_t ldx, const float* init,
+                 int64_t ldi, const float* bias, const int64_t* dst, float* Y, int64_t ldy, int nthreads) {
+    // Static row ranges per thread and no barrier inside: robust when cores are shared.
+    #pragma omp parallel num_threads(nthreads)
+    {
+        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        const int64_t r0 = nrows * t / nt, r1 = nrows * (t + 1) / nt;
+        for (int64_t c0 = 0; c0 < Bp;) {
+            int64_t nv = (Bp - c0 < chunk ? Bp - c0 : chunk) / 16;
+            nv = nv >= 16 ? 16 : nv >= 8 ? 8 : nv >= 4 ? 4 : nv;
+            for (int64_t cb = 0; cb < ncb; ++cb) {
+                for (int64_t r = r0; r < r1; ++r) {
+                    const int64_t kb = seg[r * (ncb + 1) + cb], ke = seg[r * (ncb + 1) + cb + 1];
+                    const int64_t d = dst ? dst[r] : r;
+                    float* y = Y + d * ldy + c0;
+                    const float* src;
+                    float addb = 0.f;
+                    if (cb == 0) { src = init ? init + r * ldi + c0 : 0; addb = bias ? bias[d] : 0.f; }
+                    else if (kb == ke) continue;
+                    else src = y;
+                    switch (nv) {
+                        case 1: spmm_seg<1>(kb, ke, cols, vals, X + c0, ldx, src, addb, y); break;
+                        case 2: spmm_seg<2>(kb, ke, cols, vals, X + c0, ldx, src, addb, y); break;
+                        case 3: spmm_seg<3>(kb, ke, cols, vals, X + c0, ldx, src, addb, y); break;
+                        case 4: spmm_seg<4>(kb, ke, cols, vals, X + c0, ldx, src, addb, y); break;
+                        case 8: spmm_seg<8>(kb, ke, cols, vals, X + c0, ldx, src, addb, y); break;
+                        default: spmm_seg<16>(kb, ke, cols, vals, X + c0, ldx, src, addb, y); break;
+                    }
+                }
+            }
+            c0 += nv * 16;
+        }
+    }
+}
+
+void g2g_sddmm_cb(int64_t nrows, int64_t Bp, int64_t ncb, const int32_t* seg, const int32_t* cols,
+                  const float* A, int64_t lda, const float* X, int64_t ldx, float* out, int nthreads) {
+    #pragma omp parallel num_threads(nthreads)
+    {
+        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        const int64_t r0 = nrows * t / nt, r1 = nrows * (t + 1) / nt;
+        for (int64_t cb = 0; cb < ncb; ++cb)
+            for (int64_t r = r0; r < r1; ++r) {
+                const int64_t kb = seg[r * (ncb + 1) + cb], ke = seg[r * (ncb + 1) + cb + 1];
+                if (kb < ke) sddmm_seg(kb, ke, cols, A + r * lda, Bp / 16, X, ldx, out);
+            }
+    }
+}
+
+/* Block-sparse (BSR, T x T tiles, T % 4 == 0) version of g2g_spmm. */
+void g2g_bsr_spmm(int64_t nrows, int64_t Bp, int T, const int64_t* trowptr, const int32_t* tcols,
+                  const float* tvals, const float* X, int64_t ldx, const float* init, int64_t ldi,
+                  const float* bias, const int64_t* dst, float* Y, int64_t ldy, int nthreads) {
+    #pragma omp parallel num_threads(nthreads)
+    {
+        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        const int64_t quads = nrows / 4;
+        const int64_t q0 = quads * t / nt, q1 = quads * (t + 1) / nt;
+        for (int64_t c0 = 0; c0 < Bp; c0 += CHUNK) {
+            const int nv = (int)((Bp - c0 < CHUNK ? Bp - c0 : CHUNK) / 16);
+            for (int64_t q = q0; q < q1; ++q) {
+                const int64_t r0 = 4 * q, tr = r0 / T;
+#define CALL(N) bsr_rows4<N>(r0, c0, trowptr, tcols, tvals, T, tr, X, ldx, init, ldi, bias, dst, Y, ldy)
+                DISPATCH_NV(nv, CALL)
+#undef CALL
+            }
+        }
+    }
+}
+
+void g2g_sddmm(int64_t nrows, int64_t Bp, const int64_t* rowptr, const int32_t* cols,
+               const float* A, int64_t lda, const float* X, int64_t ldx, float* out, int nthreads) {
+    #pragma omp parallel num_threads(nthreads)
+    for (int64_t c0 = 0; c0 < Bp; c0 += CHUNK) {
+        const int nv = (int)((Bp - c0 < CHUNK ? Bp - c0 : CHUNK) / 16);
+        const int first = c0 == 0;
+        #pragma omp for schedule(static)
+        for (int64_t r = 0; r < nrows; ++r) {
+#define CALL(N) sddmm_row<N>(r, c0, first, rowptr, cols, A, lda, X, ldx, out)
+            DISPATCH_NV(nv, CALL)
+#undef CALL
+        }
+    }
+}
+
+/* out[i, b] = x[b * sb + perm[i] * si] for b < B, 0 for B <= b < ldo (gather + transpose). */
+void g2g_gather_t(const float* x, int64_t B, int64_t sb, int64_t si, const int64_t* perm,
+                  int64_t n, float* out, int64_t ldo, int nthreads) {
+    #pragma omp parallel for schedule(static) num_threads(nthreads)
+    for (int64_t i0 = 0; i0 < n; i0 += 16) {
+        const int64_t i1 = i0 + 16 < n ? i0 + 16 : n;
+        if (sb == 1) {
+            for (int64_t i = i0; i < i1; ++i) {
+                memcpy(out + i * ldo, x + (perm ? perm[i] : i) * si, B * sizeof(float));
+                memset(out + i * ldo + B, 0, (ldo - B) * sizeof(float));
+            }
+            continue;
+        }
+        for (int64_t b0 = 0; b0 < B; b0 += 16) {  // 16x16 blocks: both sides stay in L1
+            const int64_t b1 = b0 + 16 < B ? b0 + 16 : B;
+            for (int64_t i = i0; i < i1; ++i) {
+                const float* src = x + (perm ? perm[i] : i) * si;
+                float* o = out + i * ldo;
+                for (int64_t b = b0; b < b1; ++b) o[b] = src[b * sb];
+            }
+        }
+        for (int64_t i = i0; i < i1; ++i) memset(out + i * ldo + B, 0, (ldo - B) * sizeof(float));
+    }
+}
+
+/* From the dense weight (row-major [out, in]): intra blocks Wb[r, b] = W[operm[r], iperm[g*ig+b]]
+   (skipped when Wb is NULL) and inter values vals[k] = W[operm[r], ocols[k]], one pass per row. */
+void g2g_pack(const float* W, int64_t in, int64_t nrows, const int64_t* operm, int64_t og,
+              int64_t ig, const int64_t* iperm, float* Wb, const int64_t* rowptr,
+              const int32_t* ocols, float* vals, int nthreads) {
+    #pragma omp parallel for schedule(static) num_threads(nthreads)
+    for (int64_t r = 0; r < nrows; ++r) {
+        const float* row = W + operm[r] * in;
+        if (Wb) {
+            const int64_t* ip = iperm + (r / og) * ig;
+            float* o = Wb + r * ig;
+            for (int64_t b = 0; b < ig; ++b) o[b] = row[ip[b]];
+        }
+        for (int64_t k = rowptr[r]; k < rowptr[r + 1]; ++k) vals[k] = row[ocols[k]];
+    }
+}
+
+/* dst[k] = src[idx[k]] (re-orders packed values, e.g. CSR -> CSC). */
+void g2g_take(const float* src, const int64_t* idx, int64_t n, float* dst, int nthreads) {
+    #pragma omp parallel for schedule(static) num_threads(nthreads)
+    for (int64_t k = 0; k < n; ++k) dst[k] = src[idx[k]];
+}
+
+/* Dense weight gradient, each row written once: zeros, intra block row (times the block mask
+   when the block is not full), inter values. */
+void g2g_unpack(float* dW, int64_t in, int64_t nrows, const int64_t* operm, int64_t og, int64_t ig,
+                const int64_t* iperm, const float* dWb, const uint8_t* bmask, const int64_t* rowptr,
+                const int32_t* ocols, const float* dvals, int nthreads) {
+    #pragma omp parallel for schedule(static) num_threads(nthreads)
+    for (int64_t r = 0; r < nrows; ++r) {
+        float* row = dW + operm[r] * in;
+        memset(row, 0, in * sizeof(float));
+        const int64_t* ip = iperm + (r / og) * ig;
+        const float* s = dWb + r * ig;
+        if (bmask) {
+            const uint8_t* m = bmask + r * ig;
+            for (int64_t b = 0; b < ig; ++b) row[ip[b]] = m[b] ? s[b] : 0.f;
+        } else {
+            for (int64_t b = 0; b < ig; ++b) row[ip[b]] = s[b];
+        }
+        for (int64_t k = rowptr[r]; k < rowptr[r + 1]; ++k) row[ocols[k]] = dvals[k];
+    }
+}
+
+}  // extern "C"
+"""
