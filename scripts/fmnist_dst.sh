@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rules="magnitude:hebbian hebbian:hebbian magnitude:random magnitude:gradient"
 specs=()
-for start in g2g-mixer er; do
+for start in ${STARTS:-g2g-mixer er}; do
   for rule in $rules; do
     specs+=("$start-${rule/:/-}=--dataset fashion-mnist --model $start --dst $rule")
   done
