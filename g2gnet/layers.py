@@ -25,7 +25,7 @@ class SparseLinear(nn.Module):
         bias: whether to learn an additive bias.
         in_groups, out_groups: optional LongTensor group ids of the inputs/outputs (G2G layers).
             They never change the result; the fast execution path uses them to find the
-            block-diagonal part of the mask.
+            block-diagonal part of the mask (without them it plans with contiguous blocks).
         generator: RNG for the initialisation (reproducible models without global seeding).
     """
 

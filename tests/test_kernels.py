@@ -163,9 +163,27 @@ def test_reference_switches(monkeypatch):
     assert dispatch.choose(layer, x) is None
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("shape", [(96, 64), (98, 40)])
+def test_masks_without_groups_use_implicit_blocks(shape, backend, monkeypatch):
+    from g2gnet.topology import er_mask
+
+    g = torch.Generator().manual_seed(3)
+    layer = SparseLinear(shape[0], shape[1], er_mask(shape[1], shape[0], 0.25625, g), generator=g)
+    layer.fast = True
+    assert dispatch.cached_plan(layer, torch.device("cpu")).groups == (8 if shape == (96, 64) else 2)
+    _check(layer, (13, shape[0]), backend, monkeypatch)
+
+
 def test_automatic_choice():
-    plain = SparseLinear(64, 64)  # no groups: reference
-    assert dispatch.choose(plain, torch.zeros(256, 64)) is None
+    plain = SparseLinear(64, 64)  # fully connected, no groups: reference
+    assert dispatch.choose(plain, torch.zeros(256, 1024 // 16)) is None
+    from g2gnet.topology import er_mask
+
+    er = SparseLinear(1024, 1024, er_mask(1024, 1024, 0.25625, torch.Generator().manual_seed(0)))
+    assert dispatch.choose(er, torch.zeros(256, 1024)) is not None  # sparse enough without groups
+    dense_mask = SparseLinear(1024, 1024)
+    assert dispatch.choose(dense_mask, torch.zeros(256, 1024)) is None
     layer = _layer(1024, 1024)
     layer.fast = None
     assert dispatch.choose(layer, torch.zeros(256, 1024)) is not None

@@ -27,6 +27,8 @@ _state = threading.local()
 # compiled kernels ~2x, torch CSR ~4-5x; the bmm part runs near dense efficiency.
 _INTER_COST_NATIVE = 2.5
 _INTER_COST_TORCH = 5.0
+# Block counts tried, in order, for masks that come without group ids.
+IMPLICIT_GROUPS = (8, 4, 2)
 _MIN_MACS = 1 << 22  # below ~4M multiply-adds the call overhead of the fast path dominates
 
 
@@ -45,9 +47,24 @@ def fast_disabled() -> bool:
     return getattr(_state, "reference", False) or os.environ.get("G2GNET_FAST", "") in ("0", "false", "off")
 
 
+def _groups(layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(out_groups, in_groups) to plan with: the layer's own, or for a mask without groups (ER,
+    user masks) contiguous blocks: then the groups are only an execution detail, the diagonal
+    blocks run as a masked bmm and the rest as sparse rows; the result is the same."""
+    if layer.in_groups is not None and layer.out_groups is not None:
+        return layer.out_groups, layer.in_groups
+    implicit = layer.__dict__.get("_g2g_implicit_groups")
+    if implicit is None:
+        n_out, n_in = layer.mask.shape
+        g = next((g for g in IMPLICIT_GROUPS if n_out % g == 0 and n_in % g == 0), None)
+        implicit = () if g is None else (torch.arange(n_out) // (n_out // g), torch.arange(n_in) // (n_in // g))
+        layer.__dict__["_g2g_implicit_groups"] = implicit
+    return implicit or None
+
+
 def _key(layer: nn.Module) -> tuple:
     # Version counters catch in-place mask edits that bypass set_mask_/_mask_changed.
-    return tuple((t.data_ptr(), t._version) for t in (layer.mask, layer.in_groups, layer.out_groups))
+    return tuple((t.data_ptr(), t._version) for t in (layer.mask, *(_groups(layer) or ())))
 
 
 def cached_plan(layer: nn.Module, device: torch.device) -> Plan | None:
@@ -55,8 +72,9 @@ def cached_plan(layer: nn.Module, device: torch.device) -> Plan | None:
     cache = layer.__dict__.get("_g2g_plan_cache")
     key = _key(layer)
     if cache is None or cache["key"] != key:
-        cache = {"key": key, "cpu": build_plan(layer.mask, layer.out_groups, layer.in_groups,
-                                               layer.__dict__.get("_g2g_tile_hint"))}
+        groups = _groups(layer)
+        plan = None if groups is None else build_plan(layer.mask, *groups, layer.__dict__.get("_g2g_tile_hint"))
+        cache = {"key": key, "cpu": plan}
         layer.__dict__["_g2g_plan_cache"] = cache
     plan = cache["cpu"]
     if plan is None or device.type == "cpu":
@@ -73,7 +91,7 @@ def invalidate(layer: nn.Module) -> None:
 def choose(layer: nn.Module, x: torch.Tensor) -> Plan | None:
     """The plan to run ``layer(x)`` with, or None for the masked reference."""
     flag = getattr(layer, "fast", None)
-    if flag is False or fast_disabled() or layer.in_groups is None or layer.out_groups is None:
+    if flag is False or fast_disabled():
         return None
     w = layer.weight
     if x.dtype != w.dtype or x.device != w.device or not w.dtype.is_floating_point or x.dim() == 0:
