@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from .errors import G2GError
@@ -37,7 +38,7 @@ def _add_train(sub) -> None:
                    help="dense | dense-matched | er | g2g-index | g2g-random | g2g-mixer")
     p.add_argument("--epochs", type=int, default=None, help="default: 20 (F-MNIST, MNIST), 30 (CIFAR-10), 40 (CIFAR-100)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="run directory (default: runs/DATASET-MODEL-sSEED)")
+    p.add_argument("--out", default=None, help="run directory (default: runs/DATASET-MODEL-sSEED-TIME)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--data-dir", default=None, help="dataset root (default: $G2G_DATA, cache, system, download)")
     p.add_argument("--batch-size", type=int, default=256)
@@ -77,7 +78,10 @@ def _cmd_train(args) -> int:
             "inter_tile", "dst", "dst_interval", "dst_fraction", "dst_decay", "dst_stop", "dst_window",
             "dst_score")
     cfg = TrainConfig(**{k: getattr(args, k) for k in keys})
-    out = args.out or f"runs/{args.dataset}-{args.model}-s{args.seed}"
+    if args.resume and not args.out:
+        raise G2GError("--resume needs the --out directory of the run to continue")
+    # Without --out every run gets a new directory, so repeating a command never collides.
+    out = args.out or time.strftime(f"runs/{args.dataset}-{args.model}-s{args.seed}-%Y%m%d-%H%M%S")
     summary = train(cfg, out, resume=args.resume, data_dir=args.data_dir)
     print(f"{cfg.dataset} {cfg.model} seed {cfg.seed}: test accuracy {100 * summary['test_acc']:.2f}% "
           f"({summary['active_params']:,} active parameters, {summary['seconds_per_epoch']:.1f} s/epoch) -> {out}")

@@ -191,3 +191,7 @@ def test_help_via_subprocess():
         assert r.returncode == 0 and "usage" in r.stdout
     r = subprocess.run([sys.executable, "-m", "g2gnet", "frobnicate"], capture_output=True, text=True)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_resume_needs_out(capsys):
+    _one_line_error(capsys, main(["train", "--resume"]), "--resume needs the --out")
