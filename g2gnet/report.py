@@ -151,6 +151,27 @@ def topology_series(run: RunRecord) -> list[tuple[int, float, float | None, floa
     return series
 
 
+def topology_table(records: list[RunRecord], keys: list[str]) -> str | None:
+    """Markdown: intra-group and ever-active fractions after the first and the last DST update."""
+    dst_runs = [r for r in records if topology_series(r)]
+    if not dst_runs:
+        return None
+    header = [*keys, "n", "updates", "intra fraction after 1st → last update", "ever active after 1st → last update"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+
+    def fmt(values: list) -> str:
+        return "–" if any(v is None for v in values) else f"{statistics.fmean(values):.3f}"
+
+    for key, runs in group_runs(dst_runs, keys).items():
+        series = [topology_series(r) for r in runs]
+        first, last = [s[0] for s in series], [s[-1] for s in series]
+        cells = [*(_fmt_key(k) for k in key), str(len(runs)), str(min(len(s) for s in series)),
+                 f"{fmt([f[1] for f in first])} → {fmt([l[1] for l in last])}",
+                 f"{fmt([f[2] for f in first])} → {fmt([l[2] for l in last])}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def plot_topology(records: list[RunRecord], keys: list[str], path: Path) -> bool:
     """Intra-group fraction and ever-active fraction over training for the DST runs."""
     dst_runs = [r for r in records if any("dst" in m for m in r.metrics)]
@@ -222,10 +243,16 @@ def build_report(paths: list[Path], out: Path | None = None, by: list[str] | Non
     out.mkdir(parents=True, exist_ok=True)
     parts = [f"# Report\n\n{len(records)} runs. Final-model test accuracy, mean ± sample std over n seeds.\n",
              text, ""]
+    topo = topology_table(records, keys)
+    if topo:
+        parts += ["## Topology under rewiring\n", "Mean over seeds, averaged over the sparse layers; "
+                  "intra fraction = share of active links inside an ensemble (– for starts without "
+                  "ensembles), ever active = share of all positions active at some point.\n", topo, ""]
     if plots:
         plot_accuracy_vs_density(records, keys, out / "accuracy_vs_density.png")
         plot_learning_curves(records, keys, out / "learning_curves.png")
-        parts.append("![accuracy vs density](accuracy_vs_density.png)\n\n![learning curves](learning_curves.png)\n")
+        parts.append("## Plots\n\n![accuracy vs density](accuracy_vs_density.png)\n\n"
+                     "![learning curves](learning_curves.png)\n")
         if plot_topology(records, keys, out / "topology.png"):
             parts.append("![topology over training](topology.png)\n")
         first_sparse = next((r for r in records if r.summary.get("density") is not None), None)

@@ -195,3 +195,18 @@ def test_help_via_subprocess():
 
 def test_resume_needs_out(capsys):
     _one_line_error(capsys, main(["train", "--resume"]), "--resume needs the --out")
+
+
+def test_report_topology_table_for_dst_runs(tiny_fmnist, tmp_path, capsys):
+    pytest.importorskip("g2gnet.dst")
+    out = tmp_path / "runs" / "dst"
+    assert _train(tiny_fmnist, out, "--model", "g2g-index", "--epochs", "2", "--dst", "magnitude:random",
+                  "--dst-interval", "4") == 0
+    assert main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "rep"), "--no-plots"]) == 0
+    text = (tmp_path / "rep" / "report.md").read_text()
+    assert "## Topology under rewiring" in text
+    updates = [u for l in (out / "metrics.jsonl").read_text().splitlines() for u in json.loads(l).get("dst", [])]
+    assert [u["step"] for u in updates] == [4, 8, 12, 16]      # 8 batches per epoch, interval 4
+    for u in updates:
+        for layer in u["layers"].values():
+            assert layer["changed"] > 0 and 0 < layer["intra_fraction"] < 1 and layer["ever_active"] >= 0.25
