@@ -13,12 +13,12 @@ import statistics
 import time
 
 import torch
-import torch.nn.functional as F
 
 from .data import Batches, load_dataset
 from .errors import G2GError
 from .kernels.bench import bench_layer
 from .models import build_model
+from .train import resolve_device, train_step
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
@@ -36,8 +36,7 @@ def run_bench(
     """Layer timings for each width at the default G2G density; returns a JSON-able dict."""
     if dtype not in DTYPES:
         raise G2GError(f"unknown dtype {dtype!r}; valid: {', '.join(DTYPES)}")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise G2GError("CUDA requested but not available")
+    resolve_device(device)
     if dtype == "bfloat16" and not device.startswith("cuda"):
         raise G2GError("bfloat16 is benchmarked on CUDA only")
     if threads is not None:
@@ -85,6 +84,7 @@ def epoch_times(
     The models train for ``repeats`` epochs each, taking turns, so slow phases of a shared machine
     hit all of them; reported is the median epoch per model and each model's ratio to the first.
     """
+    resolve_device(device)
     ds = load_dataset(dataset, data_dir).to(device)
     shape = tuple(ds.train_x.shape[1:])
     nets = {}
@@ -99,10 +99,7 @@ def epoch_times(
             gen = torch.Generator().manual_seed(seed + r)
             t = time.perf_counter()
             for x, y in Batches(ds.train_x, ds.train_y, batch_size, ds.mean, ds.std, shuffle=True, generator=gen):
-                loss = F.cross_entropy(model(x), y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                train_step(model, opt, x, y)
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
             times[name].append(time.perf_counter() - t)

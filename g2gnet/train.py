@@ -26,13 +26,27 @@ except ImportError:  # pragma: no cover
     tqdm = None
 
 
-def _device(name: str) -> torch.device:
+def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise G2GError(f"device {name!r} requested but CUDA is not available; use --device cpu")
     try:
         return torch.device(name)
     except RuntimeError:
         raise G2GError(f"unknown device {name!r}; use cpu, cuda or cuda:N") from None
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+               check=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step on a batch; returns (loss, logits). ``check(loss)`` runs before the
+    backward pass, so a non-finite loss can stop training before it reaches the weights."""
+    logits = model(x)
+    loss = F.cross_entropy(logits, y)
+    if check is not None:
+        check(loss)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss, logits
 
 
 def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -98,7 +112,7 @@ def train(
 ) -> dict:
     """Train one model as ``cfg`` says, writing the run directory ``out``; returns the summary."""
     cfg.resolve()
-    device = _device(cfg.device)
+    device = resolve_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if progress is None:
@@ -150,15 +164,13 @@ def train(
         t0 = time.perf_counter()
         train_batches = batches(ds.train_x, ds.train_y, True, _epoch_generator(cfg.seed, epoch), cfg.augment)
         loss_sum, correct, seen, updates = 0.0, 0, 0, []
-        for x, y in _progress(train_batches, len(train_batches), f"epoch {epoch + 1}", progress):
-            logits = model(x)
-            loss = F.cross_entropy(logits, y)
+        def check_finite(loss: torch.Tensor) -> None:
             if not torch.isfinite(loss):
                 kept = f"; the last good checkpoint is {run.checkpoint_path}" if run.has_checkpoint() else ""
                 raise G2GError(f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, step {step + 1}{kept}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+
+        for x, y in _progress(train_batches, len(train_batches), f"epoch {epoch + 1}", progress):
+            loss, logits = train_step(model, optimizer, x, y, check_finite)
             scheduler.step()
             step += 1
             if dst is not None:
