@@ -15,7 +15,7 @@ import torch.nn as nn
 
 from .errors import G2GError
 from .layers import SparseLinear
-from .topology import er_mask, expected_density, modular_mask, network_groups
+from .topology import er_mask, expected_density, fit_tile, modular_mask, network_groups
 
 
 @dataclass
@@ -27,6 +27,9 @@ class ModelOptions:
     p_intra: float = 1.0
     p_inter: float = 0.15
     frontend: str = "none"
+    # Inter-group links drawn in T x T tiles (1 = element-wise). A side whose group size T does
+    # not divide uses the largest divisor below T instead (784 inputs in 8 groups of 98: T=16
+    # gives 16 x 14 tiles in the input layer), so every layer of a model can be tiled.
     inter_tile: int = 1
     seed: int = 0
 
@@ -41,6 +44,8 @@ class ModelOptions:
                 raise G2GError(f"{name} must be a probability in [0, 1], got {p}")
         if self.groups < 1:
             raise G2GError(f"groups must be a positive integer, got {self.groups}")
+        if self.inter_tile < 1:
+            raise G2GError(f"inter_tile must be a positive integer, got {self.inter_tile}")
 
     @property
     def density(self) -> float:
@@ -162,7 +167,8 @@ def _g2g_builder(grouping: str):
         widths = [n_in, *opts.hidden]
         layers = []
         for a, b, lg in zip(widths[:-1], widths[1:], network_groups(widths, opts.groups, grouping, gen)):
-            mask = modular_mask(lg.out_groups, lg.in_groups, opts.p_intra, opts.p_inter, gen, opts.inter_tile)
+            tile = (fit_tile(b // opts.groups, opts.inter_tile), fit_tile(a // opts.groups, opts.inter_tile))
+            mask = modular_mask(lg.out_groups, lg.in_groups, opts.p_intra, opts.p_inter, gen, tile)
             layers.append(SparseLinear(a, b, mask, in_groups=lg.in_groups, out_groups=lg.out_groups, generator=gen))
         return _assemble(layers, frontend, widths[-1], num_classes, gen)
 

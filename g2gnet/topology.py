@@ -61,7 +61,7 @@ def modular_mask(
     p_intra: float = 1.0,
     p_inter: float = 0.15,
     generator: torch.Generator | None = None,
-    inter_tile: int = 1,
+    inter_tile: int | tuple[int, int] = 1,
 ) -> torch.Tensor:
     """Bernoulli mask: p_intra inside a group (same id on both sides), p_inter between groups.
 
@@ -69,39 +69,59 @@ def modular_mask(
     group-sorted layout (one Bernoulli(p_inter) per tile), so the expected density is unchanged
     but the off-diagonal part is block-sparse, which hardware can exploit. Tiles are taken in
     group-sorted coordinates, so they are contiguous blocks after the layer's fixed permutation.
+    ``inter_tile=(R, C)`` draws rectangular R×C tiles (R output rows, C input columns), e.g. for
+    an input layer whose group size T does not divide (see ``fit_tile``).
     """
     _check_prob("p_intra", p_intra)
     _check_prob("p_inter", p_inter)
     same = out_groups[:, None] == in_groups[None, :]
     n_out, n_in = same.shape
     u_intra = torch.rand(n_out, n_in, generator=generator)
-    if inter_tile == 1:
+    rows, cols = _tile_shape(inter_tile)
+    if rows == cols == 1:
         u_inter = torch.rand(n_out, n_in, generator=generator)
     else:
-        u_inter = _tiled_uniform(out_groups, in_groups, inter_tile, generator)
+        u_inter = _tiled_uniform(out_groups, in_groups, (rows, cols), generator)
     return torch.where(same, u_intra < p_intra, u_inter < p_inter)
 
 
+def _tile_shape(inter_tile: int | tuple[int, int]) -> tuple[int, int]:
+    shape = (inter_tile, inter_tile) if isinstance(inter_tile, int) else tuple(inter_tile)
+    if len(shape) != 2 or any(not isinstance(t, int) or t < 1 for t in shape):
+        raise G2GError(f"inter_tile must be an integer >= 1 or a pair of them, got {inter_tile!r}")
+    return shape
+
+
+def fit_tile(group_size: int, tile: int) -> int:
+    """The largest divisor of ``group_size`` that is at most ``tile`` (the tile side used on a
+    side of a layer whose group size ``tile`` does not divide, e.g. 784 inputs in 8 groups of 98:
+    16 -> 14)."""
+    if tile < 1 or group_size < 1:
+        raise G2GError(f"tile and group size must be >= 1, got {tile} and {group_size}")
+    return max(d for d in range(1, min(tile, group_size) + 1) if group_size % d == 0)
+
+
 def _tiled_uniform(
-    out_groups: torch.Tensor, in_groups: torch.Tensor, tile: int, generator: torch.Generator | None
+    out_groups: torch.Tensor, in_groups: torch.Tensor, tile: tuple[int, int],
+    generator: torch.Generator | None
 ) -> torch.Tensor:
-    """One uniform number per tile×tile block of the group-sorted matrix, mapped back."""
+    """One uniform number per rows×cols block of the group-sorted matrix, mapped back."""
     n_out, n_in = out_groups.numel(), in_groups.numel()
     groups = int(out_groups.max()) + 1
-    if tile < 1:
-        raise G2GError(f"inter_tile must be >= 1, got {tile}")
-    for n, what in ((n_out, "output width"), (n_in, "input width")):
-        if (n // groups) % tile:
+    t_out, t_in = tile
+    for n, t, what in ((n_out, t_out, "output width"), (n_in, t_in, "input width")):
+        if (n // groups) % t:
             raise G2GError(
-                f"inter_tile={tile} does not divide the group size {n // groups} of the {what} {n}"
+                f"inter_tile={t} does not divide the group size {n // groups} of the {what} {n}"
+                f" (use a divisor, e.g. {fit_tile(n // groups, t)})"
             )
     # Rank of every unit in the group-sorted order (stable, so contiguous stays identity).
     out_rank = torch.empty(n_out, dtype=torch.long)
     out_rank[torch.argsort(out_groups, stable=True)] = torch.arange(n_out)
     in_rank = torch.empty(n_in, dtype=torch.long)
     in_rank[torch.argsort(in_groups, stable=True)] = torch.arange(n_in)
-    tiles = torch.rand(n_out // tile, n_in // tile, generator=generator)
-    return tiles[out_rank // tile][:, in_rank // tile]
+    tiles = torch.rand(n_out // t_out, n_in // t_in, generator=generator)
+    return tiles[out_rank // t_out][:, in_rank // t_in]
 
 
 def er_mask(

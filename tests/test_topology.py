@@ -7,7 +7,7 @@ import torch
 
 from g2gnet import G2GError
 from g2gnet.topology import (
-    er_mask, expected_density, group_ids, modular_mask, network_groups,
+    er_mask, expected_density, fit_tile, group_ids, modular_mask, network_groups,
 )
 
 
@@ -114,3 +114,19 @@ def test_network_groups_errors_name_layer_and_grouping():
         network_groups([8, 8], 2, "checkerboard")
     with pytest.raises(G2GError, match="groups=8 does not divide the output width of sparse layer 1 100"):
         network_groups([784, 100], 8, "index")
+
+
+def test_rectangular_tiles_and_fit_tile():
+    assert [fit_tile(98, t) for t in (16, 32, 7, 1, 200)] == [14, 14, 7, 1, 98]
+    og = group_ids(32, 2, "contiguous")
+    ig = group_ids(28, 2, "contiguous")
+    mask = modular_mask(og, ig, 1.0, 0.5, torch.Generator().manual_seed(0), inter_tile=(8, 7))
+    tiles = mask.reshape(4, 8, 4, 7).permute(0, 2, 1, 3).reshape(4, 4, 56)
+    assert torch.all(tiles.all(-1) | ~tiles.any(-1))  # each 8x7 tile is all-on or all-off
+    on = tiles.all(-1)
+    assert on[:2, :2].all() and on[2:, 2:].all()  # intra-group tiles (p_intra 1)
+    assert 0 < int(on[:2, 2:].sum() + on[2:, :2].sum()) < 8  # inter tiles drawn, not all equal
+    with pytest.raises(G2GError, match="inter_tile=8 does not divide the group size 14.*e.g. 7"):
+        modular_mask(og, ig, 1.0, 0.5, inter_tile=8)
+    with pytest.raises(G2GError, match="inter_tile must be"):
+        modular_mask(og, ig, 1.0, 0.5, inter_tile=(0, 2))
