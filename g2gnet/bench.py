@@ -18,6 +18,7 @@ from .data import Batches, load_dataset
 from .errors import G2GError
 from .kernels.bench import bench_layer
 from .models import build_model
+from .optim import adam
 from .train import resolve_device, train_step
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -91,7 +92,7 @@ def epoch_times(
     for name in models:
         model = build_model(name, math.prod(shape), ds.num_classes, input_shape=shape, seed=seed,
                             **model_options).to(device)
-        nets[name] = (model, torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-4))
+        nets[name] = (model, adam(model.parameters(), lr=1e-3, weight_decay=1e-4))
     times: dict[str, list[float]] = {n: [] for n in models}
     for r in range(repeats):
         for name in models if r % 2 == 0 else reversed(models):

@@ -18,6 +18,7 @@ from .data import Batches, load_dataset, split_validation
 from .errors import G2GError
 from .models import build_model
 from .runs import RunDir
+from .optim import adam
 from .stats import model_summary
 
 try:  # progress bars are a nicety, never a requirement
@@ -130,7 +131,7 @@ def train(
 
     model = build_model(cfg.model, math.prod(input_shape), ds.num_classes,
                         input_shape=input_shape, **cfg.model_options()).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(ds.train_y.numel() / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from g2gnet.dst import GROW, PRUNE, DynamicSparsity, Schedule, hebbian_scores, reset_optimizer_state, rewire
 from g2gnet.errors import G2GError
 from g2gnet.layers import SparseLinear, sparse_layers
+from g2gnet.optim import adam
 from g2gnet.models import build_model
 
 
@@ -160,6 +161,7 @@ def test_nan_keep_scores_are_pruned_first():
     "make",
     [
         lambda p: torch.optim.Adam(p, 1e-2, weight_decay=1e-4),
+        lambda p: adam(p, 1e-2, weight_decay=1e-4),  # the fused Adam of the training loop
         lambda p: torch.optim.Adam(p, 1e-2, amsgrad=True),
         lambda p: torch.optim.AdamW(p, 1e-2),
         lambda p: torch.optim.SGD(p, 1e-2, momentum=0.9, weight_decay=1e-4),

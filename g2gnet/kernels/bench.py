@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 
 from ..layers import SparseLinear
+from ..optim import adam
 from ..topology import group_ids, modular_mask
 from . import native
 from .dispatch import cached_plan, choose
@@ -96,7 +97,7 @@ def bench_layer(
     plan = cached_plan(sparse, device)
     build_ms = (time.perf_counter() - t0) * 1e3
     layers = {"dense": dense, "sparse": sparse}
-    opts = {k: torch.optim.Adam(m.parameters(), lr=1e-4) for k, m in layers.items()}
+    opts = {k: adam(m.parameters(), lr=1e-4) for k, m in layers.items()}
     times: dict[str, dict[str, list[float]]] = {m: {"dense": [], "sparse": []} for m in modes}
     for mode in modes:
         runs = {k: _runner(m, x, gy, mode, opts[k]) for k, m in layers.items()}
