@@ -22,7 +22,8 @@ def sddmm(): lib.g2g_sddmm_cb(N, B, plan.ncb, plan.seg.data_ptr(), plan.cols.dat
 gw = torch.empty(N, N)
 dwb = torch.randn(8, N // 8, N // 8)
 def unpack(): lib.g2g_unpack(gw.data_ptr(), N, N, plan.out_perm.data_ptr(), plan.og, plan.ig, plan.in_perm.data_ptr(), dwb.data_ptr(), None, plan.rowptr.data_ptr(), plan.ocols.data_ptr(), dv.data_ptr(), nt)
-fns = dict(dense_mm=lambda: x @ W.t(), gather_t=lambda: no.gather_t(lib, x, plan.in_perm, B), gather_rows=lambda: no.gather_t(lib, xs.t(), plan.in_perm, B),
+sddmm_row = lambda: lib.g2g_sddmm(N, B, plan.rowptr.data_ptr(), plan.cols.data_ptr(), xs.data_ptr(), xs.stride(0), xs.data_ptr(), xs.stride(0), dv.data_ptr(), nt)
+fns = dict(dense_mm=lambda: x @ W.t(), sddmm_row=sddmm_row, gather_t=lambda: no.gather_t(lib, x, plan.in_perm, B), gather_rows=lambda: no.gather_t(lib, xs.t(), plan.in_perm, B),
   pack=lambda: no.pack(lib, plan, W), bmm=lambda: torch.bmm(wb, xs.unflatten(0, (8, -1))), spmm=spmm, spmmT=spmmT, take=lambda: no.take(lib, vals, plan.csc_from_csr),
   sddmm=sddmm, bmm_dw=lambda: torch.bmm(xs.unflatten(0, (8, -1)), xs.unflatten(0, (8, -1)).transpose(1, 2)), unpack=unpack, sum=lambda: gy.sum(0))
 ts = {k: [] for k in fns}
