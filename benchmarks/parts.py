@@ -26,6 +26,9 @@ sddmm_row = lambda: lib.g2g_sddmm(N, B, plan.rowptr.data_ptr(), plan.cols.data_p
 fns = dict(dense_mm=lambda: x @ W.t(), sddmm_row=sddmm_row, gather_t=lambda: no.gather_t(lib, x, plan.in_perm, B), gather_rows=lambda: no.gather_t(lib, xs.t(), plan.in_perm, B),
   pack=lambda: no.pack(lib, plan, W), bmm=lambda: torch.bmm(wb, xs.unflatten(0, (8, -1))), spmm=spmm, spmmT=spmmT, take=lambda: no.take(lib, vals, plan.csc_from_csr),
   sddmm=sddmm, bmm_dw=lambda: torch.bmm(xs.unflatten(0, (8, -1)), xs.unflatten(0, (8, -1)).transpose(1, 2)), unpack=unpack, sum=lambda: gy.sum(0))
+if plan.tiles is not None:
+    tl = plan.tiles
+    fns["bsr_sddmm"] = lambda: lib.g2g_bsr_sddmm(tl.rowptr.numel() - 1, B, tl.size, tl.rowptr.data_ptr(), tl.cols.data_ptr(), tl.from_csr.data_ptr(), xs.data_ptr(), xs.stride(0), xs.data_ptr(), xs.stride(0), dv.data_ptr(), nt)
 ts = {k: [] for k in fns}
 for f in fns.values(): f()
 for _ in range(25):

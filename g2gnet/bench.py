@@ -8,7 +8,6 @@ ratios measured side by side.
 from __future__ import annotations
 
 import math
-import platform
 import statistics
 import time
 
@@ -19,6 +18,7 @@ from .errors import G2GError
 from .kernels.bench import bench_layer
 from .models import build_model
 from .optim import adam
+from .runs import environment
 from .train import resolve_device, train_step
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -63,8 +63,9 @@ def layer_table(rows: list[dict]) -> str:
 
 
 def _machine(device: str) -> dict:
-    info = {"device": device, "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "processor": platform.processor() or platform.machine()}
+    # The same record as a training run's env.json: code version (git sha, dirty flag), torch,
+    # CPU, threads, command line; plus the GPU's name on CUDA.
+    info = environment(device)
     if device.startswith("cuda"):
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
     return info

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ._source import SOURCE
 
-_ABI_VERSION = 4
+_ABI_VERSION = 5
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
 _tried = False
@@ -40,6 +40,7 @@ _SIGNATURES: dict[str, list] = {
     "g2g_sddmm_cb": [_I, _I, _I, _P, _P, _P, _I, _P, _I, _P, _C],
     "g2g_bsr_spmm": [_I, _I, _C, _P, _P, _P, _P, _I, _P, _I, _P, _P, _P, _I, _C],
     "g2g_sddmm": [_I, _I, _P, _P, _P, _I, _P, _I, _P, _C],
+    "g2g_bsr_sddmm": [_I, _I, _C, _P, _P, _P, _P, _I, _P, _I, _P, _C],
     "g2g_gather_t": [_P, _I, _I, _I, _P, _I, _P, _I, _C],
     "g2g_pack": [_P, _I, _I, _P, _I, _I, _P, _P, _P, _P, _P, _C],
     "g2g_take": [_P, _P, _I, _P, _C],

@@ -133,8 +133,14 @@ def backward(lib: ctypes.CDLL, plan: Plan, saved: tuple, gy2: torch.Tensor, need
     if need_w:
         dwb = torch.bmm(gys.unflatten(0, (g, plan.og)), xs.unflatten(0, (g, plan.ig)).transpose(1, 2))
         dvals = torch.empty(plan.nnz_inter, dtype=torch.float32)
-        lib.g2g_sddmm(plan.out_features, bp, plan.rowptr.data_ptr(), plan.cols.data_ptr(),
-                      gys.data_ptr(), gys.stride(0), xs.data_ptr(), xs.stride(0), dvals.data_ptr(), nthreads)
+        tiles = plan.tiles
+        if tiles is not None:  # tiles: 4x4 register blocks of whole tiles, near GEMM efficiency
+            lib.g2g_bsr_sddmm(tiles.rowptr.numel() - 1, bp, tiles.size, tiles.rowptr.data_ptr(),
+                              tiles.cols.data_ptr(), tiles.from_csr.data_ptr(), gys.data_ptr(), gys.stride(0),
+                              xs.data_ptr(), xs.stride(0), dvals.data_ptr(), nthreads)
+        else:
+            lib.g2g_sddmm(plan.out_features, bp, plan.rowptr.data_ptr(), plan.cols.data_ptr(),
+                          gys.data_ptr(), gys.stride(0), xs.data_ptr(), xs.stride(0), dvals.data_ptr(), nthreads)
         gw = torch.empty(plan.out_features, plan.in_features, dtype=torch.float32)
         lib.g2g_unpack(gw.data_ptr(), plan.in_features, plan.out_features, plan.out_perm.data_ptr(), plan.og,
                        plan.ig, plan.in_perm.data_ptr(), dwb.data_ptr(), _p(plan.block_mask),
