@@ -1,3 +1,10 @@
+"""Per-part costs of a G2G layer's fast path: python benchmarks/parts.py [WIDTH [TILE [SCHEME]]]
+
+Each part of the forward and backward (transposes, packing, batched matmuls, the inter-group
+kernels, unpacking) timed alone (best of 25) and as a fraction of one dense [B, N] x [N, N]
+matmul; batch 256, G = 8, p_inter = 0.15, NT threads (default 2). ``sddmm_used`` is the
+weight-gradient kernel the layer uses, ``sddmm_cb`` an alternative kept for comparison.
+"""
 import sys, os, time, statistics as st, torch, warnings
 warnings.filterwarnings("ignore")
 from g2gnet.topology import group_ids, modular_mask
@@ -23,9 +30,9 @@ gw = torch.empty(N, N)
 dwb = torch.randn(8, N // 8, N // 8)
 def unpack(): lib.g2g_unpack(gw.data_ptr(), N, N, plan.out_perm.data_ptr(), plan.og, plan.ig, plan.in_perm.data_ptr(), dwb.data_ptr(), None, plan.rowptr.data_ptr(), plan.ocols.data_ptr(), dv.data_ptr(), nt)
 sddmm_row = lambda: lib.g2g_sddmm(N, B, plan.rowptr.data_ptr(), plan.cols.data_ptr(), xs.data_ptr(), xs.stride(0), xs.data_ptr(), xs.stride(0), dv.data_ptr(), nt)
-fns = dict(dense_mm=lambda: x @ W.t(), sddmm_row=sddmm_row, gather_t=lambda: no.gather_t(lib, x, plan.in_perm, B), gather_rows=lambda: no.gather_t(lib, xs.t(), plan.in_perm, B),
+fns = dict(dense_mm=lambda: x @ W.t(), sddmm_used=sddmm_row, gather_t=lambda: no.gather_t(lib, x, plan.in_perm, B), gather_rows=lambda: no.gather_t(lib, xs.t(), plan.in_perm, B),
   pack=lambda: no.pack(lib, plan, W), bmm=lambda: torch.bmm(wb, xs.unflatten(0, (8, -1))), spmm=spmm, spmmT=spmmT, take=lambda: no.take(lib, vals, plan.csc_from_csr),
-  sddmm=sddmm, bmm_dw=lambda: torch.bmm(xs.unflatten(0, (8, -1)), xs.unflatten(0, (8, -1)).transpose(1, 2)), unpack=unpack, sum=lambda: gy.sum(0))
+  sddmm_cb=sddmm, bmm_dw=lambda: torch.bmm(xs.unflatten(0, (8, -1)), xs.unflatten(0, (8, -1)).transpose(1, 2)), unpack=unpack, sum=lambda: gy.sum(0))
 if plan.tiles is not None:
     tl = plan.tiles
     fns["bsr_sddmm"] = lambda: lib.g2g_bsr_sddmm(tl.rowptr.numel() - 1, B, tl.size, tl.rowptr.data_ptr(), tl.cols.data_ptr(), tl.from_csr.data_ptr(), xs.data_ptr(), xs.stride(0), xs.data_ptr(), xs.stride(0), dv.data_ptr(), nt)
