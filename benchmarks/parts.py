@@ -3,7 +3,7 @@
 Each part of the forward and backward (transposes, packing, batched matmuls, the inter-group
 kernels, unpacking) timed alone (best of 25) and as a fraction of one dense [B, N] x [N, N]
 matmul; batch 256, G = 8, p_inter = 0.15, NT threads (default 2). ``sddmm_used`` is the
-weight-gradient kernel the layer uses, ``sddmm_cb`` an alternative kept for comparison.
+weight-gradient kernel the layer uses.
 """
 import sys, os, time, statistics as st, torch, warnings
 warnings.filterwarnings("ignore")
@@ -25,14 +25,13 @@ nt = torch.get_num_threads()
 def spmm(): no._sparse_rows(lib, plan, False, vals, xs, ys, b, plan.out_perm, out)
 def spmmT(): no._sparse_rows(lib, plan, True, vals, xs, ys, None, plan.in_perm, out)
 dv = torch.empty(plan.nnz_inter)
-def sddmm(): lib.g2g_sddmm_cb(N, B, plan.ncb, plan.seg.data_ptr(), plan.cols.data_ptr(), xs.data_ptr(), xs.stride(0), xs.data_ptr(), xs.stride(0), dv.data_ptr(), nt)
 gw = torch.empty(N, N)
 dwb = torch.randn(8, N // 8, N // 8)
 def unpack(): lib.g2g_unpack(gw.data_ptr(), N, N, plan.out_perm.data_ptr(), plan.og, plan.ig, plan.in_perm.data_ptr(), dwb.data_ptr(), None, plan.rowptr.data_ptr(), plan.ocols.data_ptr(), dv.data_ptr(), nt)
 sddmm_row = lambda: lib.g2g_sddmm(N, B, plan.rowptr.data_ptr(), plan.cols.data_ptr(), xs.data_ptr(), xs.stride(0), xs.data_ptr(), xs.stride(0), dv.data_ptr(), nt)
 fns = dict(dense_mm=lambda: x @ W.t(), sddmm_used=sddmm_row, gather_t=lambda: no.gather_t(lib, x, plan.in_perm, B), gather_rows=lambda: no.gather_t(lib, xs.t(), plan.in_perm, B),
   pack=lambda: no.pack(lib, plan, W), bmm=lambda: torch.bmm(wb, xs.unflatten(0, (8, -1))), spmm=spmm, spmmT=spmmT, take=lambda: no.take(lib, vals, plan.csc_from_csr),
-  sddmm_cb=sddmm, bmm_dw=lambda: torch.bmm(xs.unflatten(0, (8, -1)), xs.unflatten(0, (8, -1)).transpose(1, 2)), unpack=unpack, sum=lambda: gy.sum(0))
+  bmm_dw=lambda: torch.bmm(xs.unflatten(0, (8, -1)), xs.unflatten(0, (8, -1)).transpose(1, 2)), unpack=unpack, sum=lambda: gy.sum(0))
 if plan.tiles is not None:
     tl = plan.tiles
     fns["bsr_sddmm"] = lambda: lib.g2g_bsr_sddmm(tl.rowptr.numel() - 1, B, tl.size, tl.rowptr.data_ptr(), tl.cols.data_ptr(), tl.from_csr.data_ptr(), xs.data_ptr(), xs.stride(0), xs.data_ptr(), xs.stride(0), dv.data_ptr(), nt)

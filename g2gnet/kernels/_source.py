@@ -4,8 +4,9 @@ Plain C ABI, no torch headers: it compiles in about a second and is called throu
 raw pointers. All activations use a *transposed* layout [features, Bp] (Bp = batch padded to a
 multiple of 16, pad columns zero): each nonzero weight then touches one contiguous row of Bp
 floats, i.e. Bp/16 vector FMAs from cache, instead of a gather over the batch. The batch is
-processed in chunks of 64 columns so the chunk of the dense operand (features x 64 floats,
-512 KiB at 2048 features) stays in a core's L2 while all rows stream through it.
+processed in chunks (64 columns, or the caller's choice for ``g2g_spmm_cb``) so the chunk of the
+dense operand (features x 64 floats: 512 KiB at 2048 features) stays in a core's L2 while all
+rows stream through it.
 
 Vectors use GCC's vector extension (16 floats): AVX-512 when the target has it, otherwise GCC
 splits them into AVX2/SSE operations, so the same source works on any x86-64 or ARM host.
@@ -18,14 +19,13 @@ SOURCE = r"""
 #include <omp.h>
 
 typedef float v16 __attribute__((vector_size(64), aligned(4)));
-typedef int32_t i16v __attribute__((vector_size(64)));
 
 static inline v16 vload(const float* p) { v16 v; memcpy(&v, p, 64); return v; }
 static inline void vstore(float* p, v16 v) { memcpy(p, &v, 64); }
 static inline v16 vbcast(float s) { return (v16){s,s,s,s,s,s,s,s,s,s,s,s,s,s,s,s}; }
 static inline float hsum(v16 v) { float s = 0.f; for (int i = 0; i < 16; ++i) s += v[i]; return s; }
 
-enum { CHUNK = 64, MAXV = CHUNK / 16 };
+enum { CHUNK = 64 };  // batch columns per pass of the BSR and SDDMM kernels
 /* Software prefetch distance (nonzeros) of the sparse-row kernels: a nonzero's activation row is
    a random row of an L2-resident block, which no hardware prefetcher predicts; fetching it PD
    nonzeros ahead hides the L2 latency (spmm -15% at 2048 wide on Zen 4). The SDDMM has no
@@ -33,35 +33,6 @@ enum { CHUNK = 64, MAXV = CHUNK / 16 };
 #ifndef PD
 #define PD 16
 #endif
-
-/* ---- Y[dst[r], c] = init[r, c] + bias[dst[r]] + sum_k vals[k] * X[cols[k], c]  (CSR rows) ---- */
-template <int NV>
-static inline void spmm_row(int64_t r, int64_t c0, const int64_t* rowptr, const int32_t* cols,
-                            const float* vals, const float* X, int64_t ldx, const float* init,
-                            int64_t ldi, const float* bias, const int64_t* dst, float* Y, int64_t ldy) {
-    v16 a[NV], b[NV];
-    const int64_t d = dst ? dst[r] : r;
-    for (int j = 0; j < NV; ++j) {
-        a[j] = init ? vload(init + r * ldi + c0 + 16 * j) : vbcast(0.f);
-        if (bias) a[j] += vbcast(bias[d]);
-        b[j] = vbcast(0.f);
-    }
-    int64_t k = rowptr[r];
-    const int64_t e = rowptr[r + 1];
-    // Two accumulator sets so consecutive nonzeros do not wait on each other's FMA latency.
-    for (; k + 1 < e; k += 2) {
-        const float* x0 = X + (int64_t)cols[k] * ldx + c0;
-        const float* x1 = X + (int64_t)cols[k + 1] * ldx + c0;
-        const v16 w0 = vbcast(vals[k]), w1 = vbcast(vals[k + 1]);
-        for (int j = 0; j < NV; ++j) { a[j] += w0 * vload(x0 + 16 * j); b[j] += w1 * vload(x1 + 16 * j); }
-    }
-    if (k < e) {
-        const float* x0 = X + (int64_t)cols[k] * ldx + c0;
-        const v16 w0 = vbcast(vals[k]);
-        for (int j = 0; j < NV; ++j) a[j] += w0 * vload(x0 + 16 * j);
-    }
-    for (int j = 0; j < NV; ++j) vstore(Y + d * ldy + c0 + 16 * j, a[j] + b[j]);
-}
 
 /* Tile rows share one column list: R=4 output rows reuse every loaded X vector 4 times. */
 template <int NV>
@@ -177,52 +148,12 @@ static inline void spmm_seg(int64_t kb, int64_t ke, const int32_t* cols, const f
     for (int j = 0; j < NV; ++j) vstore(y + 16 * j, a[j] + b[j]);
 }
 
-/* Dots of one row of A (NV vectors, kept in registers) with 4 rows of X at a time. */
-static inline void sddmm_seg(int64_t kb, int64_t ke, const int32_t* cols, const float* a, int64_t nv,
-                             const float* X, int64_t ldx, float* out) {
-    int64_t k = kb;
-    for (; k + 3 < ke; k += 4) {
-        const float* x0 = X + (int64_t)cols[k] * ldx;
-        const float* x1 = X + (int64_t)cols[k + 1] * ldx;
-        const float* x2 = X + (int64_t)cols[k + 2] * ldx;
-        const float* x3 = X + (int64_t)cols[k + 3] * ldx;
-        v16 s0 = vbcast(0.f), s1 = s0, s2 = s0, s3 = s0;
-        for (int64_t j = 0; j < nv; ++j) {
-            const v16 g = vload(a + 16 * j);
-            s0 += g * vload(x0 + 16 * j); s1 += g * vload(x1 + 16 * j);
-            s2 += g * vload(x2 + 16 * j); s3 += g * vload(x3 + 16 * j);
-        }
-        out[k] = hsum(s0); out[k + 1] = hsum(s1); out[k + 2] = hsum(s2); out[k + 3] = hsum(s3);
-    }
-    for (; k < ke; ++k) {
-        const float* x0 = X + (int64_t)cols[k] * ldx;
-        v16 s0 = vbcast(0.f);
-        for (int64_t j = 0; j < nv; ++j) s0 += vload(a + 16 * j) * vload(x0 + 16 * j);
-        out[k] = hsum(s0);
-    }
-}
-
 #define DISPATCH_NV(nv, CALL) \
     switch (nv) { case 1: CALL(1); break; case 2: CALL(2); break; case 3: CALL(3); break; default: CALL(4); }
 
 extern "C" {
 
-int g2g_abi_version(void) { return 5; }
-
-void g2g_spmm(int64_t nrows, int64_t Bp, const int64_t* rowptr, const int32_t* cols,
-              const float* vals, const float* X, int64_t ldx, const float* init, int64_t ldi,
-              const float* bias, const int64_t* dst, float* Y, int64_t ldy, int nthreads) {
-    #pragma omp parallel num_threads(nthreads)
-    for (int64_t c0 = 0; c0 < Bp; c0 += CHUNK) {
-        const int nv = (int)((Bp - c0 < CHUNK ? Bp - c0 : CHUNK) / 16);
-        #pragma omp for schedule(static)
-        for (int64_t r = 0; r < nrows; ++r) {
-#define CALL(N) spmm_row<N>(r, c0, rowptr, cols, vals, X, ldx, init, ldi, bias, dst, Y, ldy)
-            DISPATCH_NV(nv, CALL)
-#undef CALL
-        }
-    }
-}
+int g2g_abi_version(void) { return 6; }
 
 
 void g2g_spmm_cb(int64_t nrows, int64_t Bp, int64_t chunk, int64_t ncb, const int32_t* seg,
@@ -261,21 +192,7 @@ void g2g_spmm_cb(int64_t nrows, int64_t Bp, int64_t chunk, int64_t ncb, const in
     }
 }
 
-void g2g_sddmm_cb(int64_t nrows, int64_t Bp, int64_t ncb, const int32_t* seg, const int32_t* cols,
-                  const float* A, int64_t lda, const float* X, int64_t ldx, float* out, int nthreads) {
-    #pragma omp parallel num_threads(nthreads)
-    {
-        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-        const int64_t r0 = nrows * t / nt, r1 = nrows * (t + 1) / nt;
-        for (int64_t cb = 0; cb < ncb; ++cb)
-            for (int64_t r = r0; r < r1; ++r) {
-                const int64_t kb = seg[r * (ncb + 1) + cb], ke = seg[r * (ncb + 1) + cb + 1];
-                if (kb < ke) sddmm_seg(kb, ke, cols, A + r * lda, Bp / 16, X, ldx, out);
-            }
-    }
-}
-
-/* Block-sparse (BSR, T x T tiles, T % 4 == 0) version of g2g_spmm. */
+/* Block-sparse (BSR, T x T tiles, T % 4 == 0) version of g2g_spmm_cb. */
 void g2g_bsr_spmm(int64_t nrows, int64_t Bp, int T, const int64_t* trowptr, const int32_t* tcols,
                   const float* tvals, const float* X, int64_t ldx, const float* init, int64_t ldi,
                   const float* bias, const int64_t* dst, float* Y, int64_t ldy, int nthreads) {

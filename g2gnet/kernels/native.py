@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ._source import SOURCE
 
-_ABI_VERSION = 5
+_ABI_VERSION = 6
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
 _tried = False
@@ -35,9 +35,7 @@ _I = ctypes.c_int64
 _C = ctypes.c_int
 # Argument types of every exported function (pointers are passed as integers from data_ptr()).
 _SIGNATURES: dict[str, list] = {
-    "g2g_spmm": [_I, _I, _P, _P, _P, _P, _I, _P, _I, _P, _P, _P, _I, _C],
     "g2g_spmm_cb": [_I, _I, _I, _I, _P, _P, _P, _P, _I, _P, _I, _P, _P, _P, _I, _C],
-    "g2g_sddmm_cb": [_I, _I, _I, _P, _P, _P, _I, _P, _I, _P, _C],
     "g2g_bsr_spmm": [_I, _I, _C, _P, _P, _P, _P, _I, _P, _I, _P, _P, _P, _I, _C],
     "g2g_sddmm": [_I, _I, _P, _P, _P, _I, _P, _I, _P, _C],
     "g2g_bsr_sddmm": [_I, _I, _C, _P, _P, _P, _P, _I, _P, _I, _P, _C],
