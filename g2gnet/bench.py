@@ -46,7 +46,7 @@ def run_bench(
     for w in widths:
         rows.append(bench_layer(w, batch, inter_tile=inter_tile, dtype=DTYPES[dtype], device=device,
                                 repeats=repeats, threads=threads))
-    result = {"machine": _machine(device), "layers": rows}
+    result = {"machine": environment(device), "layers": rows}
     if verbose:
         print(layer_table(rows))
     return result
@@ -60,15 +60,6 @@ def layer_table(rows: list[dict]) -> str:
             lines.append(f"| {r['width']} | {r['inter_tile']} | {r['path']} | {mode} | {m['dense_ms']:.2f} | "
                          f"{m['sparse_ms']:.2f} | {m['ratio']:.2f}x |")
     return "\n".join(lines)
-
-
-def _machine(device: str) -> dict:
-    # The same record as a training run's env.json: code version (git sha, dirty flag), torch,
-    # CPU, threads, command line; plus the GPU's name on CUDA.
-    info = environment(device)
-    if device.startswith("cuda"):
-        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
-    return info
 
 
 def epoch_times(
@@ -106,6 +97,6 @@ def epoch_times(
                 torch.cuda.synchronize()
             times[name].append(time.perf_counter() - t)
     med = {n: statistics.median(v) for n, v in times.items()}
-    return {"machine": _machine(device), "dataset": dataset, "batch_size": batch_size, "repeats": repeats,
+    return {"machine": environment(device), "dataset": dataset, "batch_size": batch_size, "repeats": repeats,
             "seconds": times, "median_seconds": med,
             "speedup_vs_first": {n: med[models[0]] / med[n] for n in models}}

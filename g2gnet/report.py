@@ -151,9 +151,15 @@ def topology_series(run: RunRecord) -> list[tuple[int, float, float | None, floa
     return series
 
 
+def _dst_series(records: list[RunRecord]) -> tuple[list[RunRecord], dict[int, list]]:
+    """The runs with at least one DST update, and each run's topology series (by id of the run)."""
+    series = {id(r): topology_series(r) for r in records}
+    return [r for r in records if series[id(r)]], series
+
+
 def topology_table(records: list[RunRecord], keys: list[str]) -> str | None:
     """Markdown: intra-group and ever-active fractions after the first and the last DST update."""
-    dst_runs = [r for r in records if topology_series(r)]
+    dst_runs, series_of = _dst_series(records)
     if not dst_runs:
         return None
     header = [*keys, "n", "updates", "intra fraction after 1st → last update", "ever active after 1st → last update"]
@@ -163,7 +169,7 @@ def topology_table(records: list[RunRecord], keys: list[str]) -> str | None:
         return "–" if any(v is None for v in values) else f"{statistics.fmean(values):.3f}"
 
     for key, runs in group_runs(dst_runs, keys).items():
-        series = [topology_series(r) for r in runs]
+        series = [series_of[id(r)] for r in runs]
         first, last = [s[0] for s in series], [s[-1] for s in series]
         cells = [*(_fmt_key(k) for k in key), str(len(runs)), str(min(len(s) for s in series)),
                  f"{fmt([f[1] for f in first])} → {fmt([l[1] for l in last])}",
@@ -174,7 +180,7 @@ def topology_table(records: list[RunRecord], keys: list[str]) -> str | None:
 
 def plot_topology(records: list[RunRecord], keys: list[str], path: Path) -> bool:
     """Intra-group fraction and ever-active fraction over training for the DST runs."""
-    dst_runs = [r for r in records if any("dst" in m for m in r.metrics)]
+    dst_runs, series_of = _dst_series(records)
     if not dst_runs:
         return False
     import matplotlib
@@ -184,7 +190,7 @@ def plot_topology(records: list[RunRecord], keys: list[str], path: Path) -> bool
 
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
     for key, runs in group_runs(dst_runs, keys).items():
-        series = [topology_series(r) for r in runs]
+        series = [series_of[id(r)] for r in runs]
         n = min(len(s) for s in series)
         steps = [series[0][i][0] for i in range(n)]
         intra = [s[i][1] for s in series for i in range(n)]

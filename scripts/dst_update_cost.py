@@ -11,24 +11,22 @@ import sys
 import time
 
 import torch
-import torch.nn.functional as F
 
 from g2gnet import build_model
 from g2gnet.dst import DynamicSparsity
+from g2gnet.optim import adam
+from g2gnet.train import train_step as one_step
 
 
 def main(rule: str = "magnitude:hebbian", interval: int = 1000, repeats: int = 5) -> None:
     prune, grow = rule.split(":")
     model = build_model("g2g-mixer", 784, 10, seed=0)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-4)
+    opt = adam(model.parameters(), lr=1e-3, weight_decay=1e-4)  # the training loop's optimizer
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(256, 1, 28, 28, generator=g), torch.randint(0, 10, (256,), generator=g)
 
     def train_step() -> None:
-        loss = F.cross_entropy(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        one_step(model, opt, x, y)
 
     for _ in range(5):
         train_step()

@@ -8,6 +8,6 @@ $g2g $t1 --out $t1 --by model
 if [ -d results/fmnist/dst ]; then
   $g2g results/fmnist/dst $t1/g2g-mixer-s* $t1/er-s* --out results/fmnist/dst --by model,dst
 fi
-if [ -d results/fmnist/tiled ]; then
-  $g2g results/fmnist/tiled $t1/g2g-mixer-s* --out results/fmnist/tiled --by model,inter_tile
+if [ -d results/fmnist/tiles ]; then
+  $g2g results/fmnist/tiles $t1/g2g-mixer-s* --out results/fmnist/tiles --by model,inter_tile
 fi

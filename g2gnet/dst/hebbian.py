@@ -16,6 +16,16 @@ from ..errors import G2GError
 KINDS = ("cosine", "pearson")
 
 
+def outer_sum(post: Tensor, pre: Tensor) -> Tensor:
+    """Σ over samples of postᵀ·pre: [B, out] x [B, in] -> [out, in], in at least fp32.
+
+    Training may run under autocast; these sums (Hebbian co-activity, dense weight gradients)
+    must not be computed in bf16, so autocast is off and the inputs are promoted."""
+    dtype = torch.promote_types(pre.dtype, torch.float32)
+    with torch.autocast(pre.device.type, enabled=False):
+        return post.to(dtype).T @ pre.to(dtype)
+
+
 class ActivityStats:
     """Running sums over samples of one layer: Σ post^T pre, Σ pre, Σ pre², Σ post, Σ post², n.
 
@@ -45,10 +55,7 @@ class ActivityStats:
         post = post.detach().reshape(-1, post.shape[-1])
         if pre.shape[0] != post.shape[0]:
             raise G2GError(f"pre and post must have the same samples, got {pre.shape[0]} and {post.shape[0]}")
-        dtype = torch.promote_types(pre.dtype, torch.float32)
-        # Training may run under autocast; the statistics must not be computed in bf16.
-        with torch.autocast(pre.device.type, enabled=False):
-            sxy = post.to(dtype).T @ pre.to(dtype)  # (out, B) @ (B, in) -> (out, in)
+        sxy = outer_sum(post, pre)
         x, y = pre.double(), post.double()
         sums = (sxy, x.sum(0), (x * x).sum(0), y.sum(0), (y * y).sum(0))
         if self.n == 0:

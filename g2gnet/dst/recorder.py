@@ -21,7 +21,7 @@ from torch import Tensor
 
 from ..layers import SparseLinear
 from ..models import HiddenBlock
-from .hebbian import ActivityStats
+from .hebbian import ActivityStats, outer_sum
 
 
 def _activity_modules(model: nn.Module, layers: dict[str, SparseLinear]) -> dict[str, nn.Module]:
@@ -74,9 +74,7 @@ class Recorder:
     def _add_grad(self, name: str, x: Tensor, grad_out: Tensor) -> None:
         x = x.reshape(-1, x.shape[-1])
         g = grad_out.reshape(-1, grad_out.shape[-1])
-        dtype = torch.promote_types(x.dtype, torch.float32)
-        with torch.autocast(x.device.type, enabled=False):
-            dense = g.to(dtype).T @ x.to(dtype)  # (out, B) @ (B, in) -> (out, in), summed over B
+        dense = outer_sum(g, x)  # dL/dW for every position, summed over the samples
         prev = self.grad[name]
         self.grad[name] = dense if prev is None else prev.add_(dense)
 

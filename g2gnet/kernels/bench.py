@@ -128,14 +128,3 @@ def bench_layer(
             "ratio_median_of_pairs": round(statistics.median(a / b for a, b in zip(d, s)), 3),
         }
     return result
-
-
-def format_result(r: dict) -> str:
-    """One line per mode, e.g. for a CLI."""
-    head = (f"{r['width']}x{r['width']} batch {r['batch']} {r['dtype']} {r['device']} "
-            f"threads={r['threads']} density={r['density']:.3f} tile={r['inter_tile']} path={r['path']}")
-    lines = [head]
-    for mode, m in r["modes"].items():
-        lines.append(f"  {mode:17s} dense {m['dense_ms']:8.2f} ms  sparse {m['sparse_ms']:8.2f} ms  "
-                     f"x{m['ratio']:.2f} (median of pairs x{m['ratio_median_of_pairs']:.2f})")
-    return "\n".join(lines)
