@@ -14,6 +14,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .errors import G2GError
+from .kernels.dispatch import choose, invalidate
+from .kernels.function import g2g_linear
 
 
 class SparseLinear(nn.Module):
@@ -104,8 +106,6 @@ class SparseLinear(nn.Module):
 
     def _mask_changed(self) -> None:
         """Drop the cached execution plan of the fast path; the next forward rebuilds it."""
-        from .kernels.dispatch import invalidate
-
         invalidate(self)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: D401
@@ -124,9 +124,6 @@ class SparseLinear(nn.Module):
     fast: bool | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from .kernels.dispatch import choose
-        from .kernels.function import g2g_linear
-
         plan = choose(self, x)
         if plan is not None:
             # Block-diagonal bmm + sparse inter-group kernels; same values and gradients as below

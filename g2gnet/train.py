@@ -126,7 +126,8 @@ def train(
     if cfg.val:
         ds, val = split_validation(ds, cfg.val, cfg.seed)
     ds = ds.to(device)
-    val = val.to(device) if val is not None else None
+    # Only the held-out images move: val's test split is the same test set ds already carries.
+    val_xy = (val.train_x.to(device), val.train_y.to(device)) if val is not None else None
     input_shape = tuple(ds.train_x.shape[1:])
 
     model = build_model(cfg.model, math.prod(input_shape), ds.num_classes,
@@ -157,7 +158,7 @@ def train(
                        shuffle=shuffle, generator=gen, augment=augment)
 
     test_batches = batches(ds.test_x, ds.test_y, False, bs=1000)
-    val_batches = batches(val.train_x, val.train_y, False, bs=1000) if val is not None else None
+    val_batches = batches(*val_xy, False, bs=1000) if val_xy is not None else None
 
     model.train()
     epochs = _progress(range(start_epoch, cfg.epochs), cfg.epochs - start_epoch, "epochs", progress, leave=True)

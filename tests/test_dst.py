@@ -15,6 +15,7 @@ from g2gnet.dst import GROW, PRUNE, DynamicSparsity, Schedule, hebbian_scores, r
 from g2gnet.errors import G2GError
 from g2gnet.layers import SparseLinear, sparse_layers
 from g2gnet.optim import adam
+from g2gnet.train import train_step
 from g2gnet.models import build_model
 
 
@@ -44,10 +45,7 @@ def _batch(step: int, n: int = 16, d: int = 64) -> tuple[torch.Tensor, torch.Ten
 
 
 def _train_step(model, opt, dst, step: int):
-    x, y = _batch(step)
-    opt.zero_grad()
-    F.cross_entropy(model(x), y).backward()
-    opt.step()
+    train_step(model, opt, *_batch(step))
     return dst.step()
 
 
@@ -215,10 +213,7 @@ def test_density_exact_and_pruned_stay_zero(start, prune, grow):
         changed += sum(s["changed"] for s in stats["layers"].values())
     assert changed > 0
     for step in range(100, 105):  # plain Adam steps with weight decay after the last update
-        x, y = _batch(step)
-        opt.zero_grad()
-        F.cross_entropy(model(x), y).backward()
-        opt.step()
+        train_step(model, opt, *_batch(step))
         assert _masked_weights_zero(model)
     for name, s in stats["layers"].items():
         assert s["density"] == pytest.approx(nnz[name] / dict(sparse_layers(model))[name].mask.numel())
@@ -246,7 +241,6 @@ def test_pruned_stay_zero_with_other_optimizers(make):
 def test_rewiring_with_the_fast_path():
     # set_mask_ must invalidate the fast path's cached plan; the captured gradient must not
     # depend on which kernel computed the layer.
-    pytest.importorskip("g2gnet.kernels.dispatch")
     model = _model()
     for _, layer in sparse_layers(model):
         layer.fast = True

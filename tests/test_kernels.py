@@ -128,7 +128,9 @@ def test_in_place_mask_edit_and_state_dict_rebuild_plan():
         layer.weight.mul_(layer.mask)
     assert dispatch.cached_plan(layer, torch.device("cpu")) is not plan
     other = _layer(64, 64, seed=3)
+    stale = dispatch.cached_plan(other, torch.device("cpu"))
     other.load_state_dict(layer.state_dict())
+    assert dispatch.cached_plan(other, torch.device("cpu")) is not stale
     assert dispatch.cached_plan(other, torch.device("cpu")).nnz_inter == \
         dispatch.cached_plan(layer, torch.device("cpu")).nnz_inter
 
@@ -176,7 +178,7 @@ def test_masks_without_groups_use_implicit_blocks(shape, backend, monkeypatch):
 
 
 def test_automatic_choice():
-    plain = SparseLinear(64, 64)  # fully connected, no groups: reference
+    plain = SparseLinear(64, 64)  # too small to gain (under the size threshold): reference
     assert dispatch.choose(plain, torch.zeros(256, 1024 // 16)) is None
     from g2gnet.topology import er_mask
 

@@ -55,8 +55,6 @@ class _Killed(Exception):
 @pytest.mark.parametrize("extra", [[], ["--dst", "magnitude:hebbian", "--dst-interval", "5"]],
                          ids=["static", "dst"])
 def test_resume_after_kill_equals_uninterrupted(tiny_fmnist, tmp_path, monkeypatch, extra):
-    if extra:
-        pytest.importorskip("g2gnet.dst")
     args = ["--model", "g2g-random", "--epochs", "3", *extra]
     full, cut = tmp_path / "full", tmp_path / "cut"
     assert _train(tiny_fmnist, full, *args) == 0
@@ -111,8 +109,6 @@ def _one_line_error(capsys, code, pattern):
     (["--val", "100000"], "val"),
 ])
 def test_bad_input_is_one_line_error(tiny_fmnist, tmp_path, capsys, args, pattern):
-    if "--dst" in args:
-        pytest.importorskip("g2gnet.dst")
     code = _train(tiny_fmnist, tmp_path / "run", "--epochs", "1", *args)
     _one_line_error(capsys, code, pattern)
 
@@ -198,7 +194,6 @@ def test_resume_needs_out(capsys):
 
 
 def test_report_topology_table_for_dst_runs(tiny_fmnist, tmp_path, capsys):
-    pytest.importorskip("g2gnet.dst")
     out = tmp_path / "runs" / "dst"
     assert _train(tiny_fmnist, out, "--model", "g2g-index", "--epochs", "2", "--dst", "magnitude:random",
                   "--dst-interval", "4") == 0

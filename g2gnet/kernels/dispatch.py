@@ -73,7 +73,7 @@ def cached_plan(layer: nn.Module, device: torch.device) -> Plan | None:
     key = _key(layer)
     if cache is None or cache["key"] != key:
         groups = _groups(layer)
-        plan = None if groups is None else build_plan(layer.mask, *groups, layer.__dict__.get("_g2g_tile_hint"))
+        plan = None if groups is None else build_plan(layer.mask, *groups)
         cache = {"key": key, "cpu": plan}
         layer.__dict__["_g2g_plan_cache"] = cache
     plan = cache["cpu"]
@@ -96,12 +96,13 @@ def choose(layer: nn.Module, x: torch.Tensor) -> Plan | None:
     w = layer.weight
     if x.dtype != w.dtype or x.device != w.device or not w.dtype.is_floating_point or x.dim() == 0:
         return None
+    if flag is not True:  # automatic: small products gain nothing, and need no plan lookup
+        rows = x.numel() // max(x.shape[-1], 1)
+        if rows * layer.in_features * layer.out_features < _MIN_MACS:
+            return None
     plan = cached_plan(layer, w.device)
     if plan is None or flag is True:
         return plan
-    rows = x.numel() // max(x.shape[-1], 1)
-    if rows * layer.in_features * layer.out_features < _MIN_MACS:
-        return None
     native_ok = w.device.type == "cpu" and w.dtype == torch.float32 and native.get() is not None
     per_nnz = _INTER_COST_NATIVE if native_ok else _INTER_COST_TORCH
     cost = 1.0 / plan.groups + per_nnz * plan.inter_density + 0.05

@@ -133,15 +133,13 @@ def _is_tiled(inter: torch.Tensor, t: int) -> bool:
     return bool((cols == cols[:, :, :1]).all())
 
 
-def _detect_tiles(inter: torch.Tensor, og: int, ig: int, rowptr_keys: torch.Tensor,
-                  hint: int | None) -> Tiles | None:
+def _detect_tiles(inter: torch.Tensor, og: int, ig: int, rowptr_keys: torch.Tensor) -> Tiles | None:
     n_out, n_in = inter.shape
     # Element-wise masks fail already on neighbouring rows: reject them in one cheap compare.
-    if not hint and not torch.equal(inter[0::2], inter[1::2]):
+    if not torch.equal(inter[0::2], inter[1::2]):
         return None
-    sizes = (hint,) if hint else TILE_SIZES
-    for t in sizes:
-        if t < 4 or t % 4 or og % t or ig % t or not _is_tiled(inter, t):
+    for t in TILE_SIZES:
+        if og % t or ig % t or not _is_tiled(inter, t):
             continue
         anyb = inter[::t, ::t]
         tr, tc = anyb.nonzero(as_tuple=True)  # row-major: tile rows ascending, cols ascending
@@ -165,8 +163,7 @@ def _detect_tiles(inter: torch.Tensor, og: int, ig: int, rowptr_keys: torch.Tens
 
 
 @torch.no_grad()
-def build_plan(mask: torch.Tensor, out_groups: torch.Tensor, in_groups: torch.Tensor,
-               tile_hint: int | None = None) -> Plan | None:
+def build_plan(mask: torch.Tensor, out_groups: torch.Tensor, in_groups: torch.Tensor) -> Plan | None:
     """Plan for ``mask`` [out, in] with the given group ids, or None if the groups do not form
     equal blocks (then the layer uses the masked reference path). Built on the CPU."""
     mask = mask.detach().cpu()
@@ -197,7 +194,7 @@ def build_plan(mask: torch.Tensor, out_groups: torch.Tensor, in_groups: torch.Te
     t_cols, t_rows = cols[csc_from_csr], rows[csc_from_csr]
     colptr = torch.zeros(n_in + 1, dtype=torch.long)
     colptr[1:] = torch.bincount(t_cols, minlength=n_in).cumsum(0)
-    tiles = _detect_tiles(inter, og, ig, keys, tile_hint) if rows.numel() else None
+    tiles = _detect_tiles(inter, og, ig, keys) if rows.numel() else None
     if rows.numel() >= 2**31:
         return None  # the kernels index nonzeros with int32
     seg, ncb = _segments(rowptr, cols, n_in, COLUMN_BLOCK)
