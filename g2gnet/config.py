@@ -1,84 +1,272 @@
-"""The resolved configuration of one training run (SPEC §5): defaults are the paper's settings.
+"""The configuration of one run (SPEC §5, §8): nested dataclasses, the single source of every
+default, type and range check. The CLI derives its options from these fields, ``build_model``
+and ``DynamicSparsity`` check their arguments through them, and ``config.json`` round-trips.
 
-Plain data, no torch: it is what ``config.json`` stores and what a resumed run must match.
+Plain data, no torch. Adding a knob is one field: ``knob(default, help, check=..., expect=...)``.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+import dataclasses
+import math
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 from .errors import G2GError
 
-# Epochs per dataset when none are given (SPEC §5).
-DEFAULT_EPOCHS = {"fashion-mnist": 20, "mnist": 20, "cifar10": 30, "cifar100": 40}
-# Datasets trained with random crop + flip by default.
-AUGMENTED = {"cifar10", "cifar100"}
+
+def knob(default: Any, help: str, *, check: Callable[[Any], bool] | None = None, expect: str = "",
+         flag: str | None = None, metavar: str | None = None) -> Any:
+    """A config field: its default, its ``--help`` text, and the one check of its range.
+
+    ``check(value)`` returns False for a bad value; the error says ``<name> must be <expect>``.
+    ``flag`` overrides the derived CLI option name (``--<section prefix><name>``).
+    """
+    return field(default=default, metadata={"help": help, "check": check, "expect": expect, "flag": flag,
+                                            "metavar": metavar})
 
 
-@dataclass
-class TrainConfig:
-    dataset: str = "fashion-mnist"
-    model: str = "g2g-mixer"
-    epochs: int | None = None
-    batch_size: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    seed: int = 0
-    val: int = 0
-    labels: str = "fine"
-    augment: bool | None = None
-    device: str = "cpu"
-    threads: int | None = None
-    # model options (g2gnet.models.ModelOptions)
-    hidden: list[int] = field(default_factory=lambda: [1024, 1024, 1024])
-    groups: int = 8
-    p_intra: float = 1.0
-    p_inter: float = 0.15
-    frontend: str = "none"
-    inter_tile: int = 1
-    # dynamic sparse training (g2gnet.dst); dst=None means a static mask
-    dst: str | None = None
-    dst_interval: int = 1000
-    dst_fraction: float = 0.1
-    dst_decay: str = "constant"
-    dst_stop: float = 1.0
-    dst_window: str = "1"
-    dst_score: str = "cosine"
+def _positive(v) -> bool:
+    return v >= 1
 
-    def resolve(self) -> "TrainConfig":
-        """Fill dataset-dependent defaults and check ranges; returns self."""
-        if self.epochs is None:
-            self.epochs = DEFAULT_EPOCHS.get(self.dataset, 20)
-        if self.augment is None:
-            self.augment = self.dataset in AUGMENTED
-        checks = [
-            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
-            (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),
-            (self.lr > 0, f"learning rate must be > 0, got {self.lr}"),
-            (self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}"),
-            (self.val >= 0, f"--val must be >= 0, got {self.val}"),
-            (self.labels in ("fine", "coarse"), f"labels must be fine or coarse, got {self.labels!r}"),
-            (self.threads is None or self.threads >= 1, f"threads must be >= 1, got {self.threads}"),
-            (self.dst_interval >= 1, f"dst interval must be >= 1, got {self.dst_interval}"),
-            (0.0 <= self.dst_fraction <= 1.0, f"dst fraction must be in [0, 1], got {self.dst_fraction}"),
-            (0.0 < self.dst_stop <= 1.0, f"dst stop must be in (0, 1], got {self.dst_stop}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise G2GError(message)
-        return self
 
-    def model_options(self) -> dict:
-        keys = ("hidden", "groups", "p_intra", "p_inter", "frontend", "inter_tile", "seed")
-        return {k: getattr(self, k) for k in keys}
+def _probability(v) -> bool:
+    return 0.0 <= v <= 1.0
+
+
+def _one_of(*choices: str) -> dict:
+    return {"check": lambda v: v in choices, "expect": f"one of {', '.join(choices)}"}
+
+
+def _window(v) -> bool:
+    return v == "all" or (isinstance(v, int) and v >= 1)
+
+
+class _Section:
+    """Checks types and ranges of every field at construction (also after ``replace``)."""
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            value = coerce(getattr(self, f.name), hints[f.name], f.name)
+            check = f.metadata.get("check")
+            if value is not None and check is not None and not check(value):
+                raise G2GError(f"{f.name} must be {f.metadata['expect']}, got {value!r}")
+            object.__setattr__(self, f.name, value)
+        self.validate()
+
+    def validate(self) -> None:
+        """Checks that involve several fields."""
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v
+                for f in dataclasses.fields(self)}
+
+
+def coerce(value: Any, hint: Any, name: str) -> Any:
+    """``value`` as the annotated type (int -> float, list -> tuple), or a G2GError."""
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if value is None:
+        if type(None) in options:
+            return None
+        raise G2GError(f"{name} must not be None")
+    for t in options:
+        if t is bool and isinstance(value, bool):
+            return value
+        if t is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if t is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise G2GError(f"{name} must be a finite number, got {value!r}")
+            return float(value)
+        if t is str and isinstance(value, str):
+            return value
+        if typing.get_origin(t) is tuple and isinstance(value, (list, tuple)):
+            item = typing.get_args(t)[0]
+            if all(isinstance(v, item) and not isinstance(v, bool) for v in value):
+                return tuple(value)
+    names = " or ".join("None" if t is type(None) else _type_name(t) for t in options)
+    raise G2GError(f"{name} must be {names}, got {value!r} ({type(value).__name__})")
+
+
+def _type_name(t: Any) -> str:
+    if typing.get_origin(t) is tuple:
+        return {int: "a list of integers", str: "a list of strings"}[typing.get_args(t)[0]]
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(t, str(t))
+
+
+@dataclass(frozen=True)
+class DataConfig(_Section):
+    dataset: str = knob("fashion-mnist", "fashion-mnist | mnist | cifar10 | cifar100")
+    val: int = knob(0, "hold out this many training images for validation (model selection)",
+                    check=lambda v: v >= 0, expect=">= 0")
+    labels: str = knob("fine", "cifar100 label set: fine | coarse")
+    augment: bool | None = knob(None, "random crop + flip (default: on for CIFAR)")
+
+
+@dataclass(frozen=True)
+class ModelConfig(_Section):
+    name: str = knob("g2g-mixer", "dense | dense-matched | er | g2g-index | g2g-random | g2g-mixer "
+                     "(g2g list shows all)", flag="--model")
+    hidden: tuple[int, ...] = knob((1024, 1024, 1024), "hidden widths, e.g. 1024,1024,1024",
+                                   check=lambda v: len(v) > 0 and min(v) >= 1, expect="positive widths")
+    groups: int = knob(8, "ensembles per layer side (G)", check=_positive, expect=">= 1")
+    p_intra: float = knob(1.0, "connection probability inside an ensemble", check=_probability,
+                          expect="a probability in [0, 1]")
+    p_inter: float = knob(0.15, "connection probability between ensembles (p')", check=_probability,
+                          expect="a probability in [0, 1]")
+    frontend: str = knob("none", "none | patch (CIFAR: conv 8x8/8, 32 channels)")
+    inter_tile: int = knob(1, "sample inter-group links in T x T tiles (1 = element-wise)", check=_positive,
+                           expect=">= 1")
+    dropout: float = knob(0.0, "dropout after every hidden non-linearity", check=lambda v: 0.0 <= v < 1.0,
+                          expect="in [0, 1)")
+
+    def options(self) -> dict:
+        """Keyword options of ``build_model`` (everything but the name)."""
+        d = self.to_dict()
+        del d["name"]
+        return d
+
+
+@dataclass(frozen=True)
+class TrainConfig(_Section):
+    epochs: int | None = knob(None, "default: 20 (F-MNIST, MNIST), 30 (CIFAR-10), 40 (CIFAR-100)",
+                              check=_positive, expect=">= 1")
+    batch_size: int = knob(256, "global batch size", check=_positive, expect=">= 1")
+    lr: float = knob(1e-3, "Adam learning rate (cosine schedule to 0)", check=lambda v: v > 0, expect="> 0")
+    weight_decay: float = knob(1e-4, "Adam L2 weight decay", check=lambda v: v >= 0, expect=">= 0")
+    seed: int = knob(0, "seeds masks, init, data order, augmentation and DST")
+    device: str = knob("cpu", "cpu | cuda | cuda:N")
+    threads: int | None = knob(None, "CPU threads (default: torch's)", check=_positive, expect=">= 1")
+
+
+@dataclass(frozen=True)
+class DSTConfig(_Section):
+    prune: str | None = knob(None, "prune criterion (g2g list); none = static mask")
+    grow: str | None = knob(None, "grow criterion (g2g list)")
+    interval: int = knob(1000, "optimizer steps between updates", check=_positive, expect=">= 1")
+    fraction: float = knob(0.1, "fraction of active links rewired per update (zeta)", check=_probability,
+                           expect="in [0, 1]")
+    decay: str = knob("constant", "constant | cosine", **_one_of("constant", "cosine"))
+    stop: float = knob(1.0, "no updates after this fraction of training", check=lambda v: 0.0 < v <= 1.0,
+                       expect="in (0, 1]")
+    window: int | str = knob(1, "batches of activity/gradient per update: N or all", check=_window,
+                             expect="a positive integer or 'all'")
+    score: str = knob("cosine", "Hebbian score: cosine | pearson", **_one_of("cosine", "pearson"))
+
+    def validate(self) -> None:
+        if (self.prune is None) != (self.grow is None):
+            raise G2GError("DST needs both a prune and a grow criterion (e.g. --dst magnitude:hebbian)")
+
+    @property
+    def enabled(self) -> bool:
+        return self.prune is not None
+
+    @property
+    def label(self) -> str:
+        """``PRUNE:GROW`` or ``static``: how tables and run names show it."""
+        return f"{self.prune}:{self.grow}" if self.enabled else "static"
+
+
+SECTIONS: dict[str, type[_Section]] = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig,
+                                       "dst": DSTConfig}
+# Keys that say where and how fast a run ran, not what it is: runs differing only in these (and
+# the seed) are repeats of one configuration.
+NOT_IDENTITY = {("train", "seed"), ("train", "device"), ("train", "threads")}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything that defines a run; ``config.json`` holds ``to_dict()`` of the resolved one."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    dst: DSTConfig = field(default_factory=DSTConfig)
+
+    def to_dict(self) -> dict:
+        return {name: getattr(self, name).to_dict() for name in SECTIONS}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        valid = {f.name for f in fields(cls)}
-        unknown = set(d) - valid
+    def from_dict(cls, d: dict) -> Config:
+        """The inverse of ``to_dict``; also reads the flat ``config.json`` of g2gnet 0.1 runs."""
+        if not isinstance(d, dict):
+            raise G2GError(f"a config must be a JSON object, got {type(d).__name__}")
+        if not all(isinstance(v, dict) for v in d.values()):  # the flat layout of g2gnet 0.1
+            d = _from_flat(d)
+        unknown = set(d) - set(SECTIONS)
         if unknown:
-            raise G2GError(f"unknown config key(s) {sorted(unknown)}; valid: {sorted(valid)}")
-        return cls(**d)
+            raise G2GError(f"unknown config section(s) {sorted(unknown)}; valid: {', '.join(SECTIONS)}")
+        return cls(**{name: make(section, **d.get(name, {})) for name, section in SECTIONS.items()})
+
+    def replace(self, **changes: dict) -> Config:
+        """A copy with ``section={field: value}`` changes applied (and checked)."""
+        return dataclasses.replace(self, **{s: dataclasses.replace(getattr(self, s), **kv)
+                                            for s, kv in changes.items()})
+
+    def resolve(self, default_epochs: int, default_augment: bool) -> Config:
+        """Fill the dataset-dependent defaults (``None`` epochs and augment)."""
+        return self.replace(
+            train={"epochs": self.train.epochs if self.train.epochs is not None else default_epochs},
+            data={"augment": self.data.augment if self.data.augment is not None else default_augment})
+
+    def flat(self) -> dict:
+        """One level of short keys (``model``, ``p_inter``, ``dst``, ``dst_interval``, ...), as
+        tables and ``--by`` name them; ``dst`` is ``PRUNE:GROW`` or ``static``."""
+        d = {key: getattr(getattr(self, s), name) for key, (s, name) in _FLAT.items()
+             if key not in ("dst_prune", "dst_grow")}
+        d["dst"] = self.dst.label
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    def identity(self) -> dict:
+        """``flat()`` without seed, device and threads: equal for repeats of one experiment."""
+        return {k: v for k, v in self.flat().items() if _FLAT.get(k) not in NOT_IDENTITY}
+
+
+def make(section: type[_Section], **values: Any) -> _Section:
+    """``section(**values)`` with unknown keys as a G2GError listing the valid ones."""
+    valid = [f.name for f in dataclasses.fields(section)]
+    unknown = sorted(set(values) - set(valid))
+    if unknown:
+        what = section.__name__.removesuffix("Config").lower()
+        raise G2GError(f"unknown {what} option(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
+    return section(**values)
+
+
+def _flat_key(section: str, name: str) -> str:
+    return "model" if (section, name) == ("model", "name") else f"dst_{name}" if section == "dst" else name
+
+
+# The short keys of ``Config.flat()`` (also the layout of g2gnet 0.1's config.json) -> field.
+_FLAT = {_flat_key(s, f.name): (s, f.name) for s, cls in SECTIONS.items() for f in dataclasses.fields(cls)}
+assert len(_FLAT) == sum(len(dataclasses.fields(c)) for c in SECTIONS.values()), "flat config keys collide"
+
+
+def _from_flat(flat: dict) -> dict:
+    nested: dict[str, dict] = {s: {} for s in SECTIONS}
+    for key, value in flat.items():
+        if key == "dst":
+            prune, grow = parse_dst(value)
+            nested["dst"].update(prune=prune, grow=grow)
+        elif key in _FLAT:
+            section, name = _FLAT[key]
+            nested[section][name] = value
+        else:
+            raise G2GError(f"unknown config key {key!r}")
+    window = nested["dst"].get("window")
+    if isinstance(window, str) and window.isdigit():
+        nested["dst"]["window"] = int(window)
+    return nested
+
+
+def parse_dst(text: str | None) -> tuple[str | None, str | None]:
+    """``"PRUNE:GROW"`` (the CLI's shorthand) -> (prune, grow); None or "static" -> (None, None)."""
+    if text is None or text == "static":
+        return None, None
+    prune, sep, grow = str(text).partition(":")
+    if not sep or not prune or not grow:
+        raise G2GError(f"--dst must be PRUNE:GROW (e.g. magnitude:hebbian) or static, got {text!r}")
+    return prune, grow

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from .errors import G2GError
 from .kernels.dispatch import choose, invalidate
-from .kernels.function import g2g_linear
+from .kernels.function import _native_lib, g2g_linear
 
 
 class SparseLinear(nn.Module):
@@ -133,6 +133,13 @@ class SparseLinear(nn.Module):
         # never move them; ``g2gnet.dst`` computes dense gradients separately when it needs them.
         return F.linear(x, self.weight * self.mask, self.bias)
 
+    def execution_path(self, x: torch.Tensor) -> str:
+        """Which implementation ``self(x)`` runs: "reference", "native" (C++ kernels) or "torch"."""
+        plan = choose(self, x)
+        if plan is None:
+            return "reference"
+        return "native" if _native_lib(x, self.weight) is not None else "torch"
+
     def extra_repr(self) -> str:
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, "
@@ -143,3 +150,18 @@ class SparseLinear(nn.Module):
 def sparse_layers(model: nn.Module) -> list[tuple[str, SparseLinear]]:
     """All SparseLinear layers of ``model`` with their qualified names, in module order."""
     return [(n, m) for n, m in model.named_modules() if isinstance(m, SparseLinear)]
+
+
+def masks_from_state(state: dict) -> dict[str, torch.Tensor]:
+    """The masks of the SparseLinear layers in a model ``state_dict``, by layer name, with rows and
+    columns sorted by ensemble where group ids are stored (so the blocks are visible)."""
+    out = {}
+    for key, mask in state.items():
+        if not key.endswith(".mask") or not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
+            continue
+        prefix = key[: -len("mask")]
+        og, ig = state.get(prefix + "out_groups"), state.get(prefix + "in_groups")
+        if isinstance(og, torch.Tensor) and isinstance(ig, torch.Tensor):
+            mask = mask[torch.argsort(og, stable=True)][:, torch.argsort(ig, stable=True)]
+        out[prefix[:-1]] = mask
+    return out

@@ -7,49 +7,16 @@ by its name, options and ``seed`` (masks, group permutations and initial weights
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import dataclass, field, fields
 
 import torch
 import torch.nn as nn
 
-from .errors import G2GError
+from .config import ModelConfig, coerce, make
+from .errors import G2GError, lookup
 from .layers import SparseLinear
 from .topology import er_mask, expected_density, fit_tile, modular_mask, network_groups
-
-
-@dataclass
-class ModelOptions:
-    """Options shared by every model name (defaults are the paper's, SPEC §2/§8)."""
-
-    hidden: list[int] = field(default_factory=lambda: [1024, 1024, 1024])
-    groups: int = 8
-    p_intra: float = 1.0
-    p_inter: float = 0.15
-    frontend: str = "none"
-    # Inter-group links drawn in T x T tiles (1 = element-wise). A side whose group size T does
-    # not divide uses the largest divisor below T instead (784 inputs in 8 groups of 98: T=16
-    # gives 16 x 14 tiles in the input layer), so every layer of a model can be tiled.
-    inter_tile: int = 1
-    seed: int = 0
-
-    def validate(self) -> None:
-        if not self.hidden or any(int(h) < 1 for h in self.hidden):
-            raise G2GError(f"hidden widths must be positive integers, got {self.hidden}")
-        if self.frontend not in FRONTENDS:
-            raise G2GError(f"unknown frontend {self.frontend!r}; valid: {', '.join(FRONTENDS)}")
-        for name in ("p_intra", "p_inter"):
-            p = getattr(self, name)
-            if not 0.0 <= p <= 1.0:
-                raise G2GError(f"{name} must be a probability in [0, 1], got {p}")
-        if self.groups < 1:
-            raise G2GError(f"groups must be a positive integer, got {self.groups}")
-        if self.inter_tile < 1:
-            raise G2GError(f"inter_tile must be a positive integer, got {self.inter_tile}")
-
-    @property
-    def density(self) -> float:
-        return expected_density(self.groups, self.p_intra, self.p_inter)
 
 
 class PatchEncoder(nn.Module):
@@ -69,15 +36,19 @@ class PatchEncoder(nn.Module):
 
 
 class HiddenBlock(nn.Module):
-    """linear -> ReLU. DST hooks this block: its input is 'pre', its output is 'post'."""
+    """linear -> ReLU (-> dropout). A SparseLinear learns that ReLU follows it: DST's Hebbian
+    'post' activity is the activity after the non-linearity, before dropout."""
 
-    def __init__(self, linear: nn.Module) -> None:
+    def __init__(self, linear: nn.Module, dropout: float = 0.0) -> None:
         super().__init__()
         self.linear = linear
         self.act = nn.ReLU()
+        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        if isinstance(linear, SparseLinear):
+            linear.post_activation = torch.relu
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.linear(x))
+        return self.drop(self.act(self.linear(x)))
 
 
 class MLP(nn.Module):
@@ -102,9 +73,11 @@ def _dense(n_in: int, n_out: int, gen: torch.Generator) -> nn.Linear:
     return layer
 
 
-def _frontend(opts: ModelOptions, input_shape: tuple[int, int, int], gen: torch.Generator):
-    if opts.frontend == "none":
-        return nn.Flatten(), math.prod(input_shape)
+def _flat_frontend(input_shape: tuple[int, int, int], gen: torch.Generator) -> tuple[nn.Module, int]:
+    return nn.Flatten(), math.prod(input_shape)
+
+
+def _patch_frontend(input_shape: tuple[int, int, int], gen: torch.Generator) -> tuple[nn.Module, int]:
     enc = PatchEncoder(input_shape)
     with torch.no_grad():
         nn.init.kaiming_uniform_(enc.conv.weight, a=math.sqrt(5), generator=gen)
@@ -113,24 +86,28 @@ def _frontend(opts: ModelOptions, input_shape: tuple[int, int, int], gen: torch.
     return enc, enc.out_features
 
 
-def _assemble(blocks: list[nn.Module], frontend: nn.Module, width: int, num_classes: int, gen) -> MLP:
-    return MLP(frontend, [HiddenBlock(b) for b in blocks], _dense(width, num_classes, gen))
+FRONTENDS = {"none": _flat_frontend, "patch": _patch_frontend}
 
 
-def _build_dense(opts: ModelOptions, n_in: int, num_classes: int, frontend, gen) -> MLP:
+def _assemble(opts: ModelConfig, blocks: list[nn.Module], frontend: nn.Module, width: int, num_classes: int,
+              gen) -> MLP:
+    return MLP(frontend, [HiddenBlock(b, opts.dropout) for b in blocks], _dense(width, num_classes, gen))
+
+
+def _build_dense(opts: ModelConfig, n_in: int, num_classes: int, frontend, gen) -> MLP:
     widths = [n_in, *opts.hidden]
     layers = [_dense(a, b, gen) for a, b in zip(widths[:-1], widths[1:])]
-    return _assemble(layers, frontend, widths[-1], num_classes, gen)
+    return _assemble(opts, layers, frontend, widths[-1], num_classes, gen)
 
 
-def matched_width(opts: ModelOptions, n_in: int, num_classes: int) -> int:
+def matched_width(opts: ModelConfig, n_in: int, num_classes: int) -> int:
     """Hidden width of a dense net whose parameter count matches the sparse net's active ones.
 
     The sparse count uses the expected density, so the width does not depend on the seed
     (e.g. 447 for 784 inputs, 3x1024, G=8, p_inter=0.15). All hidden layers get this width.
     """
     widths = [n_in, *opts.hidden]
-    d = opts.density
+    d = expected_density(opts.groups, opts.p_intra, opts.p_inter)
     target = sum(d * a * b + b for a, b in zip(widths[:-1], widths[1:]))
     target += widths[-1] * num_classes + num_classes
     depth = len(opts.hidden)
@@ -146,31 +123,35 @@ def matched_width(opts: ModelOptions, n_in: int, num_classes: int) -> int:
     return min(candidates, key=lambda h: abs(dense_params(h) - target))
 
 
-def _build_dense_matched(opts: ModelOptions, n_in: int, num_classes: int, frontend, gen) -> MLP:
+def _build_dense_matched(opts: ModelConfig, n_in: int, num_classes: int, frontend, gen) -> MLP:
     h = matched_width(opts, n_in, num_classes)
-    matched = ModelOptions(**{f.name: getattr(opts, f.name) for f in fields(opts)})
-    matched.hidden = [h] * len(opts.hidden)
+    matched = dataclasses.replace(opts, hidden=(h,) * len(opts.hidden))
     return _build_dense(matched, n_in, num_classes, frontend, gen)
 
 
-def _build_er(opts: ModelOptions, n_in: int, num_classes: int, frontend, gen) -> MLP:
+def _build_er(opts: ModelConfig, n_in: int, num_classes: int, frontend, gen) -> MLP:
     widths = [n_in, *opts.hidden]
     layers = []
     for a, b in zip(widths[:-1], widths[1:]):
-        mask = er_mask(b, a, opts.density, gen)
+        mask = er_mask(b, a, expected_density(opts.groups, opts.p_intra, opts.p_inter), gen)
         layers.append(SparseLinear(a, b, mask, generator=gen))
-    return _assemble(layers, frontend, widths[-1], num_classes, gen)
+    return _assemble(opts, layers, frontend, widths[-1], num_classes, gen)
 
 
 def _g2g_builder(grouping: str):
-    def build(opts: ModelOptions, n_in: int, num_classes: int, frontend, gen) -> MLP:
+    def build(opts: ModelConfig, n_in: int, num_classes: int, frontend, gen) -> MLP:
         widths = [n_in, *opts.hidden]
         layers = []
-        for a, b, lg in zip(widths[:-1], widths[1:], network_groups(widths, opts.groups, grouping, gen)):
+        for layer, (a, b, lg) in enumerate(zip(widths[:-1], widths[1:],
+                                                network_groups(widths, opts.groups, grouping, gen))):
+            smallest = min(a, b) // opts.groups
+            if opts.inter_tile > smallest:  # one tile per group pair: the density would be a lottery
+                raise G2GError(f"inter_tile={opts.inter_tile} is larger than the ensembles ({smallest} units) "
+                               f"of sparse layer {layer + 1}; use at most {smallest}")
             tile = (fit_tile(b // opts.groups, opts.inter_tile), fit_tile(a // opts.groups, opts.inter_tile))
             mask = modular_mask(lg.out_groups, lg.in_groups, opts.p_intra, opts.p_inter, gen, tile)
             layers.append(SparseLinear(a, b, mask, in_groups=lg.in_groups, out_groups=lg.out_groups, generator=gen))
-        return _assemble(layers, frontend, widths[-1], num_classes, gen)
+        return _assemble(opts, layers, frontend, widths[-1], num_classes, gen)
 
     build.__doc__ = f"G2GNet with the {grouping!r} grouping (SPEC §2)."
     return build
@@ -185,8 +166,6 @@ MODELS = {
     "g2g-mixer": _g2g_builder("mixer"),
 }
 
-FRONTENDS = ("none", "patch")
-
 _KNOWN_SHAPES = {784: (1, 28, 28), 3072: (3, 32, 32)}
 
 
@@ -196,27 +175,26 @@ def build_model(
     num_classes: int,
     *,
     input_shape: tuple[int, int, int] | None = None,
+    seed: int = 0,
     **options,
 ) -> MLP:
-    """Build a model of SPEC §2 by name. Options: see ``ModelOptions`` (hidden, groups, p_intra,
-    p_inter, frontend, inter_tile, seed). ``input_shape`` (C, H, W) is needed by the ``patch``
-    front end and inferred for 784 (28x28) and 3072 (3x32x32) inputs.
+    """Build a model of SPEC §2 by name. ``options`` are the fields of ``ModelConfig`` (hidden,
+    groups, p_intra, p_inter, frontend, inter_tile, dropout), checked there; ``seed`` fixes
+    masks, group permutations and initial weights. ``input_shape`` (C, H, W) is needed by the
+    ``patch`` front end and inferred for 784 (28x28) and 3072 (3x32x32) inputs.
     """
-    if name not in MODELS:
-        raise G2GError(f"unknown model {name!r}; valid: {', '.join(MODELS)}")
-    valid = {f.name for f in fields(ModelOptions)}
-    unknown = set(options) - valid
-    if unknown:
-        raise G2GError(f"unknown model option(s) {sorted(unknown)}; valid: {sorted(valid)}")
-    opts = ModelOptions(**options)
-    opts.hidden = [int(h) for h in opts.hidden]
-    opts.validate()
+    builder = lookup(MODELS, name, "model")
+    opts = make(ModelConfig, name=name, **options)
+    make_frontend = lookup(FRONTENDS, opts.frontend, "frontend")
+    in_features = coerce(in_features, int, "in_features")
+    num_classes = coerce(num_classes, int, "num_classes")
+    seed = coerce(seed, int, "seed")
     if in_features < 1 or num_classes < 2:
         raise G2GError(f"need in_features >= 1 and num_classes >= 2, got {in_features}, {num_classes}")
     if input_shape is None:
         input_shape = _KNOWN_SHAPES.get(in_features, (1, 1, in_features))
     if math.prod(input_shape) != in_features:
         raise G2GError(f"input_shape {input_shape} does not have {in_features} elements")
-    gen = torch.Generator().manual_seed(int(opts.seed))
-    frontend, n_in = _frontend(opts, tuple(input_shape), gen)
-    return MODELS[name](opts, n_in, num_classes, frontend, gen)
+    gen = torch.Generator().manual_seed(seed)
+    frontend, n_in = make_frontend(tuple(input_shape), gen)
+    return builder(opts, n_in, num_classes, frontend, gen)

@@ -1,25 +1,36 @@
-"""A run directory (SPEC §6): config.json, env.json, metrics.jsonl, summary.json, checkpoint.pt.
+"""A run directory (SPEC §6) and the only code that reads or writes one: config.json, env.json,
+metrics.jsonl, summary.json, checkpoint.pt.
 
-Reports are built from these files alone. Checkpoints are written atomically (temp + rename)
-and read with ``weights_only=True``, so a kill at any moment leaves the last good one intact.
+Writing: a process holds an exclusive lock on the directory while it trains, so two processes
+never write one run. Checkpoints and JSON files are written atomically (temp + rename), so a kill
+at any moment leaves the last good ones. ``env.json`` keeps the first start and every resume.
+Reading: every file is checked on load (types of the summary, JSON lines of the metrics), and a
+bad file is one ``G2GError`` naming it. Checkpoints load with ``weights_only=True``.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import math
 import os
 import platform
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from .config import Config
 from .errors import G2GError
+from .version import __version__
 
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = "g2gnet-checkpoint-v1"
+RUN_FILES = ("config.json", "env.json", "metrics.jsonl", "summary.json", CHECKPOINT)
+_LOCK = ".lock"
 
 
 def _git(args: list[str]) -> str | None:
@@ -33,8 +44,6 @@ def _git(args: list[str]) -> str | None:
 
 def environment(device: str) -> dict:
     """Where and with what a run was made: code version, versions, hardware, command line."""
-    from . import __version__
-
     dirty = _git(["status", "--porcelain", "--untracked-files=no"])
     env = {
         "g2gnet": __version__,
@@ -55,10 +64,17 @@ def environment(device: str) -> dict:
     return env
 
 
+def _os_error(e: OSError, path: Path, doing: str) -> G2GError:
+    return G2GError(f"cannot {doing} {path}: {e.strerror or type(e).__name__}")
+
+
 def write_json_atomic(path: Path, obj) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, path)
+    except OSError as e:
+        raise _os_error(e, path, "write") from None
 
 
 def read_json(path: Path):
@@ -66,15 +82,116 @@ def read_json(path: Path):
         return json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise G2GError(f"{path} not found") from None
+    except OSError as e:
+        raise _os_error(e, path, "read") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise G2GError(f"{path} is not valid JSON: {e}") from None
 
 
+def read_config(path: str | Path) -> Config:
+    """The config of a run directory, or of a ``config.json`` given directly."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "config.json"
+    data = read_json(path)
+    try:
+        return Config.from_dict(data)
+    except G2GError as e:
+        raise G2GError(f"{path}: {e}") from None
+
+
+def _read_metrics(path: Path, drop_torn_tail: bool = False) -> list[dict]:
+    """The epoch records of ``metrics.jsonl``. A torn last line (an append cut by a kill) is
+    dropped when ``drop_torn_tail``; any other bad line is an error naming it."""
+    if not path.exists():
+        return []
+    try:
+        lines = path.read_bytes().split(b"\n")
+    except OSError as e:
+        raise _os_error(e, path, "read") from None
+    records = []
+    last = max((i for i, l in enumerate(lines) if l.strip()), default=-1)
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line.decode())
+            if not isinstance(record, dict) or not isinstance(record.get("epoch"), int):
+                raise ValueError("not an epoch record")
+        except (ValueError, UnicodeDecodeError) as e:
+            if drop_torn_tail and i == last and not line.endswith(b"}"):
+                break
+            raise G2GError(f"{path}, line {i + 1}: {str(e).splitlines()[0] if str(e) else 'unreadable'}") from None
+        records.append(record)
+    return records
+
+
+# summary.json keys a report relies on, with their types.
+_SUMMARY_NUMBERS = ("test_acc", "active_params", "seconds_per_epoch")
+
+
+def _check_summary(summary, path: Path) -> dict:
+    if not isinstance(summary, dict):
+        raise G2GError(f"{path} is not a summary (a JSON object)")
+    for key in _SUMMARY_NUMBERS:
+        value = summary.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise G2GError(f"{path}: {key} is {value!r}, expected a number")
+    density = summary.get("density")
+    if density is not None and (isinstance(density, bool) or not isinstance(density, (int, float))):
+        raise G2GError(f"{path}: density is {density!r}, expected a number or null")
+    return summary
+
+
+@dataclass
+class RunRecord:
+    """A finished run as read back: its checked config, summary and per-epoch metrics."""
+
+    path: Path
+    config: Config
+    summary: dict
+    metrics: list[dict] = field(default_factory=list)
+    env: dict = field(default_factory=dict)
+
+
+def read_run(path: str | Path) -> RunRecord:
+    """Read one finished run directory (config.json and summary.json present), checking each file."""
+    path = Path(path)
+    config = read_config(path)
+    summary = _check_summary(read_json(path / "summary.json"), path / "summary.json")
+    metrics = _read_metrics(path / "metrics.jsonl")
+    env_path = path / "env.json"
+    env = read_json(env_path) if env_path.exists() else {}
+    return RunRecord(path, config, summary, metrics, env if isinstance(env, dict) else {})
+
+
+def find_runs(paths: list[Path]) -> list[RunRecord]:
+    """Finished run directories at or below the given paths, read and checked."""
+    dirs: list[Path] = []
+    for p in paths:
+        if not p.exists():
+            raise G2GError(f"{p} does not exist")
+        if (p / "summary.json").exists():
+            dirs.append(p)
+        else:
+            dirs.extend(sorted(s.parent for s in p.rglob("summary.json")))
+    if not dirs:
+        raise G2GError(f"no finished runs (summary.json) under {', '.join(map(str, paths))}")
+    return [read_run(d) for d in dirs]
+
+
+def default_run_dir(cfg: Config) -> Path:
+    """``runs/DATASET-MODEL-sSEED-TIME``: a new directory for every run started without --out."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{cfg.data.dataset}-{cfg.model.name}-s{cfg.train.seed}-{stamp}"
+
+
 class RunDir:
-    """One run's directory."""
+    """One run's directory, opened for writing by one process at a time."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self._lock_file = None
 
     @property
     def checkpoint_path(self) -> Path:
@@ -83,32 +200,102 @@ class RunDir:
     def has_checkpoint(self) -> bool:
         return self.checkpoint_path.exists()
 
-    def start(self, config: dict, device: str, resume: bool) -> None:
-        """Create the directory, or check that a resumed one was made with the same config."""
-        cfg_path = self.path / "config.json"
-        if cfg_path.exists():
-            if not resume:
-                raise G2GError(f"run directory {self.path} already holds a run; pass --resume to continue it "
-                               "or choose another --out")
-            old = read_json(cfg_path)
-            diff = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
-            if diff:
-                raise G2GError(f"cannot resume {self.path}: its config differs in {', '.join(diff)}")
-        self.path.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(cfg_path, config)
-        write_json_atomic(self.path / "env.json", environment(device))
+    # -- opening ----------------------------------------------------------------------------
+    def open(self, config: dict, resume: bool) -> None:
+        """Create the directory (or check that a resumed one holds the same config) and lock it.
 
+        Nothing is written to an existing run here: a resume that fails later loses nothing.
+        """
+        p = self.path
+        if p.exists() and not p.is_dir():
+            raise G2GError(f"--out {p} is a file, not a directory")
+        cfg_path = p / "config.json"
+        if resume and not cfg_path.exists():
+            raise G2GError(f"cannot resume {p}: it holds no run (no config.json); drop --resume to start one")
+        if not resume and cfg_path.exists():
+            raise G2GError(f"run directory {p} already holds a run; pass --resume to continue it or choose "
+                           "another --out")
+        if not resume and p.exists():
+            stale = [f for f in RUN_FILES if (p / f).exists()]
+            if stale:
+                raise G2GError(f"{p} holds {', '.join(stale)} but no config.json (not a run g2g can continue); "
+                               "choose another --out")
+        try:
+            p.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise _os_error(e, p, "create the run directory") from None
+        self._lock()
+        if resume:
+            old = read_json(cfg_path)
+            old = Config.from_dict(old).to_dict() if isinstance(old, dict) else old
+            diff = _diff(old, config)
+            if diff:
+                self.close()
+                raise G2GError(f"cannot resume {p}: its config differs in {', '.join(diff)}")
+        else:
+            write_json_atomic(cfg_path, config)
+
+    def _lock(self) -> None:
+        path = self.path / _LOCK
+        try:
+            f = open(path, "a+")
+        except OSError as e:
+            raise _os_error(e, self.path, "write to the run directory") from None
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            owner = f.read().strip() or "another process"
+            f.close()
+            raise G2GError(f"run directory {self.path} is in use by {owner}") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} on {platform.node()}")
+        f.flush()
+        self._lock_file = f
+
+    def close(self) -> None:
+        """Release the lock (also released by the OS when the process dies)."""
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+    def record_start(self, device: str, resumed_epoch: int | None) -> None:
+        """env.json: the first start's environment, plus one entry per resume."""
+        env_path = self.path / "env.json"
+        now = environment(device)
+        if resumed_epoch is None or not env_path.exists():
+            write_json_atomic(env_path, {**now, "resumes": []})
+            return
+        env = read_json(env_path)
+        if not isinstance(env, dict):
+            raise G2GError(f"{env_path} is not an environment record")
+        env.setdefault("resumes", []).append({**now, "from_epoch": resumed_epoch})
+        write_json_atomic(env_path, env)
+
+    # -- during training --------------------------------------------------------------------
     def log(self, record: dict) -> None:
-        with open(self.path / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record, sort_keys=True) + "\n")
+        path = self.path / "metrics.jsonl"
+        try:
+            with open(path, "a") as f:
+                f.write(json.dumps(record, sort_keys=True) + "\n")
+        except OSError as e:
+            raise _os_error(e, path, "append to") from None
+
+    def metrics(self) -> list[dict]:
+        return _read_metrics(self.path / "metrics.jsonl")
 
     def truncate_metrics(self, epochs_done: int) -> None:
-        """Drop epoch records written after the checkpoint a resumed run starts from."""
+        """Keep the epoch records up to the checkpoint a resumed run starts from (and drop a
+        line torn by a kill)."""
         path = self.path / "metrics.jsonl"
         if not path.exists():
             return
-        keep = [l for l in path.read_text().splitlines() if l.strip() and json.loads(l).get("epoch", 0) <= epochs_done]
-        path.write_text("".join(l + "\n" for l in keep))
+        keep = [r for r in _read_metrics(path, drop_torn_tail=True) if r["epoch"] <= epochs_done]
+        try:
+            path.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in keep))
+        except OSError as e:
+            raise _os_error(e, path, "write") from None
 
     def finish(self, summary: dict) -> None:
         write_json_atomic(self.path / "summary.json", summary)
@@ -116,11 +303,37 @@ class RunDir:
     def save_checkpoint(self, state: dict) -> None:
         state = {"format": CHECKPOINT_FORMAT, **state}
         tmp = self.checkpoint_path.with_name(CHECKPOINT + ".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.checkpoint_path)
+        try:
+            torch.save(state, tmp)
+            os.replace(tmp, self.checkpoint_path)
+        except OSError as e:
+            kept = " (the previous checkpoint is kept)" if self.has_checkpoint() else ""
+            raise G2GError(f"cannot write checkpoint {self.checkpoint_path}: {e.strerror or e}{kept}") from None
 
     def load_checkpoint(self, map_location: str = "cpu") -> dict:
         return load_checkpoint(self.checkpoint_path, map_location)
+
+
+def _diff(old, new: dict) -> list[str]:
+    if not isinstance(old, dict):
+        return ["everything"]
+    keys = set(old) | set(new)
+    out = []
+    for k in sorted(keys):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += [f"{k}.{d}" for d in _diff(a, b)]
+        elif a != b:
+            out.append(k)
+    return out
+
+
+def _first_line(e: BaseException, limit: int = 300) -> str:
+    """The exception as one line: whitespace collapsed, cut at a word boundary."""
+    line = " ".join(str(e).split())
+    if len(line) > limit:
+        line = line[:limit].rsplit(" ", 1)[0] + " ..."
+    return f"{type(e).__name__}: {line}" if line else type(e).__name__
 
 
 def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict:
@@ -131,7 +344,19 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict:
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises many types for corrupt/foreign pickles
-        raise G2GError(f"checkpoint {path} is unreadable: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+        raise G2GError(f"checkpoint {path} is unreadable ({_first_line(e)})") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise G2GError(f"checkpoint {path} is not a {CHECKPOINT_FORMAT} checkpoint")
     return state
+
+
+def load_state(module, state: dict, what: str) -> None:
+    """``module.load_state_dict(state)`` with a mismatch as one line (missing / unexpected keys)."""
+    if not isinstance(state, dict):
+        raise G2GError(f"{what} holds no state dict")
+    try:
+        module.load_state_dict(state)
+    except (RuntimeError, KeyError, TypeError, ValueError) as e:
+        if isinstance(e, G2GError):
+            raise
+        raise G2GError(f"{what} does not match this run ({_first_line(e)})") from None

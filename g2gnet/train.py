@@ -13,12 +13,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import TrainConfig
+from .config import Config
 from .data import Batches, load_dataset, split_validation
+from .data.datasets import dataset_info
+from .dst import DynamicSparsity
 from .errors import G2GError
 from .models import build_model
-from .runs import RunDir
 from .optim import adam
+from .runs import RunDir, load_state
 from .stats import model_summary
 
 try:  # progress bars are a nicety, never a requirement
@@ -77,34 +79,26 @@ def _progress(iterable, total: int, desc: str, enabled: bool, leave: bool = Fals
     return tqdm(iterable, total=total, desc=desc, leave=leave, dynamic_ncols=True)
 
 
-def _build_dst(cfg: TrainConfig, model: nn.Module, optimizer, total_steps: int):
-    if cfg.dst is None:
-        return None
-    from .dst import DynamicSparsity
-
-    prune, sep, grow = cfg.dst.partition(":")
-    if not sep or not prune or not grow:
-        raise G2GError(f"--dst must be PRUNE:GROW (e.g. magnitude:hebbian), got {cfg.dst!r}")
-    window = cfg.dst_window if cfg.dst_window == "all" else _positive_int(cfg.dst_window, "--dst-window")
-    return DynamicSparsity(
-        model, optimizer, prune=prune, grow=grow, interval=cfg.dst_interval, fraction=cfg.dst_fraction,
-        decay=cfg.dst_decay, stop=cfg.dst_stop, window=window, total_steps=total_steps,
-        score=cfg.dst_score, seed=cfg.seed,
-    )
+class Interrupted(G2GError):
+    """Ctrl-C during training: says which checkpoint (if any) a ``--resume`` continues from."""
 
 
-def _positive_int(text: str, what: str) -> int:
+def _build_model(cfg: Config, input_shape: tuple[int, ...], num_classes: int, device: torch.device) -> nn.Module:
     try:
-        value = int(text)
-    except ValueError:
-        raise G2GError(f"{what} must be a positive integer or 'all', got {text!r}") from None
-    if value < 1:
-        raise G2GError(f"{what} must be >= 1, got {value}")
-    return value
+        return build_model(cfg.model.name, math.prod(input_shape), num_classes, input_shape=input_shape,
+                           seed=cfg.train.seed, **cfg.model.options()).to(device)
+    except (MemoryError, RuntimeError) as e:
+        if isinstance(e, RuntimeError) and "alloc" not in str(e).lower() and "memory" not in str(e).lower():
+            raise
+        widths = [math.prod(input_shape), *cfg.model.hidden, num_classes]
+        dense = sum(a * b for a, b in zip(widths[:-1], widths[1:]))
+        raise G2GError(f"cannot allocate model {cfg.model.name!r} with hidden {list(cfg.model.hidden)}: its "
+                       f"{dense:,} dense weights need about {4 * dense / 2**30:.1f} GiB as float32 on "
+                       f"{device}") from None
 
 
 def train(
-    cfg: TrainConfig,
+    cfg: Config,
     out: str | Path,
     *,
     resume: bool = False,
@@ -112,103 +106,122 @@ def train(
     progress: bool | None = None,
 ) -> dict:
     """Train one model as ``cfg`` says, writing the run directory ``out``; returns the summary."""
-    cfg.resolve()
-    device = resolve_device(cfg.device)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    info = dataset_info(cfg.data.dataset)
+    cfg = cfg.resolve(info.epochs, info.augment)
+    device = resolve_device(cfg.train.device)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
     if progress is None:
         progress = sys.stderr.isatty()
     run = RunDir(out)
+    run.open(cfg.to_dict(), resume)
+    try:
+        return _train(cfg, run, device, resume, data_dir, progress)
+    finally:
+        run.close()
 
+
+def _train(cfg: Config, run: RunDir, device: torch.device, resume: bool, data_dir, progress: bool) -> dict:
+    tc = cfg.train
     # Data: in memory as uint8, on the training device; validation carved from train if asked.
-    ds = load_dataset(cfg.dataset, data_dir, labels=cfg.labels)
+    ds = load_dataset(cfg.data.dataset, data_dir, labels=cfg.data.labels)
     val = None
-    if cfg.val:
-        ds, val = split_validation(ds, cfg.val, cfg.seed)
+    if cfg.data.val:
+        ds, val = split_validation(ds, cfg.data.val, tc.seed)
     ds = ds.to(device)
     # Only the held-out images move: val's test split is the same test set ds already carries.
     val_xy = (val.train_x.to(device), val.train_y.to(device)) if val is not None else None
     input_shape = tuple(ds.train_x.shape[1:])
 
-    model = build_model(cfg.model, math.prod(input_shape), ds.num_classes,
-                        input_shape=input_shape, **cfg.model_options()).to(device)
-    optimizer = adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = math.ceil(ds.train_y.numel() / cfg.batch_size)
-    total_steps = steps_per_epoch * cfg.epochs
+    model = _build_model(cfg, input_shape, ds.num_classes, device)
+    optimizer = adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    steps_per_epoch = math.ceil(ds.train_y.numel() / tc.batch_size)
+    total_steps = steps_per_epoch * tc.epochs
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
-    dst = _build_dst(cfg, model, optimizer, total_steps)
+    dst = None
+    if cfg.dst.enabled:
+        dst = DynamicSparsity.from_config(model, optimizer, cfg.dst, total_steps=total_steps, seed=tc.seed)
 
-    run.start(cfg.to_dict(), str(device), resume)
     start_epoch, step, wall = 0, 0, 0.0
     if resume and run.has_checkpoint():
         state = run.load_checkpoint(map_location=str(device))
+        what = f"checkpoint {run.checkpoint_path}"
+        load_state(model, state.get("model"), what)
+        load_state(optimizer, state.get("optimizer"), what)
+        load_state(scheduler, state.get("scheduler"), what)
+        if dst is not None:
+            load_state(dst, state.get("dst"), what)
         try:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            if dst is not None:
-                dst.load_state_dict(state["dst"])
-        except (KeyError, RuntimeError) as e:
-            raise G2GError(f"checkpoint {run.checkpoint_path} does not match this run: {e}") from None
-        start_epoch, step, wall = state["epoch"], state["step"], state["wall_time"]
+            start_epoch, step, wall = int(state["epoch"]), int(state["step"]), float(state["wall_time"])
+        except (KeyError, TypeError, ValueError):
+            raise G2GError(f"{what} has no epoch/step/wall_time record") from None
         run.truncate_metrics(start_epoch)
+    run.record_start(str(device), start_epoch if resume else None)
 
     def batches(split_x, split_y, shuffle, gen=None, augment=False, bs=None):
-        return Batches(split_x, split_y, bs or cfg.batch_size, ds.mean, ds.std,
+        return Batches(split_x, split_y, bs or tc.batch_size, ds.mean, ds.std,
                        shuffle=shuffle, generator=gen, augment=augment)
 
     test_batches = batches(ds.test_x, ds.test_y, False, bs=1000)
     val_batches = batches(*val_xy, False, bs=1000) if val_xy is not None else None
 
     model.train()
-    epochs = _progress(range(start_epoch, cfg.epochs), cfg.epochs - start_epoch, "epochs", progress, leave=True)
-    for epoch in epochs:
-        t0 = time.perf_counter()
-        train_batches = batches(ds.train_x, ds.train_y, True, _epoch_generator(cfg.seed, epoch), cfg.augment)
-        loss_sum, correct, seen, updates = 0.0, 0, 0, []
-        def check_finite(loss: torch.Tensor) -> None:
-            if not torch.isfinite(loss):
-                kept = f"; the last good checkpoint is {run.checkpoint_path}" if run.has_checkpoint() else ""
-                raise G2GError(f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, step {step + 1}{kept}")
+    done = start_epoch  # epochs finished and checkpointed
+    epochs = _progress(range(start_epoch, tc.epochs), tc.epochs - start_epoch, "epochs", progress, leave=True)
+    try:
+        for epoch in epochs:
+            t0 = time.perf_counter()
+            train_batches = batches(ds.train_x, ds.train_y, True, _epoch_generator(tc.seed, epoch), cfg.data.augment)
+            loss_sum, correct, seen, updates = 0.0, 0, 0, []
 
-        for x, y in _progress(train_batches, len(train_batches), f"epoch {epoch + 1}", progress):
-            loss, logits = train_step(model, optimizer, x, y, check_finite)
-            scheduler.step()
-            step += 1
+            def check_finite(loss: torch.Tensor) -> None:
+                if not torch.isfinite(loss):
+                    kept = f"; the last good checkpoint is {run.checkpoint_path}" if run.has_checkpoint() else ""
+                    raise G2GError(f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, step {step + 1}{kept}")
+
+            for x, y in _progress(train_batches, len(train_batches), f"epoch {epoch + 1}", progress):
+                loss, logits = train_step(model, optimizer, x, y, check_finite)
+                scheduler.step()
+                step += 1
+                if dst is not None:
+                    update = dst.step()
+                    if update is not None:
+                        updates.append(update)
+                loss_sum += loss.item() * y.numel()
+                correct += (logits.argmax(1) == y).sum().item()
+                seen += y.numel()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            epoch_time = time.perf_counter() - t0
+            wall += epoch_time
+            record = {
+                "epoch": epoch + 1, "step": step, "lr": optimizer.param_groups[0]["lr"],
+                "train_loss": loss_sum / seen, "train_acc": correct / seen, "epoch_time": epoch_time,
+            }
+            record.update({f"test_{k}": v for k, v in evaluate(model, test_batches).items()})
+            if val_batches is not None:
+                record.update({f"val_{k}": v for k, v in evaluate(model, val_batches).items()})
+            if updates:
+                record["dst"] = updates
+            run.log(record)
+            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "step": step, "wall_time": wall}
             if dst is not None:
-                update = dst.step()
-                if update is not None:
-                    updates.append(update)
-            loss_sum += loss.item() * y.numel()
-            correct += (logits.argmax(1) == y).sum().item()
-            seen += y.numel()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        epoch_time = time.perf_counter() - t0
-        wall += epoch_time
-        record = {
-            "epoch": epoch + 1, "step": step, "lr": optimizer.param_groups[0]["lr"],
-            "train_loss": loss_sum / seen, "train_acc": correct / seen, "epoch_time": epoch_time,
-        }
-        record.update({f"test_{k}": v for k, v in evaluate(model, test_batches).items()})
-        if val_batches is not None:
-            record.update({f"val_{k}": v for k, v in evaluate(model, val_batches).items()})
-        if updates:
-            record["dst"] = updates
-        run.log(record)
-        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "step": step, "wall_time": wall}
-        if dst is not None:
-            state["dst"] = dst.state_dict()
-        run.save_checkpoint(state)
+                state["dst"] = dst.state_dict()
+            run.save_checkpoint(state)
+            done = epoch + 1
+    except KeyboardInterrupt:
+        kept = (f"the checkpoint after epoch {done} is kept; continue with --resume --out {run.path}"
+                if done > 0 and run.has_checkpoint() else "no epoch had finished, so there is no checkpoint")
+        raise Interrupted(f"interrupted during epoch {done + 1}; {kept}") from None
 
     if dst is not None:
         dst.close()
     final = evaluate(model, test_batches)
     summary = {
-        "dataset": cfg.dataset, "model": cfg.model, "seed": cfg.seed, "epochs": cfg.epochs,
-        "dst": cfg.dst, "test_acc": final["acc"], "test_loss": final["loss"],
-        "wall_time": wall, "seconds_per_epoch": wall / cfg.epochs, "steps": step,
+        "dataset": cfg.data.dataset, "model": cfg.model.name, "seed": tc.seed, "epochs": tc.epochs,
+        "dst": cfg.dst.label, "test_acc": final["acc"], "test_loss": final["loss"],
+        "wall_time": wall, "seconds_per_epoch": wall / tc.epochs, "steps": step,
         **model_summary(model, input_shape),
     }
     if val_batches is not None:

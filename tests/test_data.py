@@ -415,7 +415,7 @@ def test_not_found_says_where_and_what_to_do(tmp_path):
 
 
 def test_unknown_names_list_the_valid_ones():
-    with pytest.raises(G2GError, match="unknown dataset 'svhn'; valid names: fashion-mnist, mnist, cifar10, cifar100"):
+    with pytest.raises(G2GError, match="unknown dataset 'svhn'; valid: fashion-mnist, mnist, cifar10, cifar100"):
         load_dataset("svhn")
     with pytest.raises(G2GError, match="valid: fine, coarse"):
         load_dataset("cifar100", labels="medium")

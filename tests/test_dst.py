@@ -406,7 +406,8 @@ def test_schedule():
     assert [t for t in range(101) if s.is_update(t)] == [10, 20, 30, 40, 50]
     assert s.fraction_at(0) == pytest.approx(0.3) and s.fraction_at(25) == pytest.approx(0.15)
     assert s.fraction_at(50) == pytest.approx(0.0) and s.next_update(50) is None
-    assert not Schedule(interval=1).is_update(0) and Schedule(interval=1).next_update(0) == 1
+    s1 = Schedule(interval=1, fraction=0.1, decay="constant", stop=1.0)
+    assert not s1.is_update(0) and s1.next_update(0) == 1
 
 
 def test_hooks_are_removed_on_close():
@@ -445,6 +446,6 @@ def test_model_without_sparse_layers_raises():
         DynamicSparsity(_model("dense"), None)
 
 
-def test_window_accepts_config_strings():
-    assert DynamicSparsity(_model(), None, window="3").window == 3
+def test_window_is_a_count_or_all():
+    assert DynamicSparsity(_model(), None, window=3).window == 3
     assert DynamicSparsity(_model(), None, window="all").window is None

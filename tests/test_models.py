@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from g2gnet import G2GError, MODELS, build_model, sparse_layers
-from g2gnet.models import ModelOptions, matched_width
+from g2gnet.config import ModelConfig
+from g2gnet.models import matched_width
 from g2gnet.stats import active_parameters, intra_fraction, macs_per_sample
 
 
@@ -15,8 +16,8 @@ def test_every_model_builds_and_runs(name):
 
 
 def test_matched_width_is_papers_447_and_469():
-    assert matched_width(ModelOptions(), 784, 10) == 447
-    assert matched_width(ModelOptions(), 512, 10) == 469
+    assert matched_width(ModelConfig(), 784, 10) == 447
+    assert matched_width(ModelConfig(), 512, 10) == 469
 
 
 def test_dense_matched_params_close_to_g2g_active_params():

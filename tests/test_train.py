@@ -35,7 +35,8 @@ def test_cli_run_writes_run_directory_and_learns(tiny_fmnist, tmp_path, capsys):
     assert [m["epoch"] for m in metrics] == [1, 2, 3]
     assert metrics[-1]["lr"] == pytest.approx(0.0, abs=1e-12)   # cosine schedule ends at 0
     config = json.loads((out / "config.json").read_text())
-    assert config["epochs"] == 3 and config["model"] == "g2g-mixer" and config["hidden"] == [32, 32]
+    assert config["train"]["epochs"] == 3 and config["model"]["name"] == "g2g-mixer"
+    assert config["model"]["hidden"] == [32, 32] and config["data"]["augment"] is False
     env = json.loads((out / "env.json").read_text())
     assert env["torch"] == torch.__version__ and "git_sha" in env
     assert (out / "checkpoint.pt").exists() and not list(out.glob("*.tmp"))
@@ -100,7 +101,7 @@ def _one_line_error(capsys, code, pattern):
     (["--groups", "3"], "groups=3 does not divide"),
     (["--epochs", "0"], "epochs must be >= 1"),
     (["--epochs", "two"], "invalid int value"),
-    (["--batch-size", "-1"], "batch size"),
+    (["--batch-size", "-1"], "batch_size must be >= 1"),
     (["--frontend", "vit"], "valid: none, patch"),
     (["--device", "cuda:7"] if not torch.cuda.is_available() else ["--device", "tpu"], "device"),
     (["--dst", "magnitude"], "PRUNE:GROW"),
@@ -124,8 +125,8 @@ def test_existing_run_needs_resume_and_same_config(tiny_fmnist, tmp_path, capsys
     capsys.readouterr()
     _one_line_error(capsys, _train(tiny_fmnist, out, "--model", "dense", "--epochs", "1"), "--resume")
     _one_line_error(capsys, _train(tiny_fmnist, out, "--model", "er", "--epochs", "1", "--resume"),
-                    "config differs in model")
-    assert json.loads((out / "config.json").read_text())["model"] == "dense"   # nothing lost
+                    "config differs in model.name")
+    assert json.loads((out / "config.json").read_text())["model"]["name"] == "dense"   # nothing lost
 
 
 @pytest.mark.parametrize("content, pattern", [

@@ -17,7 +17,7 @@ import torch
 
 from g2gnet.data import formats, sources
 from g2gnet.data.checksums import md5_bytes, verify_md5
-from g2gnet.errors import G2GError
+from g2gnet.errors import G2GError, lookup
 
 FASHION_MNIST_CLASSES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
@@ -82,6 +82,8 @@ class DatasetInfo:
     train_size: int
     test_size: int
     read: Callable[[DatasetInfo, dict[str, Path], str], Arrays]
+    epochs: int  # default training length (SPEC §5)
+    augment: bool  # random crop + flip by default
 
 
 def _read_idx_pair(info: DatasetInfo, files: dict[str, Path], split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -129,19 +131,16 @@ def _read_cifar100(info: DatasetInfo, files: dict[str, Path], labels: str) -> Ar
 
 
 DATASETS: dict[str, DatasetInfo] = {
-    "fashion-mnist": DatasetInfo("fashion-mnist", (1, 28, 28), 10, 60000, 10000, _read_idx),
-    "mnist": DatasetInfo("mnist", (1, 28, 28), 10, 60000, 10000, _read_idx),
-    "cifar10": DatasetInfo("cifar10", (3, 32, 32), 10, 50000, 10000, _read_cifar10),
-    "cifar100": DatasetInfo("cifar100", (3, 32, 32), 100, 50000, 10000, _read_cifar100),
+    "fashion-mnist": DatasetInfo("fashion-mnist", (1, 28, 28), 10, 60000, 10000, _read_idx, 20, False),
+    "mnist": DatasetInfo("mnist", (1, 28, 28), 10, 60000, 10000, _read_idx, 20, False),
+    "cifar10": DatasetInfo("cifar10", (3, 32, 32), 10, 50000, 10000, _read_cifar10, 30, True),
+    "cifar100": DatasetInfo("cifar100", (3, 32, 32), 100, 50000, 10000, _read_cifar100, 40, True),
 }
 
 
 def dataset_info(name: str) -> DatasetInfo:
     """The registry entry, or a ``G2GError`` listing the valid names."""
-    try:
-        return DATASETS[name]
-    except (KeyError, TypeError):
-        raise G2GError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}") from None
+    return lookup(DATASETS, name, "dataset")
 
 
 def channel_stats(x: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -18,7 +18,6 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from ..errors import G2GError
 from ..layers import SparseLinear
 from .hebbian import ActivityStats
 
@@ -86,10 +85,3 @@ def gradient(layer: SparseLinear, ctx: Context) -> Tensor:
 
 PRUNE: dict[str, Criterion] = {"magnitude": magnitude, "random": random, "hebbian": hebbian}
 GROW: dict[str, Criterion] = {"hebbian": hebbian, "random": random, "gradient": gradient}
-
-
-def lookup(table: dict[str, Criterion], name: str, what: str) -> Criterion:
-    """``table[name]``, or a G2GError listing the valid names."""
-    if not isinstance(name, str) or name not in table:
-        raise G2GError(f"unknown {what} criterion {name!r}; valid: {', '.join(table)}")
-    return table[name]

@@ -11,12 +11,6 @@ from dataclasses import dataclass
 
 from ..errors import G2GError
 
-DECAYS = ("constant", "cosine")
-
-
-def _is_number(x: object) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
-
 
 @dataclass(frozen=True)
 class Schedule:
@@ -27,24 +21,14 @@ class Schedule:
     ``total_steps`` T; T is needed only when ``stop < 1`` or the decay is cosine.
     """
 
-    interval: int = 1000
-    fraction: float = 0.1
-    decay: str = "constant"
-    stop: float = 1.0
+    interval: int
+    fraction: float
+    decay: str
+    stop: float
     total_steps: int | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.interval, bool) or not isinstance(self.interval, int) or self.interval < 1:
-            raise G2GError(f"DST interval must be an integer >= 1, got {self.interval!r}")
-        if not _is_number(self.fraction) or not 0.0 <= self.fraction <= 1.0:  # also rejects NaN
-            raise G2GError(f"DST fraction must be in [0, 1], got {self.fraction!r}")
-        if self.decay not in DECAYS:
-            raise G2GError(f"unknown DST decay {self.decay!r}; valid: {', '.join(DECAYS)}")
-        if not _is_number(self.stop) or not 0.0 < self.stop <= 1.0:
-            raise G2GError(f"DST stop must be in (0, 1], got {self.stop!r}")
-        steps = self.total_steps
-        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
-            raise G2GError(f"total_steps must be a positive integer, got {self.total_steps!r}")
+        # interval, fraction, decay and stop are checked where they are declared (DSTConfig).
         if self.total_steps is None and (self.stop < 1.0 or self.decay == "cosine"):
             raise G2GError(f"DST with stop={self.stop} and decay={self.decay!r} needs total_steps")
 

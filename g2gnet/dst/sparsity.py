@@ -16,25 +16,14 @@ import math
 import torch
 import torch.nn as nn
 
-from ..errors import G2GError
+from ..config import DSTConfig, coerce, make
+from ..errors import G2GError, lookup
 from ..layers import SparseLinear, sparse_layers
 from ..stats import intra_fraction
-from .criteria import GROW, PRUNE, Context, lookup
-from .hebbian import KINDS
+from .criteria import GROW, PRUNE, Context
 from .recorder import Recorder
 from .rewire import reset_optimizer_state, rewire
 from .schedule import Schedule
-
-
-def _parse_window(window: int | str) -> int | None:
-    """Batches recorded before each update: a positive int, or "all" (None) = whole interval."""
-    if window == "all":
-        return None
-    if isinstance(window, str) and window.isdigit():
-        window = int(window)
-    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
-        raise G2GError(f"DST window must be a positive integer or 'all', got {window!r}")
-    return window
 
 
 class DynamicSparsity:
@@ -44,10 +33,11 @@ class DynamicSparsity:
         model, optimizer: the optimizer's state for the layer weights is reset where the mask
             changes (``None``: no optimizer state to reset).
         prune, grow: criteria names (``PRUNE``, ``GROW``).
-        interval, fraction, decay, stop, total_steps: the ``Schedule``.
-        window: training batches before each update whose activity (Hebbian) or gradient
-            (RigL) is summed: 1 (the paper-style last batch) or "all" (the whole interval).
-        score: Hebbian score kind, "cosine" or "pearson".
+        settings: the other fields of ``g2gnet.config.DSTConfig``, which holds their defaults
+            and checks: interval, fraction, decay, stop (the ``Schedule``), window (training
+            batches before each update whose activity or gradient is summed: 1, the paper-style
+            last batch, or "all", the whole interval) and score ("cosine" or "pearson").
+        total_steps: length of training, needed for a cosine decay or ``stop < 1``.
         seed: seed of the generator behind ``random`` and tie-breaking.
         check: assert the rewiring invariants after every update (debugging).
     """
@@ -59,33 +49,26 @@ class DynamicSparsity:
         prune: str = "magnitude",
         grow: str = "hebbian",
         *,
-        interval: int = 1000,
-        fraction: float = 0.1,
-        decay: str = "constant",
-        stop: float = 1.0,
-        window: int | str = 1,
         total_steps: int | None = None,
-        score: str = "cosine",
         seed: int = 0,
         check: bool = False,
+        **settings,
     ) -> None:
-        self.prune_fn = lookup(PRUNE, prune, "prune")
-        self.grow_fn = lookup(GROW, grow, "grow")
-        if score not in KINDS:
-            raise G2GError(f"unknown Hebbian score {score!r}; valid: {', '.join(KINDS)}")
-        self.schedule = Schedule(interval, fraction, decay, stop, total_steps)
-        self.window = _parse_window(window)
+        self.config = make(DSTConfig, prune=prune, grow=grow, **settings)
+        cfg = self.config
+        self.prune_fn = lookup(PRUNE, cfg.prune, "prune criterion")
+        self.grow_fn = lookup(GROW, cfg.grow, "grow criterion")
+        self.schedule = Schedule(cfg.interval, cfg.fraction, cfg.decay, cfg.stop, total_steps)
+        self.window = None if cfg.window == "all" else cfg.window
         self.layers = dict(sparse_layers(model))
         if not self.layers:
             raise G2GError(f"DST needs a model with SparseLinear layers; {type(model).__name__} has none")
         self.optimizer = optimizer
-        self.settings = {
-            "prune": prune, "grow": grow, "interval": interval, "fraction": float(fraction), "decay": decay,
-            "stop": float(stop), "window": "all" if self.window is None else self.window,
-            "total_steps": total_steps, "score": score,
-        }  # fmt: skip
-        self.score, self.check = score, check
-        self.generator = torch.Generator().manual_seed(int(seed))
+        # What a resumed run must match: the rule and the schedule (not the seed: its stream is in
+        # the checkpoint).
+        self.settings = {**cfg.to_dict(), "total_steps": total_steps}
+        self.score, self.check = cfg.score, check
+        self.generator = torch.Generator().manual_seed(coerce(seed, int, "seed"))
         self.step_count = 0
         self.ever_active = {n: layer.mask.clone() for n, layer in self.layers.items()}
         uses = {getattr(self.prune_fn, "needs", None), getattr(self.grow_fn, "needs", None)}
@@ -93,6 +76,12 @@ class DynamicSparsity:
             model, self.layers, activity="activity" in uses, gradient="gradient" in uses
         )
         self._update_recording()
+
+    @classmethod
+    def from_config(cls, model: nn.Module, optimizer: torch.optim.Optimizer | None, config: DSTConfig, *,
+                    total_steps: int | None = None, seed: int = 0) -> DynamicSparsity:
+        """The DST a run's ``config.dst`` describes (it must name a prune and a grow rule)."""
+        return cls(model, optimizer, **config.to_dict(), total_steps=total_steps, seed=seed)
 
     # -- the training-loop entry point ------------------------------------------------------
     def step(self) -> dict | None:
@@ -165,12 +154,6 @@ class DynamicSparsity:
     def close(self) -> None:
         """Remove the hooks; the object must not be stepped afterwards."""
         self.recorder.close()
-
-    def __enter__(self) -> "DynamicSparsity":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def state_dict(self) -> dict:
         """Plain tensors, numbers and strings: loadable with ``torch.load(weights_only=True)``."""

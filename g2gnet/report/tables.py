@@ -1,0 +1,222 @@
+"""The statistics and Markdown tables of a report (standard library only): runs grouped into
+configurations, mean ± sample std over seeds, differences paired by seed against a baseline with a
+95% t-interval and a verdict, and topology under DST."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import G2GError
+from ..runs import RunRecord
+
+# Two-sided 95% quantiles of Student's t for 1..30 degrees of freedom (standard tables).
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+         2.045, 2.042)
+
+
+def t975(df: int) -> float:
+    """The 97.5% quantile of Student's t with ``df`` degrees of freedom."""
+    if df < 1:
+        raise ValueError("need at least one degree of freedom")
+    if df <= len(_T975):
+        return _T975[df - 1]
+    z = 1.959964  # Cornish-Fisher expansion around the normal quantile: < 1e-3 off beyond 30
+    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    mean = statistics.fmean(values)
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return mean, std
+
+
+@dataclass
+class Cell:
+    """The runs of one configuration (its repeats over seeds)."""
+
+    key: str  # JSON of the configuration identity: equal for repeats
+    identity: dict
+    runs: list[RunRecord]
+
+    def accs(self) -> dict[int, float]:
+        """Test accuracy (%) by seed."""
+        return {r.config.train.seed: 100 * r.summary["test_acc"] for r in self.runs}
+
+    def mean_std(self) -> tuple[float, float]:
+        return mean_std(list(self.accs().values()))
+
+
+def cells(records: list[RunRecord]) -> list[Cell]:
+    """Runs grouped by configuration identity; two runs of one cell with the same seed are an error
+    (a report must not count a repeat twice)."""
+    out: dict[str, Cell] = {}
+    for r in records:
+        ident = r.config.identity()
+        key = json.dumps(ident, sort_keys=True)
+        cell = out.setdefault(key, Cell(key, ident, []))
+        seed = r.config.train.seed
+        twin = next((o for o in cell.runs if o.config.train.seed == seed), None)
+        if twin is not None:
+            raise G2GError(f"{r.path} and {twin.path} are the same configuration and seed {seed}; "
+                           "report one of them")
+        cell.runs.append(r)
+    return list(out.values())
+
+
+def columns(cs: list[Cell], by: list[str] | None) -> list[str]:
+    """The config keys shown: ``by`` (checked) plus every key that still varies between rows, so
+    no two rows look alike; by default the keys that vary."""
+    keys = list(cs[0].identity) if cs else []
+    if by:
+        unknown = [k for k in by if k not in keys]
+        if unknown:
+            raise G2GError(f"unknown --by key(s) {', '.join(unknown)}; valid: {', '.join(keys)}")
+    varying = [k for k in keys if len({json.dumps(c.identity[k]) for c in cs}) > 1]
+    shown = list(by or [])
+    shown += [k for k in varying if k not in shown]
+    return shown or ["model"]
+
+
+def fmt(value) -> str:
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def table(cs: list[Cell], keys: list[str]) -> str:
+    """Markdown: one row per configuration, test accuracy mean ± std (sample std) over seeds."""
+    header = [*keys, "n", "test acc (%)", "active params", "density", "s/epoch"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for c in cs:
+        m, s = c.mean_std()
+        params = statistics.fmean(r.summary["active_params"] for r in c.runs)
+        dens = [r.summary.get("density") for r in c.runs]
+        dens_txt = "1 (dense)" if dens[0] is None else f"{statistics.fmean(dens):.4f}"
+        spe = statistics.fmean(r.summary["seconds_per_epoch"] for r in c.runs)
+        cells_ = [*(fmt(c.identity[k]) for k in keys), str(len(c.runs)), f"{m:.2f} ± {s:.2f}",
+                  f"{params:,.0f}", dens_txt, f"{spe:.1f}"]
+        lines.append("| " + " | ".join(cells_) + " |")
+    return "\n".join(lines)
+
+
+@dataclass
+class Paired:
+    """Row minus baseline, paired by seed (percentage points)."""
+
+    cell: Cell
+    base: Cell
+    diffs: list[float]
+
+    @property
+    def n(self) -> int:
+        return len(self.diffs)
+
+    def interval(self) -> tuple[float, float, float] | None:
+        """(mean, low, high) of the 95% t-interval; None with fewer than 2 pairs."""
+        if self.n < 2:
+            return None
+        m, s = mean_std(self.diffs)
+        half = t975(self.n - 1) * s / math.sqrt(self.n)
+        return m, m - half, m + half
+
+    def verdict(self) -> str:
+        ci = self.interval()
+        if ci is None:
+            return "n < 2"
+        return "better" if ci[1] > 0 else "worse" if ci[2] < 0 else "within noise"
+
+
+def parse_baseline(text: str, keys: list[str]) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key or not value:
+        raise G2GError(f"--baseline must be KEY=VALUE (e.g. model=dense), got {text!r}")
+    if key not in keys:
+        raise G2GError(f"unknown --baseline key {key!r}; valid: {', '.join(keys)}")
+    return key, value
+
+
+def paired(cs: list[Cell], baseline: str) -> list[Paired]:
+    """Each row against the row that equals it except ``KEY=VALUE``. A row whose configuration
+    has another value in a key the baseline lacks (e.g. p_inter for a dense baseline) is matched
+    on the keys the baseline cells agree on; rows with no baseline cell are left out."""
+    keys = list(cs[0].identity) if cs else []
+    key, value = parse_baseline(baseline, keys)
+    bases = [c for c in cs if fmt(c.identity[key]) == value]
+    if not bases:
+        have = sorted({fmt(c.identity[key]) for c in cs})
+        raise G2GError(f"no runs with {key}={value}; {key} takes the values {', '.join(have)}")
+    out = []
+    for c in cs:
+        if c in bases:
+            continue
+        # The baseline cell that differs from c in the fewest keys (key itself aside).
+        def distance(b: Cell) -> int:
+            return sum(json.dumps(b.identity[k]) != json.dumps(c.identity[k]) for k in keys if k != key)
+
+        best = min(bases, key=distance)
+        if len([b for b in bases if distance(b) == distance(best)]) > 1:
+            continue  # ambiguous: several baselines fit equally well
+        a, b = c.accs(), best.accs()
+        seeds = sorted(set(a) & set(b))
+        out.append(Paired(c, best, [a[s] - b[s] for s in seeds]))
+    return out
+
+
+def paired_table(pairs: list[Paired], keys: list[str], baseline: str) -> str:
+    header = [*keys, "n pairs", f"Δ vs {baseline} (points)", "95% CI", "verdict"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for p in pairs:
+        ci = p.interval()
+        mean = statistics.fmean(p.diffs) if p.diffs else float("nan")
+        ci_txt = "–" if ci is None else f"[{ci[1]:+.2f}, {ci[2]:+.2f}]"
+        cells_ = [*(fmt(p.cell.identity[k]) for k in keys), str(p.n), f"{mean:+.2f}", ci_txt, p.verdict()]
+        lines.append("| " + " | ".join(cells_) + " |")
+    return "\n".join(lines)
+
+
+def topology_series(run: RunRecord) -> list[tuple[int, float | None, float]]:
+    """(step, mean intra fraction, mean ever-active fraction) at each DST update of a run."""
+    series = []
+    for rec in run.metrics:
+        for update in rec.get("dst", []):
+            layers = list(update["layers"].values())
+            intra = [l["intra_fraction"] for l in layers if l.get("intra_fraction") is not None]
+            series.append((update["step"], statistics.fmean(intra) if intra else None,
+                           statistics.fmean(l["ever_active"] for l in layers)))
+    return series
+
+
+def topology_table(cs: list[Cell], keys: list[str]) -> str | None:
+    """Markdown: intra-group and ever-active fractions after the first and the last DST update."""
+    rows = []
+    for c in cs:
+        series = [s for s in (topology_series(r) for r in c.runs) if s]
+        if series:
+            rows.append((c, series))
+    if not rows:
+        return None
+    header = [*keys, "n", "updates", "intra fraction after 1st → last update", "ever active after 1st → last update"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+
+    def avg(values: list) -> str:
+        return "–" if any(v is None for v in values) else f"{statistics.fmean(values):.3f}"
+
+    for c, series in rows:
+        first, last = [s[0] for s in series], [s[-1] for s in series]
+        cells_ = [*(fmt(c.identity[k]) for k in keys), str(len(series)), str(min(len(s) for s in series)),
+                  f"{avg([f[1] for f in first])} → {avg([l[1] for l in last])}",
+                  f"{avg([f[2] for f in first])} → {avg([l[2] for l in last])}"]
+        lines.append("| " + " | ".join(cells_) + " |")
+    return "\n".join(lines)
+
+
+def label(c: Cell, keys: list[str]) -> str:
+    return ", ".join(fmt(c.identity[k]) if k in ("model", "dataset", "dst") else f"{k}={fmt(c.identity[k])}"
+                     for k in keys)
