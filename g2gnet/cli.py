@@ -8,108 +8,12 @@ one line ``g2g: error: ...`` and exit with status 2 (SPEC §9).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
-import types
-import typing
 from pathlib import Path
 
-from .config import SECTIONS, Config, parse_dst
 from .errors import G2GError
+from .options import ArgParser, add_config_options, config_from_args, int_list
 from .version import __version__
-
-# CLI option prefix of each config section's fields (``--dst-interval``, ``--p-inter``).
-_PREFIX = {"data": "", "model": "", "train": "", "dst": "dst-"}
-_TITLES = {"data": "data", "model": "model options", "train": "training", "dst": "dynamic sparse training"}
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, not usage + message
-        print(f"g2g: error: {message} (see '{self.prog} --help')", file=sys.stderr)
-        raise SystemExit(2)
-
-
-def _int_list(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not values:
-        raise argparse.ArgumentTypeError("expected at least one integer")
-    return values
-
-
-def _int_or_word(text: str) -> int | str:
-    return int(text) if text.strip().lstrip("-").isdigit() else text
-
-
-def _optional_word(text: str) -> str | None:
-    return None if text.lower() in ("none", "static") else text
-
-
-def _argument(hint) -> dict:
-    """argparse keywords for a field of type ``hint``."""
-    options = set(typing.get_args(hint)) if isinstance(hint, types.UnionType) else {hint}
-    options.discard(type(None))
-    if options == {bool}:
-        return {"action": argparse.BooleanOptionalAction}
-    if options == {int}:
-        return {"type": int, "metavar": "N"}
-    if options == {float}:
-        return {"type": float, "metavar": "X"}
-    if options == {int, str}:
-        return {"type": _int_or_word}
-    if options == {str}:
-        nullable = isinstance(hint, types.UnionType)
-        return {"type": _optional_word if nullable else str}
-    if all(typing.get_origin(t) is tuple for t in options):
-        return {"type": _int_list, "metavar": "N,N,..."}
-    raise TypeError(f"no CLI type for {hint}")  # pragma: no cover (a new kind of field)
-
-
-def option_name(section: str, name: str) -> str:
-    """The CLI option of config field ``section.name`` (e.g. ``--p-inter``, ``--dst-interval``)."""
-    f = next(f for f in dataclasses.fields(SECTIONS[section]) if f.name == name)
-    return f.metadata.get("flag") or "--" + _PREFIX[section] + name.replace("_", "-")
-
-
-def add_config_options(p: argparse.ArgumentParser) -> None:
-    """One option per config field, defaulting to 'not given' so that ``--config`` + flags works."""
-    for section, cls in SECTIONS.items():
-        group = p.add_argument_group(_TITLES[section])
-        hints = typing.get_type_hints(cls)
-        for f in dataclasses.fields(cls):
-            default = f.default
-            shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-            help_text = f.metadata["help"] + ("" if default is None else f" (default: {shown})")
-            kw = _argument(hints[f.name])
-            if "action" not in kw:
-                kw["metavar"] = f.metadata.get("metavar") or kw.get("metavar") or f.name.upper()
-            group.add_argument(option_name(section, f.name), dest=f"{section}.{f.name}", default=argparse.SUPPRESS,
-                               help=help_text, **kw)
-        if section == "dst":
-            group.add_argument("--dst", dest="dst_pair", metavar="PRUNE:GROW", default=argparse.SUPPRESS,
-                               help="shorthand for --dst-prune PRUNE --dst-grow GROW, e.g. magnitude:hebbian; "
-                                    "'static' for none")
-
-
-def config_from_args(args: argparse.Namespace) -> Config:
-    """``--config`` (or the defaults) with every given option applied and checked."""
-    base = Config()
-    if getattr(args, "config", None):
-        from .runs import read_config
-
-        base = read_config(args.config)
-    changes: dict[str, dict] = {}
-    given = vars(args)
-    if "dst_pair" in given:
-        prune, grow = parse_dst(given["dst_pair"])
-        changes["dst"] = {"prune": prune, "grow": grow}
-    for key, value in given.items():
-        if "." in key:
-            section, name = key.split(".", 1)
-            changes.setdefault(section, {})[name] = value
-    return base.replace(**changes)
 
 
 def _add_train(sub) -> None:
@@ -167,7 +71,7 @@ def _cmd_report(args) -> int:
 def _add_bench(sub) -> None:
     p = sub.add_parser("bench", help="time SparseLinear against nn.Linear",
                        description="Time SparseLinear against nn.Linear of the same shape in one process.")
-    p.add_argument("--widths", type=_int_list, default=(1024, 2048, 4096))
+    p.add_argument("--widths", type=int_list, default=(1024, 2048, 4096))
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16")
@@ -194,6 +98,57 @@ def _cmd_bench(args) -> int:
     return 0
 
 
+def _add_sweep(sub) -> None:
+    p = sub.add_parser("sweep", help="run the cells of an experiment grid in worker processes",
+                       description="Run a grid of g2g train cells (a suite file under suites/ and/or --grid "
+                                   "axes): finished cells are skipped, interrupted ones resumed; ends with g2g "
+                                   "report.")
+    p.add_argument("suites", nargs="*", default=[], help="suite TOML files (see suites/); their cells share "
+                                                          "the workers")
+    p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                   help="an axis (g2g train option name), e.g. --grid model=dense,er --grid seed=0,1,2")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a fixed option of every cell")
+    p.add_argument("--out", default=None, help="directory of the run directories (default: the suite's out)")
+    p.add_argument("--workers", type=int, default=1, help="cells run at once")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads per worker")
+    p.add_argument("--device", default=None, help="device of every worker (not part of a cell's identity)")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--dry-run", action="store_true", help="list the cells to run and stop")
+    p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                   help="start no cell after this long (running cells finish)")
+    p.add_argument("--no-report", dest="report", action="store_false", help="skip the closing g2g report")
+    p.set_defaults(func=_cmd_sweep)
+
+
+def _cmd_sweep(args) -> int:
+    from .report import build_report
+    from .sweep import cell_parser, load_suite, run_sweep
+
+    if args.workers < 1 or (args.threads is not None and args.threads < 1):
+        raise G2GError("--workers and --threads must be >= 1")
+    if not args.suites and not args.grid:
+        raise G2GError("give a suite file or at least one --grid axis")
+    if len(args.suites) > 1 and (args.grid or args.set or args.out):
+        raise G2GError("--grid, --set and --out apply to a single suite")
+    parse = cell_parser()
+    suites = [load_suite(Path(s) if s else None, args.grid, args.set, args.out, parse) for s in args.suites or [None]]
+    extra = [*(["--threads", str(args.threads)] if args.threads else []),
+             *(["--device", args.device] if args.device else []),
+             *(["--data-dir", args.data_dir] if args.data_dir else [])]
+    failed = run_sweep(suites, args.workers, extra, dry_run=args.dry_run, time_limit=args.time_limit)
+    if failed:
+        raise G2GError(f"{len(failed)} cell(s) failed: {', '.join(failed)} (each has a log in logs/ beside it)")
+    if args.report and not args.dry_run:
+        report = ArgParser(prog="suite report", add_help=False)
+        report.add_argument("--baseline", default=None)
+        report.add_argument("--by", default=None)
+        for suite in suites:
+            opts = report.parse_args(suite.report)
+            by = [k.strip() for k in opts.by.split(",")] if opts.by else None
+            print(build_report([suite.out, *suite.include], out=suite.out, by=by, baseline=opts.baseline))
+    return 0
+
+
 def _add_list(sub) -> None:
     p = sub.add_parser("list", help="list datasets, models and DST criteria")
     p.set_defaults(func=_cmd_list)
@@ -213,10 +168,10 @@ def _cmd_list(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="g2g", description="G2GNet: neuro-inspired sparse, modular neural networks.")
+    parser = ArgParser(prog="g2g", description="G2GNet: neuro-inspired sparse, modular neural networks.")
     parser.add_argument("--version", action="version", version=f"g2gnet {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for add in (_add_train, _add_report, _add_bench, _add_list):
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=ArgParser)
+    for add in (_add_train, _add_sweep, _add_report, _add_bench, _add_list):
         add(sub)
     return parser
 
@@ -224,10 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-    except SystemExit as e:  # --help, or a parse error already printed as one line
-        return int(e.code or 0)
-    try:
         return args.func(args)
+    except SystemExit as e:  # --help, --version
+        return int(e.code or 0)
     except G2GError as e:
         print(f"g2g: error: {e}", file=sys.stderr)
         return 130 if type(e).__name__ == "Interrupted" else 2

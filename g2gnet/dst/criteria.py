@@ -20,6 +20,7 @@ from torch import Tensor
 
 from ..layers import SparseLinear
 from .hebbian import ActivityStats
+from .rewire import select
 
 
 @dataclass
@@ -31,6 +32,7 @@ class Context:
     grad: Tensor | None = None  # dL/d(weight ⊙ mask) summed over the window, [out, in]
     score: str = "cosine"  # Hebbian score kind
     name: str = ""  # layer name, for messages
+    n: int = 0  # connections this update swaps (for rules that split their budget)
     _hebbian: Tensor | None = field(default=None, init=False, repr=False)
 
     def hebbian(self, like: Tensor) -> Tensor:
@@ -83,5 +85,24 @@ def gradient(layer: SparseLinear, ctx: Context) -> Tensor:
     return ctx.grad.abs()
 
 
-PRUNE: dict[str, Criterion] = {"magnitude": magnitude, "random": random, "hebbian": hebbian}
+@needs("activity")
+def composite(layer: SparseLinear, ctx: Context) -> Tensor:
+    """The G2GNet follow-up code's "three": the pruning budget n in thirds, taken in sequence by
+    smallest magnitude, then uniformly at random, then lowest Hebbian score, each among the
+    connections the earlier thirds left. Returns 0 for the n chosen ones, 1 for the other
+    active ones, so ``rewire`` prunes exactly them."""
+    active = layer.mask.reshape(-1).nonzero().squeeze(1)
+    chosen = torch.zeros(active.numel(), dtype=torch.bool, device=active.device)
+    third = ctx.n // 3
+    for rule, k in ((magnitude, third), (random, third), (hebbian, ctx.n - 2 * third)):
+        keep = rule(layer, ctx).reshape(-1)[active].float()
+        left = (~chosen).nonzero().squeeze(1)
+        chosen[left[select(-keep[left], torch.arange(left.numel()), k, ctx.generator)]] = True
+    score = torch.ones(layer.mask.numel(), device=active.device)
+    score[active[chosen]] = 0.0
+    return score.view_as(layer.mask)
+
+
+PRUNE: dict[str, Criterion] = {"magnitude": magnitude, "random": random, "hebbian": hebbian,
+                               "composite": composite}
 GROW: dict[str, Criterion] = {"hebbian": hebbian, "random": random, "gradient": gradient}

@@ -22,8 +22,9 @@ import torch
 from torch import Tensor
 
 
-def _select(scores: Tensor, candidates: Tensor, k: int, generator: torch.Generator | None) -> Tensor:
-    """The k candidates (flat indices) with the highest scores; NaN ranks lowest."""
+def select(scores: Tensor, candidates: Tensor, k: int, generator: torch.Generator | None) -> Tensor:
+    """The k candidates (flat indices) with the highest scores; NaN ranks lowest; ties at the
+    boundary are broken with ``generator`` (uniformly) or by the lower index."""
     if k <= 0:
         return candidates[:0]
     if k >= candidates.numel():
@@ -72,8 +73,8 @@ def rewire(
     # +inf: a NaN weight is the first to go.
     keep = keep_score.reshape(-1)
     keep = keep.to(torch.promote_types(keep.dtype, torch.float32))
-    drop = _select(-torch.where(torch.isnan(keep), float("-inf"), keep), active, k, generator)
-    grow = _select(grow_score.reshape(-1), inactive, k, generator)
+    drop = select(-torch.where(torch.isnan(keep), float("-inf"), keep), active, k, generator)
+    grow = select(grow_score.reshape(-1), inactive, k, generator)
     pruned = torch.zeros_like(flat)
     pruned[drop] = True
     grown = torch.zeros_like(flat)

@@ -110,9 +110,9 @@ class DynamicSparsity:
 
     def _rewire_layer(self, name: str, layer: SparseLinear, fraction: float) -> dict:
         evidence = self.recorder.activity.get(name), self.recorder.grad.get(name)
-        ctx = Context(self.generator, *evidence, score=self.score, name=name)
         old = layer.mask.clone()
         n = math.floor(fraction * int(old.sum()) + 0.5)  # round half up, not to even
+        ctx = Context(self.generator, *evidence, score=self.score, name=name, n=n)
         if n == 0:  # nothing to swap (e.g. the end of a cosine decay): no scores, no RNG draws
             return self._layer_stats(name, layer, 0)
         keep, grow = self.prune_fn(layer, ctx), self.grow_fn(layer, ctx)

@@ -133,36 +133,46 @@ class Paired:
         return "better" if ci[1] > 0 else "worse" if ci[2] < 0 else "within noise"
 
 
-def parse_baseline(text: str, keys: list[str]) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key or not value:
-        raise G2GError(f"--baseline must be KEY=VALUE (e.g. model=dense), got {text!r}")
-    if key not in keys:
-        raise G2GError(f"unknown --baseline key {key!r}; valid: {', '.join(keys)}")
-    return key, value
+def parse_baseline(text: str, keys: list[str]) -> dict[str, str]:
+    """``KEY=VALUE[,KEY=VALUE...]`` -> {key: value as the tables print it}."""
+    out = {}
+    for item in text.split(","):
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            raise G2GError(f"--baseline must be KEY=VALUE[,KEY=VALUE] (e.g. model=dense), got {text!r}")
+        if key not in keys:
+            raise G2GError(f"unknown --baseline key {key!r}; valid: {', '.join(keys)}")
+        out[key] = fmt(_number(value))
+    return out
+
+
+def _number(text: str):
+    try:
+        return float(text) if any(c in text for c in ".e") else int(text)
+    except ValueError:
+        return text
 
 
 def paired(cs: list[Cell], baseline: str) -> list[Paired]:
-    """Each row against the row that equals it except ``KEY=VALUE``. A row whose configuration
-    has another value in a key the baseline lacks (e.g. p_inter for a dense baseline) is matched
-    on the keys the baseline cells agree on; rows with no baseline cell are left out."""
+    """Each row against the baseline row (the one matching ``KEY=VALUE``) that differs from it in
+    the fewest other keys; rows matched by several baselines equally well are left out, and
+    baseline rows are not compared with each other."""
     keys = list(cs[0].identity) if cs else []
-    key, value = parse_baseline(baseline, keys)
-    bases = [c for c in cs if fmt(c.identity[key]) == value]
+    want = parse_baseline(baseline, keys)
+    bases = [c for c in cs if all(fmt(c.identity[k]) == v for k, v in want.items())]
     if not bases:
-        have = sorted({fmt(c.identity[key]) for c in cs})
-        raise G2GError(f"no runs with {key}={value}; {key} takes the values {', '.join(have)}")
+        raise G2GError(f"no runs with {baseline}")
     out = []
     for c in cs:
         if c in bases:
             continue
-        # The baseline cell that differs from c in the fewest keys (key itself aside).
+
         def distance(b: Cell) -> int:
-            return sum(json.dumps(b.identity[k]) != json.dumps(c.identity[k]) for k in keys if k != key)
+            return sum(json.dumps(b.identity[k]) != json.dumps(c.identity[k]) for k in keys if k not in want)
 
         best = min(bases, key=distance)
-        if len([b for b in bases if distance(b) == distance(best)]) > 1:
-            continue  # ambiguous: several baselines fit equally well
+        if sum(distance(b) == distance(best) for b in bases) > 1:
+            continue
         a, b = c.accs(), best.accs()
         seeds = sorted(set(a) & set(b))
         out.append(Paired(c, best, [a[s] - b[s] for s in seeds]))

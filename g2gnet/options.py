@@ -1,0 +1,111 @@
+"""The command-line options of ``g2g train`` derived from ``g2gnet.config``: one option per config
+field (name, type, help and default from the field), so a new field is a new option. Shared by the
+CLI and ``g2g sweep``, which parses every cell of a grid with the same options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+
+from .config import SECTIONS, Config, parse_dst
+from .errors import G2GError
+
+
+class ArgParser(argparse.ArgumentParser):
+    """A parser whose mistakes are a one-line ``G2GError`` (the CLI prints it, exit status 2)."""
+
+    def error(self, message: str):
+        raise G2GError(f"{message} (see '{self.prog} --help')")
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one integer")
+    return values
+
+
+# CLI option prefix of each config section's fields (``--dst-interval``, ``--p-inter``).
+_PREFIX = {"data": "", "model": "", "train": "", "dst": "dst-"}
+_TITLES = {"data": "data", "model": "model options", "train": "training", "dst": "dynamic sparse training"}
+
+
+def _int_or_word(text: str) -> int | str:
+    return int(text) if text.strip().lstrip("-").isdigit() else text
+
+
+def _optional_word(text: str) -> str | None:
+    return None if text.lower() in ("none", "static") else text
+
+
+def _argument(hint) -> dict:
+    """argparse keywords for a field of type ``hint``."""
+    options = set(typing.get_args(hint)) if isinstance(hint, types.UnionType) else {hint}
+    options.discard(type(None))
+    if options == {bool}:
+        return {"action": argparse.BooleanOptionalAction}
+    if options == {int}:
+        return {"type": int, "metavar": "N"}
+    if options == {float}:
+        return {"type": float, "metavar": "X"}
+    if options == {int, str}:
+        return {"type": _int_or_word}
+    if options == {str}:
+        nullable = isinstance(hint, types.UnionType)
+        return {"type": _optional_word if nullable else str}
+    if all(typing.get_origin(t) is tuple for t in options):
+        return {"type": int_list, "metavar": "N,N,..."}
+    raise TypeError(f"no CLI type for {hint}")  # pragma: no cover (a new kind of field)
+
+
+def option_name(section: str, name: str) -> str:
+    """The CLI option of config field ``section.name`` (e.g. ``--p-inter``, ``--dst-interval``)."""
+    f = next(f for f in dataclasses.fields(SECTIONS[section]) if f.name == name)
+    return f.metadata.get("flag") or "--" + _PREFIX[section] + name.replace("_", "-")
+
+
+def add_config_options(p: argparse.ArgumentParser) -> None:
+    """One option per config field, defaulting to 'not given' so that ``--config`` + flags works."""
+    for section, cls in SECTIONS.items():
+        group = p.add_argument_group(_TITLES[section])
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            default = f.default
+            shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+            help_text = f.metadata["help"] + ("" if default is None else f" (default: {shown})")
+            kw = _argument(hints[f.name])
+            if "action" not in kw:
+                kw["metavar"] = f.metadata.get("metavar") or kw.get("metavar") or f.name.upper()
+            group.add_argument(option_name(section, f.name), dest=f"{section}.{f.name}", default=argparse.SUPPRESS,
+                               help=help_text, **kw)
+        if section == "dst":
+            group.add_argument("--dst", dest="dst_pair", metavar="PRUNE:GROW", default=argparse.SUPPRESS,
+                               help="shorthand for --dst-prune PRUNE --dst-grow GROW, e.g. magnitude:hebbian; "
+                                    "'static' for none")
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """``--config`` (or the defaults) with every given option applied and checked."""
+    base = Config()
+    if getattr(args, "config", None):
+        from .runs import read_config
+
+        base = read_config(args.config)
+    changes: dict[str, dict] = {}
+    given = vars(args)
+    if "dst_pair" in given:
+        prune, grow = parse_dst(given["dst_pair"])
+        changes["dst"] = {"prune": prune, "grow": grow}
+    for key, value in given.items():
+        if "." in key:
+            section, name = key.split(".", 1)
+            changes.setdefault(section, {})[name] = value
+    return base.replace(**changes)
+
+
