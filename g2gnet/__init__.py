@@ -1,12 +1,16 @@
 """g2gnet: G2GNet, neuro-inspired sparse modular neural networks, and dynamic sparse training.
 
-Public API (SPEC §8): ``SparseLinear``, ``build_model``, ``g2gnet.topology``, ``g2gnet.dst``.
+Public API (SPEC §8): ``SparseLinear``, ``build_model``, ``sparsify``, ``load_model``,
+``g2gnet.topology``, ``g2gnet.dst``.
 """
 
 from . import dst, topology
+from .convert import sparsify
 from .errors import G2GError
 from .layers import SparseLinear, sparse_layers
+from .load import load_model
 from .models import MODELS, build_model
 from .version import __version__
 
-__all__ = ["G2GError", "MODELS", "SparseLinear", "build_model", "dst", "sparse_layers", "topology", "__version__"]
+__all__ = ["G2GError", "MODELS", "SparseLinear", "build_model", "dst", "load_model", "sparse_layers", "sparsify",
+           "topology", "__version__"]

@@ -31,6 +31,7 @@ from .train import resolve_device, train_step
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 MODES = ("forward", "forward_backward", "step")
+PATHS = {"auto": None, "fast": True, "reference": False}  # -> SparseLinear.fast
 
 
 @dataclass(frozen=True)
@@ -43,12 +44,14 @@ class BenchConfig(_Section):
     threads: int | None = knob(None, "CPU threads", check=lambda v: v >= 1, expect=">= 1")
     repeats: int = knob(15, "timed repeats per side", check=lambda v: v >= 1, expect=">= 1")
     inter_tile: int = knob(1, "inter-group tile side", check=lambda v: v >= 1, expect=">= 1")
+    path: str = knob("auto", "SparseLinear path: auto | fast | reference")
     epoch_models: tuple[str, ...] = ()
     dataset: str = knob("fashion-mnist", "dataset of the epoch timings")
     epoch_repeats: int = knob(3, "timed epochs per model", check=lambda v: v >= 1, expect=">= 1")
 
     def validate(self) -> None:
         lookup(DTYPES, self.dtype, "dtype")
+        lookup(PATHS, self.path, "path")
         if self.dtype != "float32" and not self.device.startswith("cuda"):
             raise G2GError(f"{self.dtype} is benchmarked on CUDA only (the CPU kernels are float32)")
         # The widest layer's dense weight, gradient, Adam state and activations must fit: say so
@@ -100,6 +103,7 @@ def bench_layer(
     warmup: int = 3,
     seed: int = 0,
     modes: tuple[str, ...] = MODES,
+    path: str = "auto",
 ) -> dict:
     """Time forward, forward+backward (input, weight and bias grads) and an Adam step of a
     ``width`` x ``width`` G2G layer against ``nn.Linear``; returns a JSON-able dict."""
@@ -109,6 +113,7 @@ def bench_layer(
     in_g = group_ids(width, groups, scheme, gen)
     mask = modular_mask(out_g, in_g, p_intra, p_inter, gen, inter_tile=inter_tile)
     sparse = SparseLinear(width, width, mask, in_groups=in_g, out_groups=out_g, generator=gen)
+    sparse.fast = PATHS[path]
     dense = nn.Linear(width, width)
     sparse.to(device=device, dtype=dtype)
     dense.to(device=device, dtype=dtype)
@@ -204,7 +209,7 @@ def run(cfg: BenchConfig, json_path: Path | None = None, data_dir: str | None = 
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     rows = [bench_layer(w, cfg.batch, inter_tile=cfg.inter_tile, dtype=DTYPES[cfg.dtype], device=cfg.device,
-                        repeats=cfg.repeats) for w in cfg.widths]
+                        repeats=cfg.repeats, path=cfg.path) for w in cfg.widths]
     result = {"machine": environment(cfg.device), "config": cfg.to_dict(), "layers": rows}
     if verbose:
         print(layer_table(rows))

@@ -78,6 +78,7 @@ def _add_bench(sub) -> None:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--repeats", type=int, default=15)
     p.add_argument("--inter-tile", type=int, default=1)
+    p.add_argument("--path", default="auto", help="SparseLinear execution path: auto | fast | reference")
     p.add_argument("--epoch", default=None, metavar="MODELS",
                    help="also time whole training epochs of these models, e.g. dense,g2g-mixer")
     p.add_argument("--dataset", default="fashion-mnist", help="dataset for --epoch")
@@ -92,7 +93,7 @@ def _cmd_bench(args) -> int:
 
     models = tuple(m.strip() for m in args.epoch.split(",") if m.strip()) if args.epoch else ()
     cfg = BenchConfig(widths=tuple(args.widths), batch=args.batch, device=args.device, dtype=args.dtype,
-                      threads=args.threads, repeats=args.repeats, inter_tile=args.inter_tile,
+                      threads=args.threads, repeats=args.repeats, inter_tile=args.inter_tile, path=args.path,
                       epoch_models=models, dataset=args.dataset, epoch_repeats=args.epoch_repeats)
     run(cfg, json_path=Path(args.json) if args.json else None, data_dir=args.data_dir)
     return 0
@@ -149,6 +150,25 @@ def _cmd_sweep(args) -> int:
     return 0
 
 
+def _add_eval(sub) -> None:
+    p = sub.add_parser("eval", help="test accuracy of a trained run's model",
+                       description="Load a run's model (config.json + checkpoint.pt) and evaluate it on the test set.")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=_cmd_eval)
+
+
+def _cmd_eval(args) -> int:
+    from .load import evaluate_run
+
+    r = evaluate_run(args.run, args.data_dir, args.device)
+    recorded = r.get("summary_test_acc")
+    note = f" (summary.json: {100 * recorded:.2f}%)" if isinstance(recorded, float) else ""
+    print(f"{args.run}: test accuracy {100 * r['acc']:.2f}%, loss {r['loss']:.4f}{note}")
+    return 0
+
+
 def _add_list(sub) -> None:
     p = sub.add_parser("list", help="list datasets, models and DST criteria")
     p.set_defaults(func=_cmd_list)
@@ -171,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = ArgParser(prog="g2g", description="G2GNet: neuro-inspired sparse, modular neural networks.")
     parser.add_argument("--version", action="version", version=f"g2gnet {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=ArgParser)
-    for add in (_add_train, _add_sweep, _add_report, _add_bench, _add_list):
+    for add in (_add_train, _add_sweep, _add_eval, _add_report, _add_bench, _add_list):
         add(sub)
     return parser
 

@@ -100,9 +100,14 @@ class SparseLinear(nn.Module):
         self._mask_changed()
 
     @torch.no_grad()
-    def apply_mask_(self) -> None:
-        """Re-zero inactive weights (e.g. after loading foreign weights)."""
-        self.weight.mul_(self.mask)
+    def load_dense_(self, weight: torch.Tensor, bias: torch.Tensor | None = None) -> None:
+        """Take a dense layer's weights on the active connections (the rest become 0)."""
+        if tuple(weight.shape) != tuple(self.mask.shape):
+            raise G2GError(f"weight must have shape {tuple(self.mask.shape)}, got {tuple(weight.shape)}")
+        self.weight.copy_(weight * self.mask)
+        if bias is not None and self.bias is not None:
+            self.bias.copy_(bias)
+        self._mask_changed()
 
     def _mask_changed(self) -> None:
         """Drop the cached execution plan of the fast path; the next forward rebuilds it."""
@@ -119,6 +124,9 @@ class SparseLinear(nn.Module):
         self._mask_changed()
 
     # -- compute ----------------------------------------------------------------------------
+    # The non-linearity that follows this layer in its model (e.g. torch.relu), or None. Only
+    # DST's Hebbian rule reads it: its "post" activity is post_activation(output).
+    post_activation = None
     # Fast path switch: None = automatic (G2G layers sparse enough), False = always the masked
     # reference, True = fast whenever the groups allow it. See ``g2gnet.kernels.dispatch``.
     fast: bool | None = None

@@ -16,20 +16,24 @@ import torch.nn as nn
 from .config import ModelConfig, coerce, make
 from .errors import G2GError, lookup
 from .layers import SparseLinear
+from .mixer import build_mixer, build_mixer_g2g
 from .topology import er_mask, expected_density, fit_tile, modular_mask, network_groups
 
 
 class PatchEncoder(nn.Module):
     """Conv with kernel = stride = H/4 and 32 channels: a 4x4 grid of patches -> 512 features."""
 
-    def __init__(self, input_shape: tuple[int, int, int], channels: int = 32) -> None:
+    CHANNELS = 32
+    OUT_FEATURES = CHANNELS * 16
+
+    def __init__(self, input_shape: tuple[int, int, int]) -> None:
         super().__init__()
         c, h, w = input_shape
         if h != w or h % 4:
             raise G2GError(f"patch frontend needs square images with side divisible by 4, got {h}x{w}")
         self.kernel = h // 4
-        self.conv = nn.Conv2d(c, channels, self.kernel, stride=self.kernel)
-        self.out_features = channels * 16
+        self.conv = nn.Conv2d(c, self.CHANNELS, self.kernel, stride=self.kernel)
+        self.out_features = self.OUT_FEATURES
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.relu(self.conv(x)).flatten(1)
@@ -89,12 +93,17 @@ def _patch_frontend(input_shape: tuple[int, int, int], gen: torch.Generator) -> 
 FRONTENDS = {"none": _flat_frontend, "patch": _patch_frontend}
 
 
+def _make_frontend(opts: ModelConfig, input_shape: tuple[int, int, int], gen) -> tuple[nn.Module, int]:
+    return lookup(FRONTENDS, opts.frontend, "frontend")(input_shape, gen)
+
+
 def _assemble(opts: ModelConfig, blocks: list[nn.Module], frontend: nn.Module, width: int, num_classes: int,
               gen) -> MLP:
     return MLP(frontend, [HiddenBlock(b, opts.dropout) for b in blocks], _dense(width, num_classes, gen))
 
 
-def _build_dense(opts: ModelConfig, n_in: int, num_classes: int, frontend, gen) -> MLP:
+def _build_dense(opts: ModelConfig, input_shape: tuple[int, int, int], num_classes: int, gen) -> MLP:
+    frontend, n_in = _make_frontend(opts, input_shape, gen)
     widths = [n_in, *opts.hidden]
     layers = [_dense(a, b, gen) for a, b in zip(widths[:-1], widths[1:])]
     return _assemble(opts, layers, frontend, widths[-1], num_classes, gen)
@@ -123,13 +132,15 @@ def matched_width(opts: ModelConfig, n_in: int, num_classes: int) -> int:
     return min(candidates, key=lambda h: abs(dense_params(h) - target))
 
 
-def _build_dense_matched(opts: ModelConfig, n_in: int, num_classes: int, frontend, gen) -> MLP:
+def _build_dense_matched(opts: ModelConfig, input_shape: tuple[int, int, int], num_classes: int, gen) -> MLP:
+    n_in = PatchEncoder.OUT_FEATURES if opts.frontend == "patch" else math.prod(input_shape)
     h = matched_width(opts, n_in, num_classes)
     matched = dataclasses.replace(opts, hidden=(h,) * len(opts.hidden))
-    return _build_dense(matched, n_in, num_classes, frontend, gen)
+    return _build_dense(matched, input_shape, num_classes, gen)
 
 
-def _build_er(opts: ModelConfig, n_in: int, num_classes: int, frontend, gen) -> MLP:
+def _build_er(opts: ModelConfig, input_shape: tuple[int, int, int], num_classes: int, gen) -> MLP:
+    frontend, n_in = _make_frontend(opts, input_shape, gen)
     widths = [n_in, *opts.hidden]
     layers = []
     for a, b in zip(widths[:-1], widths[1:]):
@@ -139,7 +150,8 @@ def _build_er(opts: ModelConfig, n_in: int, num_classes: int, frontend, gen) -> 
 
 
 def _g2g_builder(grouping: str):
-    def build(opts: ModelConfig, n_in: int, num_classes: int, frontend, gen) -> MLP:
+    def build(opts: ModelConfig, input_shape: tuple[int, int, int], num_classes: int, gen) -> MLP:
+        frontend, n_in = _make_frontend(opts, input_shape, gen)
         widths = [n_in, *opts.hidden]
         layers = []
         for layer, (a, b, lg) in enumerate(zip(widths[:-1], widths[1:],
@@ -164,6 +176,8 @@ MODELS = {
     "g2g-index": _g2g_builder("index"),
     "g2g-random": _g2g_builder("random"),
     "g2g-mixer": _g2g_builder("mixer"),
+    "mlp-mixer": build_mixer,
+    "mlp-mixer-g2g": build_mixer_g2g,
 }
 
 _KNOWN_SHAPES = {784: (1, 28, 28), 3072: (3, 32, 32)}
@@ -185,7 +199,7 @@ def build_model(
     """
     builder = lookup(MODELS, name, "model")
     opts = make(ModelConfig, name=name, **options)
-    make_frontend = lookup(FRONTENDS, opts.frontend, "frontend")
+    lookup(FRONTENDS, opts.frontend, "frontend")
     in_features = coerce(in_features, int, "in_features")
     num_classes = coerce(num_classes, int, "num_classes")
     seed = coerce(seed, int, "seed")
@@ -196,5 +210,4 @@ def build_model(
     if math.prod(input_shape) != in_features:
         raise G2GError(f"input_shape {input_shape} does not have {in_features} elements")
     gen = torch.Generator().manual_seed(seed)
-    frontend, n_in = make_frontend(tuple(input_shape), gen)
-    return builder(opts, n_in, num_classes, frontend, gen)
+    return builder(opts, tuple(input_shape), num_classes, gen)

@@ -201,10 +201,12 @@ class RunDir:
         return self.checkpoint_path.exists()
 
     # -- opening ----------------------------------------------------------------------------
-    def open(self, config: dict, resume: bool) -> None:
+    def open(self, config: Config, resume: bool) -> None:
         """Create the directory (or check that a resumed one holds the same config) and lock it.
 
-        Nothing is written to an existing run here: a resume that fails later loses nothing.
+        A run may resume on another device or thread count (not part of its identity); its
+        config.json keeps the first start's. Nothing is written to an existing run here: a resume
+        that fails later loses nothing.
         """
         p = self.path
         if p.exists() and not p.is_dir():
@@ -226,14 +228,13 @@ class RunDir:
             raise _os_error(e, p, "create the run directory") from None
         self._lock()
         if resume:
-            old = read_json(cfg_path)
-            old = Config.from_dict(old).to_dict() if isinstance(old, dict) else old
-            diff = _diff(old, config)
+            old = read_config(cfg_path)
+            diff = _diff({**old.identity(), "seed": old.train.seed}, {**config.identity(), "seed": config.train.seed})
             if diff:
                 self.close()
                 raise G2GError(f"cannot resume {p}: its config differs in {', '.join(diff)}")
         else:
-            write_json_atomic(cfg_path, config)
+            write_json_atomic(cfg_path, config.to_dict())
 
     def _lock(self) -> None:
         path = self.path / _LOCK
@@ -314,18 +315,8 @@ class RunDir:
         return load_checkpoint(self.checkpoint_path, map_location)
 
 
-def _diff(old, new: dict) -> list[str]:
-    if not isinstance(old, dict):
-        return ["everything"]
-    keys = set(old) | set(new)
-    out = []
-    for k in sorted(keys):
-        a, b = old.get(k), new.get(k)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += [f"{k}.{d}" for d in _diff(a, b)]
-        elif a != b:
-            out.append(k)
-    return out
+def _diff(old: dict, new: dict) -> list[str]:
+    return [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
 
 
 def _first_line(e: BaseException, limit: int = 300) -> str:

@@ -114,7 +114,7 @@ def train(
     if progress is None:
         progress = sys.stderr.isatty()
     run = RunDir(out)
-    run.open(cfg.to_dict(), resume)
+    run.open(cfg, resume)
     try:
         return _train(cfg, run, device, resume, data_dir, progress)
     finally:

@@ -92,7 +92,7 @@ def test_sweep_runs_skips_and_reports(tiny_fmnist, tmp_path):
 def test_cell_held_by_another_process_is_left_alone(tiny_fmnist, tmp_path):
     suite = load_suite(None, ["model=dense"], _grid(tmp_path, 1), str(tmp_path / "out"), cell_parser())
     run = RunDir(tmp_path / "out" / "dense-s0")
-    run.open(suite.cells[0].config.to_dict(), resume=False)  # a live writer holds the lock
+    run.open(suite.cells[0].config, resume=False)  # a live writer holds the lock
     try:
         assert status(run.path) == "busy"
         lines = []

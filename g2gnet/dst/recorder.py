@@ -3,9 +3,9 @@
 Two kinds of evidence, both gathered from the training forward/backward itself (no extra pass)
 and only while ``recording`` is set, i.e. on the batches of the window before an update:
 
-- activity (Hebbian): running sums of pre = the input of the layer's ``HiddenBlock`` and
-  post = the block's output after the ReLU. A SparseLinear outside a HiddenBlock uses its own
-  input and raw output (it cannot know which non-linearity follows).
+- activity (Hebbian): running sums of pre = the layer's input and post =
+  ``layer.post_activation(output)``, its output after the non-linearity that follows it (set by
+  the model builders and by ``sparsify``; the raw output where none is known).
 - gradient (RigL): the forward masks the weight, so ``weight.grad`` is zero off the mask. The
   gradient of the loss w.r.t. the effective (masked-product) weight is grad_out^T @ x, taken
   from a tensor hook on the layer's output.
@@ -20,27 +20,20 @@ import torch.nn as nn
 from torch import Tensor
 
 from ..layers import SparseLinear
-from ..models import HiddenBlock
 from .hebbian import ActivityStats, outer_sum
-
-
-def _activity_modules(model: nn.Module, layers: dict[str, SparseLinear]) -> dict[str, nn.Module]:
-    """The module whose input/output are pre/post for each layer: its HiddenBlock, else itself."""
-    owner = {id(m.linear): m for m in model.modules() if isinstance(m, HiddenBlock)}
-    return {name: owner.get(id(layer), layer) for name, layer in layers.items()}
 
 
 class Recorder:
     """Owns the hooks and the evidence accumulated since the last reset (one entry per layer)."""
 
-    def __init__(self, model: nn.Module, layers: dict[str, SparseLinear], *, activity: bool, gradient: bool):
+    def __init__(self, layers: dict[str, SparseLinear], *, activity: bool, gradient: bool):
         self.recording = False
         self.activity: dict[str, ActivityStats] = {n: ActivityStats() for n in layers} if activity else {}
         self.grad: dict[str, Tensor | None] = {n: None for n in layers} if gradient else {}
         self._handles = []
         if activity:
-            for name, module in _activity_modules(model, layers).items():
-                self._handles.append(module.register_forward_hook(self._activity_hook(name)))
+            for name, layer in layers.items():
+                self._handles.append(layer.register_forward_hook(self._activity_hook(name)))
         if gradient:
             for name, layer in layers.items():
                 self._handles.append(layer.register_forward_hook(self._gradient_hook(name)))
@@ -51,9 +44,11 @@ class Recorder:
         return self.recording and module.training and torch.is_grad_enabled()
 
     def _activity_hook(self, name: str):
-        def hook(module: nn.Module, args: tuple, output: Tensor) -> None:
+        def hook(module: SparseLinear, args: tuple, output: Tensor) -> None:
             if self._wanted(module):
-                self.activity[name].update(args[0], output)
+                act = module.post_activation
+                with torch.no_grad():
+                    self.activity[name].update(args[0], output if act is None else act(output))
 
         return hook
 

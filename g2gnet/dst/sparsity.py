@@ -72,9 +72,7 @@ class DynamicSparsity:
         self.step_count = 0
         self.ever_active = {n: layer.mask.clone() for n, layer in self.layers.items()}
         uses = {getattr(self.prune_fn, "needs", None), getattr(self.grow_fn, "needs", None)}
-        self.recorder = Recorder(
-            model, self.layers, activity="activity" in uses, gradient="gradient" in uses
-        )
+        self.recorder = Recorder(self.layers, activity="activity" in uses, gradient="gradient" in uses)
         self._update_recording()
 
     @classmethod

@@ -100,6 +100,11 @@ def choose(layer: nn.Module, x: torch.Tensor) -> Plan | None:
         rows = x.numel() // max(x.shape[-1], 1)
         if rows * layer.in_features * layer.out_features < _MIN_MACS:
             return None
+    if flag is not True and w.device.type != "cpu":
+        # On GPUs the masked product runs on the dense GEMM units; the PyTorch sparse ops of the
+        # fast path (bmm + cuSPARSE) were slower there (see results/bench/cuda-*), so automatic
+        # choice keeps the reference. ``layer.fast = True`` still forces the fast path.
+        return None
     plan = cached_plan(layer, w.device)
     if plan is None or flag is True:
         return plan
