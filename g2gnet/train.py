@@ -38,14 +38,11 @@ def resolve_device(name: str) -> torch.device:
         raise G2GError(f"unknown device {name!r}; use cpu, cuda or cuda:N") from None
 
 
-def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-               check=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """One optimizer step on a batch; returns (loss, logits). ``check(loss)`` runs before the
-    backward pass, so a non-finite loss can stop training before it reaches the weights."""
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+               y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step on a batch; returns (loss, logits)."""
     logits = model(x)
     loss = F.cross_entropy(logits, y)
-    if check is not None:
-        check(loss)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -66,11 +63,11 @@ def evaluate(model: nn.Module, batches: Batches) -> dict[str, float]:
     loss_sum, correct, n = 0.0, 0, 0
     for x, y in batches:
         logits = model(x)
-        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
-        correct += (logits.argmax(1) == y).sum().item()
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
+        correct += (logits.argmax(1) == y).sum()
         n += y.numel()
     model.train(was_training)
-    return {"loss": loss_sum / n, "acc": correct / n}
+    return {"loss": float(loss_sum) / n, "acc": int(correct) / n}
 
 
 def _progress(iterable, total: int, desc: str, enabled: bool, leave: bool = False):
@@ -172,31 +169,31 @@ def _train(cfg: Config, run: RunDir, device: torch.device, resume: bool, data_di
         for epoch in epochs:
             t0 = time.perf_counter()
             train_batches = batches(ds.train_x, ds.train_y, True, _epoch_generator(tc.seed, epoch), cfg.data.augment)
-            loss_sum, correct, seen, updates = 0.0, 0, 0, []
-
-            def check_finite(loss: torch.Tensor) -> None:
-                if not torch.isfinite(loss):
-                    kept = f"; the last good checkpoint is {run.checkpoint_path}" if run.has_checkpoint() else ""
-                    raise G2GError(f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, step {step + 1}{kept}")
-
+            # Sums stay on the device and are read once per epoch: a GPU never waits for the host.
+            loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+            correct = torch.zeros((), dtype=torch.long, device=device)
+            seen, updates = 0, []
             for x, y in _progress(train_batches, len(train_batches), f"epoch {epoch + 1}", progress):
-                loss, logits = train_step(model, optimizer, x, y, check_finite)
+                loss, logits = train_step(model, optimizer, x, y)
                 scheduler.step()
                 step += 1
                 if dst is not None:
                     update = dst.step()
                     if update is not None:
                         updates.append(update)
-                loss_sum += loss.item() * y.numel()
-                correct += (logits.argmax(1) == y).sum().item()
+                loss_sum += loss.detach() * y.numel()
+                correct += (logits.argmax(1) == y).sum()
                 seen += y.numel()
+            if not torch.isfinite(loss_sum):  # the last checkpoint was written before this epoch
+                kept = f"; the last good checkpoint is {run.checkpoint_path}" if run.has_checkpoint() else ""
+                raise G2GError(f"non-finite loss in epoch {epoch + 1} (by step {step}){kept}")
             if device.type == "cuda":
                 torch.cuda.synchronize()
             epoch_time = time.perf_counter() - t0
             wall += epoch_time
             record = {
                 "epoch": epoch + 1, "step": step, "lr": optimizer.param_groups[0]["lr"],
-                "train_loss": loss_sum / seen, "train_acc": correct / seen, "epoch_time": epoch_time,
+                "train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen, "epoch_time": epoch_time,
             }
             record.update({f"test_{k}": v for k, v in evaluate(model, test_batches).items()})
             if val_batches is not None:
