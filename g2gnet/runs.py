@@ -11,6 +11,7 @@ bad file is one ``G2GError`` naming it. Checkpoints load with ``weights_only=Tru
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import math
 import os
@@ -42,6 +43,16 @@ def _git(args: list[str]) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
+def source_digest() -> str:
+    """SHA-256 over the package's source files (path and bytes): names the code that ran even
+    where the checkout's git history is missing or stale (e.g. a copy on a remote machine)."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.suffix in (".py", ".cpp", ".h") and p.is_file()):
+        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
 def environment(device: str) -> dict:
     """Where and with what a run was made: code version, versions, hardware, command line."""
     dirty = _git(["status", "--porcelain", "--untracked-files=no"])
@@ -49,6 +60,7 @@ def environment(device: str) -> dict:
         "g2gnet": __version__,
         "git_sha": _git(["rev-parse", "HEAD"]),
         "git_dirty": bool(dirty) if dirty is not None else None,
+        "source_sha256": source_digest(),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(),

@@ -449,3 +449,31 @@ def test_model_without_sparse_layers_raises():
 def test_window_is_a_count_or_all():
     assert DynamicSparsity(_model(), None, window=3).window == 3
     assert DynamicSparsity(_model(), None, window="all").window is None
+
+
+def test_composite_prunes_thirds_by_magnitude_random_and_hebbian():
+    from itertools import combinations
+
+    from g2gnet.dst.criteria import Context, composite
+    from g2gnet.dst.hebbian import ActivityStats
+
+    layer = SparseLinear(6, 4, torch.ones(4, 6, dtype=torch.bool))
+    with torch.no_grad():
+        layer.weight.copy_(torch.arange(1.0, 25.0).view(4, 6))  # |w| grows with the flat index
+    stats = ActivityStats()
+    stats.update(torch.rand(40, 6), torch.rand(40, 4))
+    heb = stats.scores()
+    ctx = Context(torch.Generator().manual_seed(0), activity=stats, n=6)
+    score = composite(layer, ctx)
+    pruned = set((score.reshape(-1) == 0).nonzero().squeeze(1).tolist())
+    assert len(pruned) == 6 and {0, 1} <= pruned  # the two smallest magnitudes
+    rest = pruned - {0, 1}
+    # Some two of the remaining four are the random third; the other two must then be the
+    # lowest Hebbian scores among what the first two thirds left.
+    flat = heb.reshape(-1)
+
+    def lowest_two(excluded):
+        left = [i for i in range(24) if i not in excluded]
+        return set(sorted(left, key=lambda i: flat[i].item())[:2])
+
+    assert any(lowest_two({0, 1, *r}) == rest - set(r) for r in combinations(rest, 2))

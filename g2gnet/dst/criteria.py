@@ -97,7 +97,7 @@ def composite(layer: SparseLinear, ctx: Context) -> Tensor:
     for rule, k in ((magnitude, third), (random, third), (hebbian, ctx.n - 2 * third)):
         keep = rule(layer, ctx).reshape(-1)[active].float()
         left = (~chosen).nonzero().squeeze(1)
-        chosen[left[select(-keep[left], torch.arange(left.numel()), k, ctx.generator)]] = True
+        chosen[left[select(-keep[left], torch.arange(left.numel(), device=left.device), k, ctx.generator)]] = True
     score = torch.ones(layer.mask.numel(), device=active.device)
     score[active[chosen]] = 0.0
     return score.view_as(layer.mask)
