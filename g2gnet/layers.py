@@ -1,8 +1,15 @@
-"""``SparseLinear``: a linear layer whose connections are a fixed-shape boolean mask (SPEC §2, §8).
+"""``SparseLinear``: a linear layer that stores and trains only its active connections (SPEC §2, §7, §8).
 
-``weight`` is the effective weight: entries where ``mask`` is False are held at exactly 0, so
-``weight`` can be read, saved and analysed without knowing the mask. The layer knows nothing of
-dynamic sparse training; ``g2gnet.dst`` changes the mask through ``set_mask_``.
+Parameters, gradients and optimizer state are O(nnz): ``intra`` holds the dense diagonal blocks of
+the ensembles (in group-sorted order) and ``values`` every other active connection, as the layer's
+``Layout`` (``g2gnet.kernels.layout``) says. ``weight`` is the dense effective weight [out, in],
+derived on demand (differentiable; 0 off the mask), and ``mask`` the bool [out, in] pattern, kept
+as bits. ``y = x weightᵀ + b`` runs on the CPU kernels (custom ops) when it pays, else as the
+masked reference ``F.linear(x, weight, bias)``; both give the same values and gradients.
+
+The layer knows nothing of dynamic sparse training: ``g2gnet.dst`` changes the mask through
+``set_mask_``, which repacks the values (``to_dense`` / ``from_dense`` move any per-connection
+tensor, e.g. optimizer state, between the old and the new layout).
 """
 
 from __future__ import annotations
@@ -12,55 +19,73 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch import Tensor
 
+from .config import coerce
 from .errors import G2GError
-from .kernels.dispatch import choose, invalidate
-from .kernels.function import _native_lib, g2g_linear
+from .kernels import dispatch
+from .kernels.layout import Layout, blocks_pay, build_layout, pack_bits, unpack_bits
+from .topology import find_groups
+
+_EMPTY = {"out_perm": torch.int64, "in_perm": torch.int64, "block_mask": torch.bool}
+_INIT_ROWS = 512  # rows of the dense init drawn at once (the full [out, in] draw is never held)
 
 
 class SparseLinear(nn.Module):
-    """y = x (weight ⊙ mask)ᵀ + bias, with ``weight`` zero wherever ``mask`` is False.
+    """y = x (weight ⊙ mask)ᵀ + bias, storing only the active connections.
 
     Args:
         in_features, out_features: widths.
         mask: BoolTensor[out, in]; ``None`` means fully connected.
         bias: whether to learn an additive bias.
         in_groups, out_groups: optional LongTensor group ids of the inputs/outputs (G2G layers).
-            They never change the result; the fast execution path uses them to find the
-            block-diagonal part of the mask (without them it plans with contiguous blocks).
+            They never change the result; they say which diagonal blocks to store dense. Without
+            them the ensembles are found from the mask (``topology.find_groups``).
         generator: RNG for the initialisation (reproducible models without global seeding).
     """
+
+    # The non-linearity that follows this layer in its model (e.g. torch.relu), or None. Only
+    # DST's Hebbian rule reads it: its "post" activity is post_activation(output).
+    post_activation = None
+    # Execution path: None = automatic, False = always the masked reference, True = the native
+    # kernels whenever they can run (see ``g2gnet.kernels.dispatch``).
+    fast: bool | None = None
 
     def __init__(
         self,
         in_features: int,
         out_features: int,
-        mask: torch.Tensor | None = None,
+        mask: Tensor | None = None,
         bias: bool = True,
         *,
-        in_groups: torch.Tensor | None = None,
-        out_groups: torch.Tensor | None = None,
+        in_groups: Tensor | None = None,
+        out_groups: Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
-        if in_features < 1 or out_features < 1:
+        self.in_features = coerce(in_features, int, "in_features")
+        self.out_features = coerce(out_features, int, "out_features")
+        if self.in_features < 1 or self.out_features < 1:
             raise G2GError(f"SparseLinear sizes must be positive, got {in_features}->{out_features}")
-        self.in_features = in_features
-        self.out_features = out_features
         if mask is None:
-            mask = torch.ones(out_features, in_features, dtype=torch.bool)
+            mask = torch.ones(self.out_features, self.in_features, dtype=torch.bool)
         self._check_mask(mask)
-        self.weight = nn.Parameter(torch.empty(out_features, in_features))
-        self.bias = nn.Parameter(torch.empty(out_features)) if bias else None
-        self.register_buffer("mask", mask.detach().clone().to(torch.bool))
-        for name, g, n in (("in_groups", in_groups, in_features), ("out_groups", out_groups, out_features)):
-            if g is not None and g.shape != (n,):
-                raise G2GError(f"{name} must have shape ({n},), got {tuple(g.shape)}")
+        for name, g, n in (("in_groups", in_groups, self.in_features), ("out_groups", out_groups, self.out_features)):
+            if g is not None and (not isinstance(g, Tensor) or g.shape != (n,) or g.is_floating_point()):
+                raise G2GError(f"{name} must be an integer tensor of shape ({n},), got {_describe(g)}")
             self.register_buffer(name, None if g is None else g.detach().clone().long())
+        self.intra = nn.Parameter(torch.empty(0, 0, 0))
+        self.values = nn.Parameter(torch.empty(0))
+        self._capacity = 0  # minimum length of ``values`` (see ``reserve_``)
+        self.bias = nn.Parameter(torch.empty(self.out_features)) if bias else None
+        self._choose_blocks(mask.detach().cpu())
+        self._set_layout(mask.detach().cpu())
         self.reset_parameters(generator)
 
     # -- construction -----------------------------------------------------------------------
-    def _check_mask(self, mask: torch.Tensor) -> None:
+    def _check_mask(self, mask) -> None:
+        if not isinstance(mask, Tensor):
+            raise G2GError(f"mask must be a bool tensor, got {type(mask).__name__}")
         shape = (self.out_features, self.in_features)
         if tuple(mask.shape) != shape:
             raise G2GError(f"mask must have shape {shape} (out, in), got {tuple(mask.shape)}")
@@ -72,87 +97,232 @@ class SparseLinear(nn.Module):
         """nn.Linear's default init on the full weight, then fan-in-aware rescaling.
 
         Each row's active weights are multiplied by sqrt(in / active fan-in of that row): a row
-        that keeps a quarter of its inputs would otherwise start with half the output scale.
+        that keeps a quarter of its inputs would otherwise start with half the output scale. The
+        full weight is drawn in row blocks (the same numbers as one draw) and only its active
+        entries are kept.
         """
-        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5), generator=generator)
+        bound = 1.0 / math.sqrt(self.in_features)  # kaiming_uniform(a=sqrt(5)) of nn.Linear
+        mask = self.mask
+        dense = torch.empty(self.out_features, self.in_features)
+        for r0 in range(0, self.out_features, _INIT_ROWS):
+            dense[r0:r0 + _INIT_ROWS].uniform_(-bound, bound, generator=generator)
+        fan_in = mask.sum(dim=1, keepdim=True).clamp_min(1).to(dense.dtype)
+        dense.mul_(torch.sqrt(self.in_features / fan_in)).mul_(mask)
+        self._load_dense(dense)
         if self.bias is not None:
-            bound = 1.0 / math.sqrt(self.in_features)
             nn.init.uniform_(self.bias, -bound, bound, generator=generator)
-        fan_in = self.mask.sum(dim=1, keepdim=True).clamp_min(1).to(self.weight.dtype)
-        self.weight.mul_(torch.sqrt(self.in_features / fan_in)).mul_(self.mask)
 
-    # -- mask handling ----------------------------------------------------------------------
+    # -- the layout of the active connections -------------------------------------------------
+    def _choose_blocks(self, mask: Tensor) -> None:
+        """Which ensembles the layout uses (the given ones, else those found in ``mask``) and
+        whether their blocks are stored dense. Decided once: later masks (DST) keep the choice,
+        so the parameters keep their shapes."""
+        if self.out_groups is not None and self.in_groups is not None:
+            groups = (self.out_groups.cpu(), self.in_groups.cpu())
+        else:
+            found = find_groups(mask)
+            groups = (found.out_groups, found.in_groups) if found is not None else (None, None)
+        self._blocks = blocks_pay(mask, *groups)
+        self._layout_groups = groups if self._blocks else (None, None)
+
+    def _set_layout(self, mask: Tensor) -> None:
+        """Record ``mask`` and build its layout; the parameters get the layout's sizes (zeros)."""
+        lay = build_layout(mask, *self._layout_groups, blocks=self._blocks)
+        device = self.values.device
+        self.register_buffer("mask_bits", pack_bits(mask).to(device))
+        for name in Layout.TENSORS:
+            t = getattr(lay, name)
+            if t is None:
+                t = torch.empty(0, dtype=_EMPTY[name])
+            self.register_buffer(f"_layout_{name}", t.to(device), persistent=False)
+        self._meta = [getattr(lay, name) for name in Layout.INTS]
+        self._nnz = int(mask.sum())
+        self._flat = None  # dense positions, cached by the reference path
+        dtype = self.values.dtype
+        self.intra.data = torch.zeros(lay.intra_shape, dtype=dtype, device=device)
+        self.values.data = torch.zeros(max(lay.n_values, self._capacity), dtype=dtype, device=device)
+        self.intra.grad = self.values.grad = None
+
+    @torch.no_grad()
+    def reserve_(self, capacity: int) -> None:
+        """Keep ``values`` at least ``capacity`` long from now on, so that masks with up to that many
+        connections outside the blocks fit without resizing the parameters. DST reserves the
+        layer's whole nnz: parameter and optimizer-state shapes then never change while it
+        rewires (autograd, DDP buckets and compiled graphs rely on them); the unused tail is 0
+        and gets 0 gradients."""
+        self._capacity = int(capacity)
+        if self._capacity > self.values.numel():
+            self.values.data = torch.cat([self.values.data, self.values.new_zeros(self._capacity - self.values.numel())])
+            self.values.grad = None
+
     @property
-    def density(self) -> float:
-        """Fraction of active connections."""
-        return self.mask.float().mean().item()
+    def layout(self) -> Layout:
+        kw = dict(zip(Layout.INTS, self._meta))
+        for name in Layout.TENSORS:
+            t = getattr(self, f"_layout_{name}")
+            kw[name] = None if (name in _EMPTY and t.numel() == 0) else t
+        return Layout(**kw)
+
+    def layout_tensors(self) -> list[Tensor]:
+        return [getattr(self, f"_layout_{name}") for name in Layout.TENSORS]
+
+    def to_dense(self, intra: Tensor, values: Tensor) -> Tensor:
+        """[out, in] from tensors shaped like ``intra`` and ``values`` (e.g. gradients, Adam state)."""
+        lay = self.layout
+        return lay.to_dense(intra, values[: lay.n_values])
+
+    def from_dense(self, dense: Tensor) -> tuple[Tensor, Tensor]:
+        """Tensors shaped like ``intra`` and ``values``, read from a dense [out, in] one."""
+        intra, values = self.layout.from_dense(dense.to(self.values.device))
+        return intra, torch.cat([values, values.new_zeros(self.values.numel() - values.numel())])
+
+    @torch.no_grad()
+    def _load_dense(self, dense: Tensor) -> None:
+        intra, values = self.from_dense(dense.to(self.values.dtype))
+        self.intra.copy_(intra)
+        self.values.copy_(values)
+
+    # -- the public views -------------------------------------------------------------------
+    @property
+    def mask(self) -> Tensor:
+        """BoolTensor [out, in]: the active connections (unpacked from bits on each access)."""
+        return unpack_bits(self.mask_bits, self.in_features)
+
+    @property
+    def weight(self) -> Tensor:
+        """The dense effective weight [out, in], 0 off the mask (derived; gradients flow to the
+        packed parameters)."""
+        return self._dense(self.intra, self.values)
+
+    def _dense(self, intra: Tensor, values: Tensor) -> Tensor:
+        if self._flat is None or self._flat[1].device != values.device:
+            lay = self.layout
+            self._flat = (lay.flat_intra() if lay.groups else None, lay.flat_values())
+        fi, fv = self._flat
+        values = values[: fv.numel()]
+        dense = values.new_zeros(self.out_features * self.in_features)
+        if fi is not None:
+            if self._layout_block_mask.numel():  # entries of a block the mask turns off stay 0
+                intra = intra * self._layout_block_mask
+            dense = dense.index_put((fi,), intra.reshape(-1))
+        dense = dense.index_put((fv,), values)
+        return dense.view(self.out_features, self.in_features)
+
+    def dense_grad(self) -> Tensor | None:
+        """The gradient of the loss w.r.t. ``weight`` on the active connections, [out, in]."""
+        if self.values.grad is None and self.intra.grad is None:
+            return None
+        gi = self.intra.grad if self.intra.grad is not None else torch.zeros_like(self.intra)
+        gv = self.values.grad if self.values.grad is not None else torch.zeros_like(self.values)
+        return self.to_dense(gi, gv)
 
     @property
     def nnz(self) -> int:
-        return int(self.mask.sum())
+        return self._nnz
 
+    @property
+    def density(self) -> float:
+        """Fraction of active connections."""
+        return self._nnz / (self.out_features * self.in_features)
+
+    # -- changing the mask --------------------------------------------------------------------
     @torch.no_grad()
-    def set_mask_(self, mask: torch.Tensor) -> None:
-        """Replace the mask in place; newly inactive weights become exactly 0."""
+    def set_mask_(self, mask: Tensor) -> None:
+        """Replace the mask and repack: values stay where a connection stays active, newly active
+        connections start at 0. Gradients are dropped (their layout is gone)."""
         self._check_mask(mask)
-        self.mask.copy_(mask.to(self.mask.device))
-        self.weight.mul_(self.mask)
-        self._mask_changed()
+        dense = self.weight.detach()
+        mask = mask.detach().to(dense.device)
+        self._set_layout(mask.cpu())
+        self._load_dense(dense * mask)
 
     @torch.no_grad()
-    def load_dense_(self, weight: torch.Tensor, bias: torch.Tensor | None = None) -> None:
-        """Take a dense layer's weights on the active connections (the rest become 0)."""
-        if tuple(weight.shape) != tuple(self.mask.shape):
-            raise G2GError(f"weight must have shape {tuple(self.mask.shape)}, got {tuple(weight.shape)}")
-        self.weight.copy_(weight * self.mask)
+    def load_dense_(self, weight: Tensor, bias: Tensor | None = None) -> None:
+        """Take a dense layer's weights on the active connections (the rest are dropped)."""
+        if not isinstance(weight, Tensor) or tuple(weight.shape) != (self.out_features, self.in_features):
+            raise G2GError(f"weight must have shape {(self.out_features, self.in_features)}, got {_describe(weight)}")
+        self._load_dense(weight.detach() * self.mask.to(weight.device))
         if bias is not None and self.bias is not None:
             self.bias.copy_(bias)
-        self._mask_changed()
 
-    def _mask_changed(self) -> None:
-        """Drop the cached execution plan of the fast path; the next forward rebuilds it."""
-        invalidate(self)
+    # -- state dict: mask bits + the active values in row-major order (layout-free) ------------
+    def _save_to_state_dict(self, destination, prefix, keep_vars) -> None:
+        weight = self.weight if keep_vars else self.weight.detach()
+        destination[prefix + "mask_bits"] = self.mask_bits
+        destination[prefix + "weight_values"] = weight.reshape(-1)[self.mask.reshape(-1).to(weight.device)]
+        for name in ("in_groups", "out_groups"):
+            if getattr(self, name) is not None:
+                destination[prefix + name] = getattr(self, name)
+        if self.bias is not None:
+            destination[prefix + "bias"] = self.bias if keep_vars else self.bias.detach()
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: D401
-        mask = state_dict.get(prefix + "mask")
-        if mask is not None and (tuple(mask.shape) != tuple(self.mask.shape) or mask.dtype != torch.bool):
-            raise G2GError(
-                f"checkpoint mask {prefix}mask has shape {tuple(mask.shape)} and dtype {mask.dtype}; "
-                f"this layer needs {tuple(self.mask.shape)} bool"
-            )
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-        self._mask_changed()
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs) -> None:
+        keys = {k[len(prefix):]: k for k in state_dict if k.startswith(prefix) and "." not in k[len(prefix):]}
+        if "weight" in keys and "mask" in keys:  # g2gnet 0.1 layout: dense weight + bool mask
+            mask = state_dict[keys["mask"]]
+            self._check_loaded_mask(mask, prefix + "mask")
+            dense = state_dict[keys["weight"]]
+            values = dense.reshape(-1)[mask.reshape(-1)]
+        elif "mask_bits" in keys and "weight_values" in keys:
+            bits = state_dict[keys["mask_bits"]]
+            expect = (self.out_features, (self.in_features + 7) // 8)
+            if tuple(bits.shape) != expect or bits.dtype != torch.uint8:
+                raise G2GError(f"checkpoint {prefix}mask_bits has shape {tuple(bits.shape)} and dtype {bits.dtype}; "
+                               f"this layer needs {expect} uint8")
+            mask = unpack_bits(bits.cpu(), self.in_features)
+            values = state_dict[keys["weight_values"]]
+        else:
+            missing_keys += [prefix + k for k in ("mask_bits", "weight_values") if k not in keys]
+            return
+        if values.shape != (int(mask.sum()),):
+            raise G2GError(f"checkpoint {prefix}weight_values has {values.numel()} values for {int(mask.sum())} "
+                           "active connections")
+        with torch.no_grad():
+            for name in ("in_groups", "out_groups"):
+                if name in keys:
+                    g = state_dict[keys[name]]
+                    n = self.in_features if name == "in_groups" else self.out_features
+                    if tuple(g.shape) != (n,):
+                        raise G2GError(f"checkpoint {prefix}{name} has shape {tuple(g.shape)}; this layer needs ({n},)")
+                    self.register_buffer(name, g.detach().clone().long().to(self.values.device))
+            if "in_groups" in keys or "out_groups" in keys:
+                self._choose_blocks(mask.cpu())
+            self._set_layout(mask.cpu())
+            dense = torch.zeros(self.out_features * self.in_features, dtype=self.values.dtype)
+            dense[mask.reshape(-1)] = values.detach().cpu().to(dense.dtype)
+            self._load_dense(dense.view(self.out_features, self.in_features))
+            if self.bias is not None and "bias" in keys:
+                self.bias.copy_(state_dict[keys["bias"]])
+            elif self.bias is not None:
+                missing_keys.append(prefix + "bias")
+        known = {"mask_bits", "weight_values", "weight", "mask", "bias", "in_groups", "out_groups"}
+        unexpected_keys += [k for short, k in keys.items() if short not in known]
+
+    def _check_loaded_mask(self, mask: Tensor, key: str) -> None:
+        if tuple(mask.shape) != (self.out_features, self.in_features) or mask.dtype != torch.bool:
+            raise G2GError(f"checkpoint {key} has shape {tuple(mask.shape)} and dtype {mask.dtype}; this layer "
+                           f"needs {(self.out_features, self.in_features)} bool")
 
     # -- compute ----------------------------------------------------------------------------
-    # The non-linearity that follows this layer in its model (e.g. torch.relu), or None. Only
-    # DST's Hebbian rule reads it: its "post" activity is post_activation(output).
-    post_activation = None
-    # Fast path switch: None = automatic (G2G layers sparse enough), False = always the masked
-    # reference, True = fast whenever the groups allow it. See ``g2gnet.kernels.dispatch``.
-    fast: bool | None = None
+    def forward(self, x: Tensor) -> Tensor:
+        if dispatch.use_native(self, x):
+            return dispatch.native_linear(self, x)
+        # The masked product: weight is 0 off the mask, and the gradients reach only the packed
+        # (active) parameters.
+        return F.linear(x, self.weight, self.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        plan = choose(self, x)
-        if plan is not None:
-            # Block-diagonal bmm + sparse inter-group kernels; same values and gradients as below
-            # (output may be a transposed view: use .reshape, not .view, on it).
-            return g2g_linear(x, self.weight, self.bias, plan)
-        # The masked product keeps gradients of inactive entries at exactly zero, so optimizers
-        # never move them; ``g2gnet.dst`` computes dense gradients separately when it needs them.
-        return F.linear(x, self.weight * self.mask, self.bias)
-
-    def execution_path(self, x: torch.Tensor) -> str:
-        """Which implementation ``self(x)`` runs: "reference", "native" (C++ kernels) or "torch"."""
-        plan = choose(self, x)
-        if plan is None:
-            return "reference"
-        return "native" if _native_lib(x, self.weight) is not None else "torch"
+    def execution_path(self, x: Tensor) -> str:
+        """Which implementation ``self(x)`` runs: "native" (C++ kernels) or "reference"."""
+        return "native" if dispatch.use_native(self, x) else "reference"
 
     def extra_repr(self) -> str:
-        return (
-            f"in_features={self.in_features}, out_features={self.out_features}, "
-            f"bias={self.bias is not None}, density={self.density:.4f}"
-        )
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={self.bias is not None}, density={self.density:.4f}")
+
+
+def _describe(x) -> str:
+    return f"{tuple(x.shape)} {x.dtype}" if isinstance(x, Tensor) else repr(x)
 
 
 def sparse_layers(model: nn.Module) -> list[tuple[str, SparseLinear]]:
@@ -160,16 +330,27 @@ def sparse_layers(model: nn.Module) -> list[tuple[str, SparseLinear]]:
     return [(n, m) for n, m in model.named_modules() if isinstance(m, SparseLinear)]
 
 
-def masks_from_state(state: dict) -> dict[str, torch.Tensor]:
+def masks_from_state(state: dict) -> dict[str, Tensor]:
     """The masks of the SparseLinear layers in a model ``state_dict``, by layer name, with rows and
     columns sorted by ensemble where group ids are stored (so the blocks are visible)."""
     out = {}
-    for key, mask in state.items():
-        if not key.endswith(".mask") or not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
+    for key, value in state.items():
+        if key.endswith(".mask_bits") and isinstance(value, Tensor) and value.dtype == torch.uint8:
+            prefix = key[: -len("mask_bits")]
+            values = state.get(prefix + "weight_values")
+            n_in = value.shape[1] * 8
+            og, ig = state.get(prefix + "out_groups"), state.get(prefix + "in_groups")
+            if isinstance(ig, Tensor):
+                n_in = ig.numel()
+            mask = unpack_bits(value, n_in)
+            if isinstance(values, Tensor) and values.numel() != int(mask.sum()):
+                continue  # bits of a width not a multiple of 8 without group ids: unknown width
+        elif key.endswith(".mask") and isinstance(value, Tensor) and value.dtype == torch.bool:
+            prefix, mask = key[: -len("mask")], value
+            og, ig = state.get(prefix + "out_groups"), state.get(prefix + "in_groups")
+        else:
             continue
-        prefix = key[: -len("mask")]
-        og, ig = state.get(prefix + "out_groups"), state.get(prefix + "in_groups")
-        if isinstance(og, torch.Tensor) and isinstance(ig, torch.Tensor):
+        if isinstance(og, Tensor) and isinstance(ig, Tensor):
             mask = mask[torch.argsort(og, stable=True)][:, torch.argsort(ig, stable=True)]
         out[prefix[:-1]] = mask
     return out

@@ -12,14 +12,14 @@ from .layers import SparseLinear, sparse_layers
 
 
 def active_parameters(model: nn.Module) -> int:
-    """Parameters that can be non-zero: masked entries of SparseLinear weights are not counted."""
+    """Parameters that can be non-zero: a SparseLinear counts its active connections (not the
+    entries of its stored blocks that the mask holds at 0) and its bias."""
     total = 0
     for module in model.modules():
-        for name, p in module.named_parameters(recurse=False):
-            if isinstance(module, SparseLinear) and name == "weight":
-                total += module.nnz
-            else:
-                total += p.numel()
+        if isinstance(module, SparseLinear):
+            total += module.nnz + (module.bias.numel() if module.bias is not None else 0)
+        else:
+            total += sum(p.numel() for p in module.parameters(recurse=False))
     return total
 
 

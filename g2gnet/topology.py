@@ -186,3 +186,85 @@ def network_groups(
         in_g = group_ids(n_in, groups, in_scheme, generator)
         layers.append(LayerGroups(out_groups=out_g, in_groups=in_g))
     return layers
+
+
+# --- ensembles found from a mask ------------------------------------------------------------
+
+def _otsu(values: torch.Tensor, bins: int = 64) -> float:
+    """The threshold that best splits ``values`` into two classes (Otsu's between-class variance)."""
+    lo, hi = float(values.min()), float(values.max())
+    if hi - lo < 1e-6:
+        return hi
+    hist = torch.histc(values.float(), bins=bins, min=lo, max=hi).double()
+    centers = torch.linspace(lo, hi, bins + 1, dtype=torch.float64)[:-1] + (hi - lo) / (2 * bins)
+    w0 = hist.cumsum(0)
+    m0 = (hist * centers).cumsum(0)
+    total, mean_all = w0[-1], m0[-1]
+    w1 = total - w0
+    between = (mean_all * w0 / total - m0) ** 2 / (w0 * w1).clamp_min(1e-12) * total
+    return float(centers[int(between[:-1].argmax())] + (hi - lo) / (2 * bins))
+
+
+def _components(adjacent: torch.Tensor) -> torch.Tensor:
+    """Connected components of a symmetric boolean adjacency (label = smallest member index)."""
+    n = adjacent.shape[0]
+    labels = torch.arange(n)
+    big = torch.full((n, n), n)
+    for _ in range(n):
+        new = torch.where(adjacent, labels[None, :], big).min(1).values.minimum(labels)
+        if torch.equal(new, labels):
+            break
+        labels = new[new]  # pointer jumping: halves the distance to the root each pass
+    return labels
+
+
+def find_groups(mask: torch.Tensor, max_columns: int = 512) -> LayerGroups | None:
+    """The ensembles of a G2G-structured mask [out, in], found from the mask alone, or None.
+
+    Outputs whose active inputs overlap strongly are one ensemble: the cosine similarity of rows
+    (on at most ``max_columns`` evenly spaced inputs, for speed) is split in two by Otsu's
+    threshold, and the groups are the connected components of the pairs that share 2/3 of their
+    similar neighbours. Each input
+    joins the output ensemble that reaches it most densely. The answer is accepted only when it
+    splits both sides into G >= 2 equal groups whose diagonal blocks hold at least half of their
+    entries and are denser than the rest; else None (an ER mask, say). Also tells which
+    ensembles survive dynamic sparse training.
+    """
+    if mask.dim() != 2 or mask.dtype != torch.bool:
+        raise G2GError(f"find_groups needs a bool [out, in] mask, got {mask.dtype} {tuple(mask.shape)}")
+    mask = mask.detach().cpu()
+    n_out, n_in = mask.shape
+    if n_out < 4 or n_in < 4:
+        return None
+    step = max(1, n_in // max_columns)
+    rows = mask[:, ::step].float()
+    norms = rows.norm(dim=1).clamp_min(1e-12)
+    cos = (rows @ rows.T) / torch.outer(norms, norms)
+    off = cos[~torch.eye(n_out, dtype=torch.bool)]
+    similar = cos > _otsu(off)
+    # Some pairs of different ensembles are similar by chance (whole tile rows at once, in tiled
+    # masks); requiring two outputs to agree on 2/3 of their similar neighbours (Jaccard, among
+    # evenly spaced landmark outputs) removes them.
+    landmarks = similar[:, :: max(1, n_out // max_columns)].float()
+    shared = landmarks @ landmarks.T
+    degree = landmarks.sum(1)
+    union = (degree[:, None] + degree[None, :] - shared).clamp_min(1.0)
+    out_ids = _components(shared / union > 2 / 3)
+    sizes = torch.bincount(out_ids, minlength=n_out)
+    sizes = sizes[sizes > 0]
+    g = sizes.numel()
+    if g < 2 or n_out % g or n_in % g or bool((sizes != n_out // g).any()):
+        return None
+    out_groups = torch.unique(out_ids, return_inverse=True)[1]
+    one_hot = torch.zeros(g, n_out)
+    one_hot[out_groups, torch.arange(n_out)] = 1.0
+    reach = one_hot @ mask.float()  # [g, in]: active links from each output ensemble
+    in_groups = reach.argmax(0)
+    if bool((torch.bincount(in_groups, minlength=g) != n_in // g).any()):
+        return None
+    same = out_groups[:, None] == in_groups[None, :]
+    intra = float((mask & same).sum()) / float(same.sum())
+    inter = float((mask & ~same).sum()) / max(float((~same).sum()), 1.0)
+    if intra < 0.5 or intra <= inter:
+        return None
+    return LayerGroups(out_groups=out_groups, in_groups=in_groups)

@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from g2gnet.dst import GROW, PRUNE, DynamicSparsity, Schedule, hebbian_scores, reset_optimizer_state, rewire
+from g2gnet.dst import GROW, PRUNE, DynamicSparsity, Schedule, hebbian_scores, rewire, set_mask_moving_state
 from g2gnet.errors import G2GError
 from g2gnet.layers import SparseLinear, sparse_layers
 from g2gnet.optim import adam
@@ -47,6 +47,12 @@ def _batch(step: int, n: int = 16, d: int = 64) -> tuple[torch.Tensor, torch.Ten
 def _train_step(model, opt, dst, step: int):
     train_step(model, opt, *_batch(step))
     return dst.step()
+
+
+def _state_dense(layer, opt, key):
+    """Optimizer state ``key`` of a SparseLinear as a dense [out, in] tensor."""
+    parts = [opt.state.get(p, {}).get(key, torch.zeros_like(p)) for p in (layer.intra, layer.values)]
+    return layer.to_dense(*parts)
 
 
 def _masked_weights_zero(model) -> bool:
@@ -165,18 +171,29 @@ def test_nan_keep_scores_are_pruned_first():
         lambda p: torch.optim.SGD(p, 1e-2, momentum=0.9, weight_decay=1e-4),
     ],
 )
-def test_reset_optimizer_state_zeroes_moments(make):
-    w = nn.Parameter(torch.randn(3, 4))
-    opt = make([w])
-    w.grad = torch.randn(3, 4)
+def test_set_mask_moves_optimizer_state_with_the_values(make):
+    g = torch.Generator().manual_seed(0)
+    mask = torch.rand(8, 12, generator=g) < 0.5
+    layer = SparseLinear(12, 8, mask, generator=g)
+    opt = make(layer.parameters())
+    layer(torch.randn(5, 12)).square().sum().backward()
     opt.step()
-    where = torch.zeros(3, 4, dtype=torch.bool)
-    where[0, 1] = where[2, 3] = True
-    reset_optimizer_state(opt, w, where)
-    per_element = [v for v in opt.state[w].values() if torch.is_tensor(v) and v.shape == w.shape]
-    assert per_element  # the optimizer does keep such state
-    for v in per_element:
-        assert not v[where].any() and v[~where].all()
+    dense = {k: _state_dense(layer, opt, k) for k, v in opt.state[layer.values].items() if v.dim() > 0}
+    assert dense  # the optimizer does keep per-element state
+    weight = layer.weight.detach().clone()
+    new = mask.clone()
+    new[0, :] = ~mask[0, :]  # row 0 swaps all its connections; the other rows keep theirs
+    changed = new ^ mask
+    set_mask_moving_state(layer, new, opt, changed)
+    assert torch.equal(layer.mask, new)
+    assert torch.equal(layer.weight.detach(), weight * new * ~changed)  # kept values, grown at 0
+    for key, before in dense.items():
+        after = _state_dense(layer, opt, key)
+        assert not after[changed].any() and not after[~new].any()
+        assert torch.equal(after[new & ~changed], before[new & ~changed])
+    layer(torch.randn(5, 12)).square().sum().backward()
+    opt.step()  # the moved state fits the new layout
+    assert not layer.weight[~new].any()
 
 
 def test_dst_resets_state_of_pruned_and_grown_weights():
@@ -191,10 +208,10 @@ def test_dst_resets_state_of_pruned_and_grown_weights():
     for name, layer in sparse_layers(model):
         changed = before[name] ^ layer.mask
         assert changed.any()
-        state = opt.state[layer.weight]
         for key in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
-            assert not state[key][changed].any()
-            assert state[key][before[name] & layer.mask].any()  # kept weights keep their moments
+            state = _state_dense(layer, opt, key)
+            assert not state[changed].any()
+            assert state[before[name] & layer.mask].any()  # kept weights keep their moments
         assert not layer.weight[before[name] ^ layer.mask].any()  # pruned and grown weights are 0
 
 
@@ -265,8 +282,7 @@ def test_hebbian_growth_hand_built_layer():
     # so (o0, i2) is the one inactive connection with a non-zero score (cosine 1).
     mask = torch.tensor([[True, False, False], [False, True, False]])
     layer = SparseLinear(3, 2, mask, bias=False)
-    with torch.no_grad():
-        layer.weight.copy_(torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.5, 0.0]]))
+    layer.load_dense_(torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.5, 0.0]]))
     model = nn.Sequential(layer)
     dst = DynamicSparsity(model, None, prune="magnitude", grow="hebbian", interval=1, fraction=0.5)
     x = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
@@ -307,7 +323,7 @@ def test_gradient_growth_uses_the_masked_product():
     captured = dst.recorder.grad["blocks.1.linear"]
     torch.testing.assert_close(captured.double(), reference, atol=1e-6, rtol=1e-5)
     assert captured[~layer.mask].abs().sum() > 0  # non-zero off the mask ...
-    assert not layer.weight.grad[~layer.mask].any()  # ... where autograd's weight grad is zero
+    assert not layer.dense_grad()[~layer.mask].any()  # ... where the layer's own gradient is zero
     old = layer.mask.clone()
     dst.step()
     grown = layer.mask & ~old
@@ -458,8 +474,7 @@ def test_composite_prunes_thirds_by_magnitude_random_and_hebbian():
     from g2gnet.dst.hebbian import ActivityStats
 
     layer = SparseLinear(6, 4, torch.ones(4, 6, dtype=torch.bool))
-    with torch.no_grad():
-        layer.weight.copy_(torch.arange(1.0, 25.0).view(4, 6))  # |w| grows with the flat index
+    layer.load_dense_(torch.arange(1.0, 25.0).view(4, 6))  # |w| grows with the flat index
     stats = ActivityStats()
     stats.update(torch.rand(40, 6), torch.rand(40, 4))
     heb = stats.scores()

@@ -1,26 +1,29 @@
-"""The fast G2G path (g2gnet.kernels) equals the masked reference in values and gradients."""
+"""The packed layout and the native path (custom ops) equal the masked reference in values and
+gradients; the ops check their arguments, pass opcheck, compile and run under autocast."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from g2gnet.kernels import dispatch, native, reference_mode
-from g2gnet.kernels.plan import build_plan
+from g2gnet.errors import G2GError
+from g2gnet.kernels import dispatch, native, ops, reference_mode
+from g2gnet.kernels.layout import build_layout, pack_bits, unpack_bits
 from g2gnet.layers import SparseLinear
-from g2gnet.topology import group_ids, modular_mask
+from g2gnet.topology import er_mask, group_ids, modular_mask
 
-BACKENDS = ["native", "torch"]
+needs_native = pytest.mark.skipif(not native.available(), reason=f"native kernels unavailable: {native.error()}")
 
 
 def _layer(n_in: int, n_out: int, out_scheme: str = "random", in_scheme: str = "random", *, p_inter=0.15,
-           p_intra=1.0, tile=1, bias=True, seed=0, groups=8) -> SparseLinear:
+           p_intra=1.0, tile=1, bias=True, seed=0, groups=8, with_ids=True) -> SparseLinear:
     g = torch.Generator().manual_seed(seed)
     og = group_ids(n_out, groups, out_scheme, g)
     ig = group_ids(n_in, groups, in_scheme, g)
     mask = modular_mask(og, ig, p_intra, p_inter, g, inter_tile=tile)
-    layer = SparseLinear(n_in, n_out, mask, bias=bias, in_groups=ig, out_groups=og, generator=g)
-    layer.fast = True  # test the fast path even where the automatic choice would not take it
+    ids = {"in_groups": ig, "out_groups": og} if with_ids else {}
+    layer = SparseLinear(n_in, n_out, mask, bias=bias, generator=g, **ids)
+    layer.fast = True  # test the native path even where the automatic choice would not take it
     return layer
 
 
@@ -32,22 +35,16 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 def _run(layer: SparseLinear, x: torch.Tensor, gy: torch.Tensor, reference: bool):
     x = x.detach().clone().requires_grad_(True)
     layer.zero_grad(set_to_none=True)
-    if reference:
-        with reference_mode():
-            y = layer(x)
-    else:
+    with reference_mode() if reference else torch.enable_grad():
         y = layer(x)
     y.backward(gy)
     b = None if layer.bias is None else layer.bias.grad.clone()
-    return y.detach(), x.grad.clone(), layer.weight.grad.clone(), b
+    return y.detach(), x.grad.clone(), layer.dense_grad(), b
 
 
-def _check(layer: SparseLinear, shape: tuple[int, ...], backend: str, monkeypatch, seed: int = 1) -> None:
-    if backend == "torch":
-        monkeypatch.setenv("G2GNET_NO_NATIVE", "1")
-    elif not native.available():
-        pytest.skip(f"native kernels unavailable: {native.error()}")
-    assert dispatch.choose(layer, torch.zeros(shape)) is not None
+@needs_native
+def _check(layer: SparseLinear, shape: tuple[int, ...], seed: int = 1) -> None:
+    assert layer.execution_path(torch.zeros(shape)) == "native"
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(*shape, generator=g)
     gy = torch.randn(*shape[:-1], layer.out_features, generator=g)
@@ -59,79 +56,101 @@ def _check(layer: SparseLinear, shape: tuple[int, ...], backend: str, monkeypatc
             continue
         assert a.shape == b.shape, name
         assert _rel(a, b) < 1e-5, f"{name}: rel err {_rel(a, b):.2e}"
-    assert bool((fast[2][~layer.mask] == 0).all()), "weight grad must be exactly 0 off the mask"
+    assert not fast[2][~layer.mask].any(), "the weight gradient must be exactly 0 off the mask"
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("schemes", [("contiguous", "contiguous"), ("interleaved", "interleaved"),
                                      ("random", "random"), ("contiguous", "interleaved"),
                                      ("random", "contiguous")])
-def test_schemes_match_reference(schemes, backend, monkeypatch):
-    _check(_layer(128, 96, *schemes), (33, 128), backend, monkeypatch)
+def test_schemes_match_reference(schemes):
+    _check(_layer(128, 96, *schemes), (33, 128))
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("batch", [1, 7, 33])
-def test_odd_batches(batch, backend, monkeypatch):
-    _check(_layer(64, 64), (batch, 64), backend, monkeypatch)
+@pytest.mark.parametrize("batch", [1, 7, 33, 130])
+def test_odd_batches(batch):
+    _check(_layer(64, 64), (batch, 64))
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_3d_input_and_no_bias(backend, monkeypatch):
-    _check(_layer(64, 80, bias=False), (3, 5, 64), backend, monkeypatch)
+def test_3d_input_and_no_bias():
+    _check(_layer(64, 80, bias=False), (3, 5, 64))
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("p_inter", [0.0, 1.0])
-def test_extreme_inter_probabilities(p_inter, backend, monkeypatch):
-    _check(_layer(64, 64, p_inter=p_inter), (17, 64), backend, monkeypatch)
+def test_extreme_inter_probabilities(p_inter):
+    _check(_layer(64, 64, p_inter=p_inter), (17, 64))
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_partial_intra_blocks(backend, monkeypatch):
-    _check(_layer(64, 64, "interleaved", "random", p_intra=0.7), (9, 64), backend, monkeypatch)
+def test_partial_intra_blocks():
+    layer = _layer(64, 64, "interleaved", "random", p_intra=0.7)
+    assert layer.layout.block_mask is not None
+    _check(layer, (9, 64))
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("tile", [4, 8, 16])
-def test_tiled_masks(tile, backend, monkeypatch):
+def test_tiled_masks(tile):
     layer = _layer(256, 128, "random", "interleaved", tile=tile)
-    plan = dispatch.cached_plan(layer, torch.device("cpu"))
-    assert plan.tiles is not None and plan.tiles.size >= tile
-    _check(layer, (21, 256), backend, monkeypatch)
+    assert layer.layout.tile >= tile
+    _check(layer, (21, 256))
 
 
 def test_element_wise_mask_is_not_tiled():
-    plan = dispatch.cached_plan(_layer(128, 128), torch.device("cpu"))
-    assert plan.tiles is None
+    assert _layer(128, 128).layout.tile == 0
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_set_mask_rebuilds_plan(backend, monkeypatch):
-    layer = _layer(64, 64)
-    plan = dispatch.cached_plan(layer, torch.device("cpu"))
+def test_layout_round_trip_and_bits():
+    layer = _layer(96, 64, p_intra=0.8)
+    dense = torch.randn(64, 96) * layer.mask
+    assert torch.equal(layer.to_dense(*layer.from_dense(dense)), dense)
+    mask = torch.rand(5, 13) < 0.4
+    assert torch.equal(unpack_bits(pack_bits(mask), 13), mask) and pack_bits(mask).shape == (5, 2)
+
+
+def test_parameters_hold_only_active_connections():
+    layer = _layer(256, 256)
+    lay = layer.layout
+    assert lay.groups == 8 and layer.intra.shape == (8, 32, 32) and lay.block_mask is None
+    assert layer.intra.numel() + layer.values.numel() == layer.nnz  # full blocks: nothing padded
+    assert not [n for n, _ in layer.named_parameters() if n not in ("intra", "values", "bias")]
+
+
+@pytest.mark.parametrize("with_ids", [True, False])
+def test_set_mask_rebuilds_layout(with_ids):
+    layer = _layer(64, 64, with_ids=with_ids)
     g = torch.Generator().manual_seed(5)
-    new = modular_mask(layer.out_groups, layer.in_groups, 1.0, 0.4, g)
+    new = modular_mask(group_ids(64, 8, "contiguous"), group_ids(64, 8, "contiguous"), 1.0, 0.4, g)
+    before = layer.weight.detach().clone()
     layer.set_mask_(new)
-    with torch.no_grad():  # new connections start at a value, as DST regrowth may do
-        layer.weight.add_(0.01 * new)
-    assert dispatch.cached_plan(layer, torch.device("cpu")) is not plan
-    _check(layer, (12, 64), backend, monkeypatch)
+    assert torch.equal(layer.mask, new) and layer.nnz == int(new.sum())
+    assert torch.equal(layer.weight.detach(), before * new)  # kept values stay, new ones start at 0
+    with torch.no_grad():  # new connections get values, as training would give them
+        layer.values.add_(0.01)
+        layer.intra.add_(0.01)
+    _check(layer, (12, 64))
 
 
-def test_in_place_mask_edit_and_state_dict_rebuild_plan():
-    layer = _layer(64, 64)
-    plan = dispatch.cached_plan(layer, torch.device("cpu"))
+def test_state_dict_into_a_fresh_layer_with_another_mask():
+    a = _layer(64, 64, seed=1)
+    g = torch.Generator().manual_seed(9)
+    a.set_mask_(a.mask ^ (torch.rand(64, 64, generator=g) < 0.05))  # as DST leaves it
     with torch.no_grad():
-        layer.mask[0, :] = False  # bypasses set_mask_: caught by the version counter
-        layer.weight.mul_(layer.mask)
-    assert dispatch.cached_plan(layer, torch.device("cpu")) is not plan
-    other = _layer(64, 64, seed=3)
-    stale = dispatch.cached_plan(other, torch.device("cpu"))
-    other.load_state_dict(layer.state_dict())
-    assert dispatch.cached_plan(other, torch.device("cpu")) is not stale
-    assert dispatch.cached_plan(other, torch.device("cpu")).nnz_inter == \
-        dispatch.cached_plan(layer, torch.device("cpu")).nnz_inter
+        a.values.normal_()
+    b = _layer(64, 64, seed=1)
+    b.load_state_dict(a.state_dict())
+    assert torch.equal(b.mask, a.mask) and torch.equal(b.weight, a.weight)
+    x = torch.randn(7, 64)
+    torch.testing.assert_close(b(x), a(x))
+    state = a.state_dict()
+    assert set(state) == {"mask_bits", "weight_values", "bias", "in_groups", "out_groups"}
+    assert state["weight_values"].numel() == a.nnz
+
+
+def test_state_dict_of_the_first_version_loads():
+    a = _layer(64, 48)
+    old = {"weight": a.weight.detach().clone(), "mask": a.mask, "bias": a.bias.detach().clone(),
+           "in_groups": a.in_groups, "out_groups": a.out_groups}
+    b = _layer(64, 48, seed=4)
+    b.load_state_dict(old)
+    assert torch.equal(b.weight, a.weight) and torch.equal(b.mask, a.mask)
 
 
 def test_fallback_when_compilation_fails(monkeypatch, tmp_path):
@@ -144,86 +163,145 @@ def test_fallback_when_compilation_fails(monkeypatch, tmp_path):
         assert native.error()
         layer = _layer(64, 64)
         x = torch.randn(5, 64)
+        assert layer.execution_path(x) == "reference"
         with reference_mode():
             ref = layer(x)
-        assert _rel(layer(x), ref) < 1e-5  # pure PyTorch fast path
+        assert torch.equal(layer(x), ref)
     finally:
         native._reset_for_tests()
 
 
-def test_reference_switches(monkeypatch):
+def test_reference_switches():
     layer = _layer(64, 64)
     x = torch.zeros(4, 64)
-    assert dispatch.choose(layer, x) is not None
+    assert dispatch.use_native(layer, x) == native.available()
     layer.fast = False
-    assert dispatch.choose(layer, x) is None
+    assert not dispatch.use_native(layer, x)
     layer.fast = True
     with reference_mode():
-        assert dispatch.choose(layer, x) is None
-    monkeypatch.setenv("G2GNET_FAST", "0")
-    assert dispatch.choose(layer, x) is None
+        assert not dispatch.use_native(layer, x)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@needs_native
 @pytest.mark.parametrize("shape", [(96, 64), (98, 40)])
-def test_masks_without_groups_use_implicit_blocks(shape, backend, monkeypatch):
-    from g2gnet.topology import er_mask
-
+def test_masks_without_groups(shape):
     g = torch.Generator().manual_seed(3)
     layer = SparseLinear(shape[0], shape[1], er_mask(shape[1], shape[0], 0.25625, g), generator=g)
     layer.fast = True
-    assert dispatch.cached_plan(layer, torch.device("cpu")).groups == (8 if shape == (96, 64) else 2)
-    _check(layer, (13, shape[0]), backend, monkeypatch)
+    assert layer.layout.groups == 0  # an ER mask has no ensembles: everything is in values
+    _check(layer, (13, shape[0]))
 
 
+@needs_native
+def test_ensembles_found_from_the_mask_alone():
+    with_ids, alone = _layer(512, 256), _layer(512, 256, with_ids=False)
+    assert torch.equal(with_ids.mask, alone.mask)
+    assert alone.layout.groups == 8 and alone.layout.n_values == with_ids.layout.n_values
+    _check(alone, (40, 512))
+
+
+@needs_native
 def test_automatic_choice():
-    plain = SparseLinear(64, 64)  # too small to gain (under the size threshold): reference
-    assert dispatch.choose(plain, torch.zeros(256, 1024 // 16)) is None
-    from g2gnet.topology import er_mask
-
+    plain = SparseLinear(64, 64)  # too small to gain: reference
+    assert not dispatch.use_native(plain, torch.zeros(256, 64))
     er = SparseLinear(1024, 1024, er_mask(1024, 1024, 0.25625, torch.Generator().manual_seed(0)))
-    assert dispatch.choose(er, torch.zeros(256, 1024)) is not None  # sparse enough without groups
-    dense_mask = SparseLinear(1024, 1024)
-    assert dispatch.choose(dense_mask, torch.zeros(256, 1024)) is None
+    assert dispatch.use_native(er, torch.zeros(256, 1024))  # sparse enough without groups
+    assert not dispatch.use_native(SparseLinear(1024, 1024), torch.zeros(256, 1024))  # dense mask
     layer = _layer(1024, 1024)
     layer.fast = None
-    assert dispatch.choose(layer, torch.zeros(256, 1024)) is not None
-    assert dispatch.choose(layer, torch.zeros(1, 1024)) is None  # too small to pay off
-    dense_ish = _layer(1024, 1024, p_inter=0.8)
-    dense_ish.fast = None
-    assert dispatch.choose(dense_ish, torch.zeros(256, 1024)) is None
+    assert dispatch.use_native(layer, torch.zeros(256, 1024))
+    assert not dispatch.use_native(layer, torch.zeros(1, 1024))  # too small to pay off
+    assert not dispatch.use_native(layer.double(), torch.zeros(256, 1024, dtype=torch.float64))
 
 
-def test_unequal_groups_have_no_plan():
-    mask = torch.ones(8, 8, dtype=torch.bool)
-    groups = torch.tensor([0, 0, 0, 1, 1, 1, 1, 1])
-    assert build_plan(mask, groups, groups) is None
-
-
-def test_float64_uses_pytorch_ops():
+def test_float64_and_bfloat16_layers_use_the_reference():
     layer = _layer(64, 64).double()
     x = torch.randn(6, 64, dtype=torch.float64)
-    with reference_mode():
-        ref = layer(x)
-    assert _rel(layer(x), ref) < 1e-12
+    assert layer.execution_path(x) == "reference"
+    y = layer(x)
+    assert y.dtype == torch.float64
+    bf = _layer(64, 64).bfloat16()
+    assert bf(torch.randn(3, 64, dtype=torch.bfloat16)).dtype == torch.bfloat16
 
 
+@needs_native
 def test_training_step_keeps_inactive_weights_zero():
-    layer = _layer(128, 128)
-    opt = torch.optim.Adam(layer.parameters(), lr=1e-2)
+    layer = _layer(128, 128, p_intra=0.8)
+    opt = torch.optim.Adam(layer.parameters(), lr=1e-2, weight_decay=1e-2)
     for _ in range(3):
         opt.zero_grad()
         layer(torch.randn(16, 128)).relu().sum().backward()
         opt.step()
-    assert bool((layer.weight[~layer.mask] == 0).all())
+    assert not layer.weight[~layer.mask].any()
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_matches_reference():
-    layer = _layer(256, 256, tile=1).cuda()
-    x = torch.randn(33, 256, device="cuda")
-    gy = torch.randn(33, 256, device="cuda")
-    fast = _run(layer, x, gy, reference=False)
-    ref = _run(layer, x, gy, reference=True)
-    for a, b in zip(fast, ref):
-        assert _rel(a, b) < 1e-5
+# -- the custom ops ---------------------------------------------------------------------------
+def _op_args(layer: SparseLinear, n: int = 10):
+    x = torch.randn(n, layer.in_features, requires_grad=True)
+    return (x, layer.intra, layer.values, layer.bias, layer.layout_tensors(), layer._meta)
+
+
+@needs_native
+@pytest.mark.parametrize("tile", [1, 8])
+def test_opcheck(tile):
+    layer = _layer(64, 64, tile=tile, p_intra=0.9)
+    torch.library.opcheck(ops.linear_fwd, _op_args(layer))
+
+
+@needs_native
+@pytest.mark.parametrize("mutate, pattern", [
+    (lambda a: (a[0].double(), *a[1:]), "x has dtype torch.float64"),
+    (lambda a: (a[0][:, :10], *a[1:]), r"x must be \[N, 64\]"),
+    (lambda a: (a[0], a[1].transpose(1, 2), *a[2:]), "intra has shape"),
+    (lambda a: (a[0], a[1], a[2][:5], *a[3:]), "values must be 1-D with at least"),
+    (lambda a: (a[0], a[1], a[2], a[3][:3], *a[4:]), "bias has shape"),
+    (lambda a: (*a[:4], [t.long() if t.dtype == torch.int32 else t for t in a[4]], a[5]), "layout.cols has dtype"),
+    (lambda a: (*a[:4], a[4][:3], a[5]), "layout needs 8 tensors"),
+])
+def test_op_boundary_checks(mutate, pattern):
+    args = mutate(_op_args(_layer(64, 32)))
+    with pytest.raises(G2GError, match=pattern):
+        ops.linear_fwd(*args)
+
+
+@needs_native
+def test_autocast_bfloat16_computes_in_float32():
+    from g2gnet import build_model
+
+    model = build_model("g2g-mixer", 256, 10, hidden=[256, 256], seed=0)
+    for m in model.modules():
+        if isinstance(m, SparseLinear):
+            m.fast = True
+    x = torch.randn(64, 256)
+    ref = model(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x)
+    out.float().square().sum().backward()
+    assert torch.isfinite(out.float()).all() and _rel(out.float(), ref) < 0.05
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+@needs_native
+def test_compile_fullgraph_matches_eager():
+    from g2gnet import build_model
+
+    model = build_model("g2g-random", 128, 10, hidden=[128, 128], seed=0)
+    for m in model.modules():
+        if isinstance(m, SparseLinear):
+            m.fast = True
+    x = torch.randn(32, 128)
+    ref = model(x)
+    ref.square().sum().backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad(set_to_none=True)
+    out = torch.compile(model, fullgraph=True)(x)
+    out.square().sum().backward()
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+    for a, p in zip(grads, model.parameters()):
+        torch.testing.assert_close(p.grad, a, rtol=1e-4, atol=1e-5)
+
+
+def test_build_layout_without_blocks():
+    mask = torch.rand(16, 24) < 0.3
+    lay = build_layout(mask, None, None, blocks=False)
+    assert lay.groups == 0 and lay.n_values == int(mask.sum()) and lay.tile == 0

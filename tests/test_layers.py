@@ -29,8 +29,8 @@ def test_forward_and_gradients_match_float64_reference(bias):
     y64.backward(g_out.double())
     torch.testing.assert_close(y.double(), y64, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(x.grad.double(), x64.grad, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(layer.weight.grad.double(), w64.grad, rtol=1e-5, atol=1e-6)
-    assert torch.all(layer.weight.grad[~layer.mask] == 0)
+    torch.testing.assert_close(layer.dense_grad().double(), w64.grad * layer.mask, rtol=1e-5, atol=1e-6)
+    assert torch.all(layer.dense_grad()[~layer.mask] == 0)
 
 
 def test_inactive_weights_zero_and_fan_in_scaling():
@@ -56,9 +56,11 @@ def test_inactive_weights_stay_zero_under_adam_with_weight_decay():
 
 
 def test_state_dict_round_trip_includes_mask_and_groups():
-    a = _layer(seed=1)
-    a.in_groups = group_ids(24, 4, "interleaved")
-    b = SparseLinear(24, 16, torch.ones(16, 24, dtype=torch.bool), in_groups=group_ids(24, 4, "contiguous"))
+    g = torch.Generator().manual_seed(1)
+    og, ig = group_ids(16, 4, "contiguous"), group_ids(24, 4, "interleaved")
+    a = SparseLinear(24, 16, modular_mask(og, ig, 1.0, 0.3, g), in_groups=ig, out_groups=og, generator=g)
+    b = SparseLinear(24, 16, torch.ones(16, 24, dtype=torch.bool), in_groups=group_ids(24, 4, "contiguous"),
+                     out_groups=og)
     b.load_state_dict(a.state_dict())
     assert torch.equal(b.mask, a.mask) and torch.equal(b.weight, a.weight)
     assert torch.equal(b.in_groups, a.in_groups)
@@ -82,9 +84,19 @@ def test_bad_input_errors():
         SparseLinear(24, 16, torch.ones(16, 24))
     layer = _layer()
     bad = layer.state_dict()
-    bad["mask"] = torch.ones(4, 4, dtype=torch.bool)
-    with pytest.raises(G2GError, match="checkpoint mask"):
+    bad["mask_bits"] = torch.ones(4, 4, dtype=torch.uint8)
+    with pytest.raises(G2GError, match="checkpoint mask_bits"):
         layer.load_state_dict(bad)
+    bad = layer.state_dict()
+    bad["weight_values"] = bad["weight_values"][:-1]
+    with pytest.raises(G2GError, match="weight_values"):
+        layer.load_state_dict(bad)
+    with pytest.raises(G2GError, match="mask must be a bool tensor, got list"):
+        SparseLinear(8, 4, [[True] * 8] * 4)
+    with pytest.raises(G2GError, match="in_features must be an integer"):
+        SparseLinear(8.5, 4)
+    with pytest.raises(G2GError, match="in_groups must be an integer tensor"):
+        SparseLinear(8, 4, in_groups=torch.zeros(3, dtype=torch.long))
 
 
 def test_3d_input_and_repr():

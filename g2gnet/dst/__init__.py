@@ -7,10 +7,10 @@
 
 from .criteria import GROW, PRUNE
 from .hebbian import hebbian_scores
-from .rewire import reset_optimizer_state, rewire
+from .rewire import rewire, set_mask_moving_state
 from .schedule import Schedule
 from .sparsity import DynamicSparsity
 
 __all__ = [
-    "DynamicSparsity", "GROW", "PRUNE", "Schedule", "hebbian_scores", "reset_optimizer_state", "rewire",
+    "DynamicSparsity", "GROW", "PRUNE", "Schedule", "hebbian_scores", "rewire", "set_mask_moving_state",
 ]

@@ -35,14 +35,15 @@ class Context:
     n: int = 0  # connections this update swaps (for rules that split their budget)
     _hebbian: Tensor | None = field(default=None, init=False, repr=False)
 
-    def hebbian(self, like: Tensor) -> Tensor:
+    def hebbian(self, layer: SparseLinear) -> Tensor:
         """The layer's Hebbian scores, computed once even when prune and grow both use them."""
         if self._hebbian is None:
+            device = layer.values.device
             if self.activity is None or self.activity.n == 0:
                 warnings.warn(f"DST: no training activity recorded for {self.name!r}; Hebbian scores are 0")
-                self._hebbian = torch.zeros_like(like, dtype=torch.float32)
+                self._hebbian = torch.zeros(layer.out_features, layer.in_features, device=device)
             else:
-                self._hebbian = self.activity.scores(self.score).to(like.device)
+                self._hebbian = self.activity.scores(self.score).to(device)
         return self._hebbian
 
 
@@ -67,13 +68,14 @@ def magnitude(layer: SparseLinear, ctx: Context) -> Tensor:
 def random(layer: SparseLinear, ctx: Context) -> Tensor:
     """Uniform scores: a uniformly random choice among the candidates (SET growth)."""
     # Drawn on the CPU so that a run rewires identically on any device.
-    return torch.rand(layer.weight.shape, generator=ctx.generator).to(layer.weight.device)
+    shape = (layer.out_features, layer.in_features)
+    return torch.rand(shape, generator=ctx.generator).to(layer.values.device)
 
 
 @needs("activity")
 def hebbian(layer: SparseLinear, ctx: Context) -> Tensor:
     """Activity similarity of input and output unit (the G2GNet rule): prune low, grow high."""
-    return ctx.hebbian(layer.weight)
+    return ctx.hebbian(layer)
 
 
 @needs("gradient")
@@ -81,7 +83,7 @@ def gradient(layer: SparseLinear, ctx: Context) -> Tensor:
     """|dL/dW| of the dense weight of the masked product (RigL); non-zero off the mask."""
     if ctx.grad is None:
         warnings.warn(f"DST: no gradient recorded for {ctx.name!r}; gradient scores are all 0")
-        return torch.zeros_like(layer.weight, dtype=torch.float32)
+        return torch.zeros(layer.out_features, layer.in_features, device=layer.values.device)
     return ctx.grad.abs()
 
 

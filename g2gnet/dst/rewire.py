@@ -13,7 +13,8 @@ Choices that change results, in one place:
   low-index units, which in a contiguous grouping means favouring group 0. NaN scores rank
   lowest (a NaN weight is pruned first, a NaN grow score grows last).
 - Where it happens: ``DynamicSparsity.step()`` runs after ``optimizer.step()``, so the next
-  forward already uses the new mask.
+  forward already uses the new mask. Regrown weights start at 0 with zero optimizer state, and
+  the state of pruned ones goes with them (``set_mask_moving_state``).
 """
 
 from __future__ import annotations
@@ -84,16 +85,26 @@ def rewire(
 
 
 @torch.no_grad()
-def reset_optimizer_state(optimizer: torch.optim.Optimizer | None, param: Tensor, positions: Tensor) -> None:
-    """Zero the optimizer's per-element state of ``param`` at ``positions`` (BoolTensor).
+def set_mask_moving_state(layer, mask: Tensor, optimizer: torch.optim.Optimizer | None, changed: Tensor) -> None:
+    """``layer.set_mask_(mask)``, with the optimizer's per-connection state moved to the new
+    layout: kept where a connection stays active, zero where one was pruned or grown (RigL).
 
-    Every state tensor shaped like the parameter is cleared: Adam/AdamW ``exp_avg``,
-    ``exp_avg_sq``, ``max_exp_avg_sq``, SGD ``momentum_buffer``, and the like for other
-    optimizers. Called for grown positions (they start fresh, RigL) *and* pruned ones: a pruned
-    weight gets zero gradient, but Adam with a non-zero ``exp_avg`` would still move it.
+    Every state tensor shaped like ``layer.intra`` or ``layer.values`` moves: Adam/AdamW
+    ``exp_avg``, ``exp_avg_sq``, ``max_exp_avg_sq``, SGD ``momentum_buffer`` and the like; scalar
+    state (Adam's ``step``) stays.
     """
-    if optimizer is None:
-        return
-    for value in optimizer.state.get(param, {}).values():
-        if torch.is_tensor(value) and value.shape == param.shape:
-            value.masked_fill_(positions.to(value.device), 0)
+    params = (layer.intra, layer.values)
+    states = [optimizer.state.get(p, {}) if optimizer is not None else {} for p in params]
+    keys = {k for s, p in zip(states, params) for k, v in s.items() if torch.is_tensor(v) and v.shape == p.shape
+            and v.dim() > 0}
+    dense = {}
+    for key in keys:
+        parts = [s[key] if torch.is_tensor(s.get(key)) and s[key].shape == p.shape else torch.zeros_like(p)
+                 for s, p in zip(states, params)]
+        dense[key] = layer.to_dense(*parts)
+    layer.set_mask_(mask)
+    for key, d in dense.items():
+        d.masked_fill_(changed.to(d.device), 0)
+        for s, new in zip(states, layer.from_dense(d)):
+            if key in s:
+                s[key] = new

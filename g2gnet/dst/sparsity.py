@@ -22,8 +22,20 @@ from ..layers import SparseLinear, sparse_layers
 from ..stats import intra_fraction
 from .criteria import GROW, PRUNE, Context
 from .recorder import Recorder
-from .rewire import reset_optimizer_state, rewire
+from .rewire import rewire, set_mask_moving_state
 from .schedule import Schedule
+
+
+@torch.no_grad()
+def _reserve(layer: SparseLinear, optimizer: torch.optim.Optimizer | None) -> None:
+    """Room in ``layer.values`` for every connection (``reserve_``), optimizer state padded along."""
+    before = layer.values.numel()
+    layer.reserve_(layer.nnz)
+    grown = layer.values.numel() - before
+    state = optimizer.state.get(layer.values, {}) if optimizer is not None else {}
+    for key, value in state.items():
+        if grown and torch.is_tensor(value) and value.dim() == 1 and value.numel() == before:
+            state[key] = torch.cat([value, value.new_zeros(grown)])
 
 
 class DynamicSparsity:
@@ -64,6 +76,8 @@ class DynamicSparsity:
         if not self.layers:
             raise G2GError(f"DST needs a model with SparseLinear layers; {type(model).__name__} has none")
         self.optimizer = optimizer
+        for layer in self.layers.values():  # parameter shapes stay fixed while rewiring
+            _reserve(layer, optimizer)
         # What a resumed run must match: the rule and the schedule (not the seed: its stream is in
         # the checkpoint).
         self.settings = {**cfg.to_dict(), "total_steps": total_steps}
@@ -115,12 +129,8 @@ class DynamicSparsity:
             return self._layer_stats(name, layer, 0)
         keep, grow = self.prune_fn(layer, ctx), self.grow_fn(layer, ctx)
         new, pruned, grown = rewire(old, keep, grow, n, generator=self.generator)
-        changed = pruned | grown
-        layer.weight.masked_fill_(grown, 0.0)  # regrown connections start at 0 (RigL)
-        layer.set_mask_(new)  # zeroes the pruned weights
-        if layer.weight.grad is not None:  # a stale gradient must not move a pruned weight
-            layer.weight.grad.masked_fill_(changed, 0.0)
-        reset_optimizer_state(self.optimizer, layer.weight, changed)
+        # Regrown connections start at 0 with zero optimizer state (RigL), pruned ones are gone.
+        set_mask_moving_state(layer, new, self.optimizer, pruned | grown)
         self.ever_active[name] = self.ever_active[name].to(new.device) | new
         if self.check:
             self._check(name, layer, old, pruned, grown)

@@ -1,13 +1,12 @@
-"""Fast execution of G2G layers (SPEC §7): block-diagonal bmm + sparse inter-group kernels.
+"""The execution of G2G layers (SPEC §7): the packed layout of the active connections, the native
+CPU kernels behind PyTorch custom ops, and the choice between them and the masked reference.
 
-``SparseLinear`` uses this automatically; ``reference_mode()`` or ``G2GNET_FAST=0`` force the
-masked reference, ``G2GNET_NO_NATIVE=1`` the pure-PyTorch version of the fast path.
+``reference_mode()`` or ``G2GNET_FAST=0`` force the masked reference; ``G2GNET_NO_NATIVE=1``
+disables the native kernels.
 """
 
-from .dispatch import choose, reference_mode
-from .function import G2GLinearFunction, g2g_linear
+from .dispatch import reference_mode
+from .layout import Layout, build_layout
 from .native import available as native_available
-from .plan import Plan, build_plan
 
-__all__ = ["G2GLinearFunction", "Plan", "build_plan", "choose", "g2g_linear", "native_available",
-           "reference_mode"]
+__all__ = ["Layout", "build_layout", "native_available", "reference_mode"]

@@ -1,12 +1,13 @@
-"""Build and load the optional C++ CPU kernels (``_source.SOURCE``) through ctypes.
+"""Build and load the CPU kernels of ``g2gnet/csrc/g2g_kernels.cpp`` (ctypes, plain C ABI).
 
-Why not ``torch.utils.cpp_extension``: it needs ninja and the torch headers, which take tens of
-seconds to compile; this source includes no torch header and builds with one ``g++`` call in
-about a second. The shared object is cached per user (``$G2GNET_CACHE`` or
-``~/.cache/g2gnet/kernels``) under a hash of source, flags, compiler and CPU flags, so a binary
-built with ``-march=native`` is never reused on a different CPU. Any failure (no compiler,
-compile error, load error) is remembered and the caller falls back to pure PyTorch.
-``G2GNET_NO_NATIVE=1`` disables the kernels.
+Why not ``torch.utils.cpp_extension``: it needs ninja and the torch headers and compiles for tens
+of seconds; this file includes no torch header and builds with one ``g++`` call in about a second.
+The shared object is cached per user (``$G2GNET_CACHE`` or ``~/.cache/g2gnet/kernels``) under a
+hash of source, flags, compiler and CPU flags, so a binary built with ``-march=native`` is never
+reused on a different CPU. Any failure (no compiler, compile error, load error) is remembered,
+and the layers use the PyTorch reference path instead. ``G2GNET_NO_NATIVE=1`` disables them.
+
+Only ``ops.py`` calls these functions, after checking every tensor it passes.
 """
 
 from __future__ import annotations
@@ -22,27 +23,23 @@ import threading
 import warnings
 from pathlib import Path
 
-from ._source import SOURCE
+SOURCE = Path(__file__).resolve().parent.parent / "csrc" / "g2g_kernels.cpp"
+ENV_DISABLE = "G2GNET_NO_NATIVE"
 
-_ABI_VERSION = 6
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
 _tried = False
 _error: str | None = None
 
-_P = ctypes.c_void_p
-_I = ctypes.c_int64
-_C = ctypes.c_int
+_P, _I, _C = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
 # Argument types of every exported function (pointers are passed as integers from data_ptr()).
-_SIGNATURES: dict[str, list] = {
-    "g2g_spmm_cb": [_I, _I, _I, _I, _P, _P, _P, _P, _I, _P, _I, _P, _P, _P, _I, _C],
-    "g2g_bsr_spmm": [_I, _I, _C, _P, _P, _P, _P, _I, _P, _I, _P, _P, _P, _I, _C],
-    "g2g_sddmm": [_I, _I, _P, _P, _P, _I, _P, _I, _P, _C],
-    "g2g_bsr_sddmm": [_I, _I, _C, _P, _P, _P, _P, _I, _P, _I, _P, _C],
+SIGNATURES: dict[str, list] = {
+    "g2g_csr_spmm": [_I, _I, _I, _P, _P, _P, _P, _I, _P, _I, _P, _P, _P, _I, _C],
+    "g2g_bsr_spmm": [_I, _I, _C, _C, _P, _P, _P, _P, _P, _I, _P, _I, _P, _P, _P, _I, _C],
+    "g2g_csr_sddmm": [_I, _I, _P, _P, _P, _I, _P, _I, _P, _C],
+    "g2g_bsr_sddmm": [_I, _I, _C, _P, _P, _P, _I, _P, _I, _P, _C],
     "g2g_gather_t": [_P, _I, _I, _I, _P, _I, _P, _I, _C],
-    "g2g_pack": [_P, _I, _I, _P, _I, _I, _P, _P, _P, _P, _P, _C],
     "g2g_take": [_P, _P, _I, _P, _C],
-    "g2g_unpack": [_P, _I, _I, _P, _I, _I, _P, _P, _P, _P, _P, _P, _C],
 }
 
 
@@ -61,17 +58,15 @@ def _flags() -> list[str]:
 
 def cache_dir() -> Path:
     base = os.environ.get("G2GNET_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "g2gnet"
-    )
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "g2gnet")
     return Path(base) / "kernels"
 
 
 def _build(cxx: str) -> Path:
     flags = _flags()
+    source = SOURCE.read_text()
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=30).stdout
-    key = hashlib.sha256(
-        "\0".join([SOURCE, " ".join(flags), version, _cpu_fingerprint()]).encode()
-    ).hexdigest()[:16]
+    key = hashlib.sha256("\0".join([source, " ".join(flags), version, _cpu_fingerprint()]).encode()).hexdigest()[:16]
     out_dir = cache_dir()
     target = out_dir / f"g2g_kernels_{key}.so"
     if target.exists():
@@ -79,10 +74,9 @@ def _build(cxx: str) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     # Build in a private temp dir, then rename: concurrent processes never load a partial file.
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
-        src = Path(tmp) / "g2g_kernels.cpp"
-        src.write_text(SOURCE)
         so = Path(tmp) / "g2g_kernels.so"
-        proc = subprocess.run([cxx, *flags, str(src), "-o", str(so)], capture_output=True, text=True, timeout=120)
+        proc = subprocess.run([cxx, *flags, str(SOURCE), "-o", str(so)], capture_output=True, text=True,
+                              timeout=120)
         if proc.returncode != 0:
             raise RuntimeError(f"{cxx} failed: {proc.stderr.strip()[-2000:]}")
         os.replace(so, target)
@@ -96,9 +90,7 @@ def _load() -> ctypes.CDLL:
     import torch  # noqa: F401  (loads torch's libgomp first so the kernels share its pool)
 
     lib = ctypes.CDLL(str(_build(cxx)))
-    if lib.g2g_abi_version() != _ABI_VERSION:
-        raise RuntimeError("stale kernel binary (ABI version mismatch)")
-    for name, argtypes in _SIGNATURES.items():
+    for name, argtypes in SIGNATURES.items():
         fn = getattr(lib, name)
         fn.argtypes = argtypes
         fn.restype = None
@@ -108,7 +100,7 @@ def _load() -> ctypes.CDLL:
 def get() -> ctypes.CDLL | None:
     """The loaded kernel library, or None when disabled or unavailable (reason: ``error()``)."""
     global _lib, _tried, _error
-    if os.environ.get("G2GNET_NO_NATIVE", "") not in ("", "0"):
+    if os.environ.get(ENV_DISABLE, "") not in ("", "0"):
         return None
     if _tried:
         return _lib
@@ -116,7 +108,7 @@ def get() -> ctypes.CDLL | None:
         if not _tried:
             try:
                 _lib = _load()
-            except Exception as exc:  # any failure means: use the pure PyTorch path
+            except Exception as exc:  # any failure means: use the PyTorch reference path
                 _error = f"{type(exc).__name__}: {exc}"
                 warnings.warn(f"g2gnet: native CPU kernels unavailable, using PyTorch ops ({_error})",
                               RuntimeWarning, stacklevel=2)

@@ -1,0 +1,233 @@
+"""Where a G2G layer's active connections live in its packed parameters (SPEC §7).
+
+Sort inputs and outputs by ensemble (a stable sort, so contiguous groups keep the identity): the
+intra-ensemble connections become G diagonal blocks [og, ig], stored dense as ``intra`` [G, og, ig]
+and run as one batched matmul (entries inside a block that the mask turns off are held at 0).
+Every other active connection is one entry of ``values``: in CSR order of the sorted matrix for
+element-wise masks, or tile by tile (T x T, row-major inside a tile) when the inter-ensemble part
+is made of whole tiles (``modular_mask(..., inter_tile=T)``), so that rows of a tile share every
+loaded activation. A layer without ensembles (an ER mask, or no usable blocks) keeps everything
+in ``values``.
+
+A layout is a function of the mask and the group ids only, so a checkpoint's optimizer state (in
+layout order) matches the layout rebuilt from its mask. It is plain data: the layer registers its
+tensors as (non-persistent) buffers, the custom ops take them as arguments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+from torch import Tensor
+
+TILE_SIZES = (32, 16, 8, 4)  # largest first; the BSR kernels need T % 4 == 0
+_ROW_CHUNK = 256  # rows of the mask handled at once while building (bounds the temporary memory)
+
+
+@dataclass
+class Layout:
+    n_out: int
+    n_in: int
+    groups: int  # ensembles with dense intra blocks; 0 = no blocks (all connections in ``values``)
+    og: int  # outputs per ensemble (0 without blocks)
+    ig: int  # inputs per ensemble
+    tile: int  # T of the BSR inter part; 0 = CSR
+    n_values: int
+    out_perm: Tensor | None  # int64 [out]: sorted position -> original output (None = identity)
+    in_perm: Tensor | None  # int64 [in]
+    block_mask: Tensor | None  # bool [G, og, ig] where some intra connection is off, else None
+    rowptr: Tensor  # int64 [rows + 1]: CSR by sorted output row (BSR: by tile row)
+    cols: Tensor  # int32 [n]: sorted input index (BSR: tile column)
+    t_rowptr: Tensor  # int64 [cols + 1]: the transposed pattern (input gradient)
+    t_rows: Tensor  # int32 [n]: sorted output index (BSR: tile row)
+    t_index: Tensor  # int32 [n]: position of each transposed entry in ``values`` (BSR: tile index)
+
+    TENSORS = ("out_perm", "in_perm", "block_mask", "rowptr", "cols", "t_rowptr", "t_rows", "t_index")
+    INTS = ("n_out", "n_in", "groups", "og", "ig", "tile", "n_values")
+
+    @property
+    def intra_shape(self) -> tuple[int, int, int]:
+        return (self.groups, self.og, self.ig) if self.groups else (0, 0, 0)
+
+    def to(self, device: torch.device | str) -> Layout:
+        kw = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name in self.TENSORS:
+            if kw[name] is not None:
+                kw[name] = kw[name].to(device)
+        return Layout(**kw)
+
+    # -- positions in the dense [out, in] matrix, row-major (built on demand: O(nnz) memory) ------
+    def flat_intra(self) -> Tensor:
+        """int64 [G*og*ig]: dense flat position of every entry of ``intra``."""
+        dev = self.rowptr.device
+        rows = _maybe(self.out_perm, self.n_out, dev).view(self.groups, self.og, 1)
+        cols = _maybe(self.in_perm, self.n_in, dev).view(self.groups, 1, self.ig)
+        return (rows * self.n_in + cols).reshape(-1)
+
+    def flat_values(self) -> Tensor:
+        """int64 [n_values]: dense flat position of every entry of ``values``."""
+        dev = self.rowptr.device
+        out_perm, in_perm = _maybe(self.out_perm, self.n_out, dev), _maybe(self.in_perm, self.n_in, dev)
+        n_rows = self.rowptr.numel() - 1
+        row_of = torch.repeat_interleave(torch.arange(n_rows, device=dev), self.rowptr.diff())
+        if not self.tile:
+            return out_perm[row_of] * self.n_in + in_perm[self.cols.long()]
+        t = self.tile
+        q = torch.arange(t, device=dev)
+        rows = (row_of[:, None, None] * t + q[None, :, None]).expand(-1, t, t)
+        cols = (self.cols.long()[:, None, None] * t + q[None, None, :]).expand(-1, t, t)
+        return (out_perm[rows] * self.n_in + in_perm[cols]).reshape(-1)
+
+    # -- per-connection tensors between this layout and the dense matrix ----------------------
+    def to_dense(self, intra: Tensor, values: Tensor) -> Tensor:
+        """[out, in] with ``intra`` and ``values`` at their positions, 0 elsewhere (differentiable)."""
+        dense = values.new_zeros(self.n_out * self.n_in)
+        if self.groups:
+            dense = dense.index_put((self.flat_intra(),), intra.reshape(-1))
+        if self.n_values:
+            dense = dense.index_put((self.flat_values(),), values)
+        return dense.view(self.n_out, self.n_in)
+
+    def from_dense(self, dense: Tensor) -> tuple[Tensor, Tensor]:
+        """(intra, values) read from a dense [out, in] tensor (entries of off blocks become 0)."""
+        flat = dense.reshape(-1)
+        intra = flat[self.flat_intra()].view(self.intra_shape) if self.groups else flat.new_zeros(0, 0, 0)
+        if self.block_mask is not None:
+            intra = intra * self.block_mask
+        values = flat[self.flat_values()] if self.n_values else flat.new_zeros(0)
+        return intra, values
+
+
+def _maybe(perm: Tensor | None, n: int, device) -> Tensor:
+    return torch.arange(n, device=device) if perm is None else perm
+
+
+def _sort_perm(ids: Tensor) -> Tensor | None:
+    perm = torch.argsort(ids, stable=True)
+    return None if bool((perm == torch.arange(ids.numel())).all()) else perm
+
+
+def _csc(rowptr: Tensor, cols: Tensor, n_cols: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The transposed pattern of a CSR: (colptr, rows, index of each entry in CSR order)."""
+    rows = torch.repeat_interleave(torch.arange(rowptr.numel() - 1, dtype=torch.int32), rowptr.diff())
+    order = torch.argsort(cols, stable=True)  # by column, rows ascending inside a column
+    colptr = torch.zeros(n_cols + 1, dtype=torch.long)
+    colptr[1:] = torch.bincount(cols.long(), minlength=n_cols).cumsum(0)
+    return colptr, rows[order].contiguous(), order.to(torch.int32)
+
+
+def _tiles(rowptr: Tensor, cols: Tensor, og: int, ig: int) -> int:
+    """The largest T with every inter entry inside a whole T x T tile of whole tiles, else 0."""
+    if cols.numel() == 0:
+        return 0
+    counts = rowptr.diff()
+    for t in TILE_SIZES:
+        if og % t or ig % t or bool((counts % t).any()):
+            continue
+        runs = cols.view(-1, t).long()
+        if not bool((runs[:, 0] % t == 0).all()) or not bool((runs - runs[:, :1] == torch.arange(t)).all()):
+            continue
+        # Every row of a tile row holds the same columns.
+        tr_counts = counts.view(-1, t)
+        if not bool((tr_counts == tr_counts[:, :1]).all()):
+            continue
+        starts = rowptr[:-1].view(-1, t)
+        same = True
+        for r in range(starts.shape[0]):
+            n = int(tr_counts[r, 0])
+            if n and not bool((torch.stack([cols[s:s + n] for s in starts[r].tolist()]) == cols[starts[r, 0]:
+                                                                                              starts[r, 0] + n]).all()):
+                same = False
+                break
+        if same:
+            return t
+    return 0
+
+
+def blocks_pay(mask: Tensor, out_groups: Tensor | None, in_groups: Tensor | None) -> bool:
+    """Whether to store the ensembles' diagonal blocks dense: the group ids split both sides into
+    G >= 2 equal groups and the blocks hold at least half of their entries (else storing them
+    dense would waste more than it saves)."""
+    if out_groups is None or in_groups is None:
+        return False
+    n_out, n_in = mask.shape
+    g = int(max(out_groups.max(), in_groups.max())) + 1
+    if g < 2 or n_out % g or n_in % g:
+        return False
+    if bool((torch.bincount(out_groups, minlength=g) != n_out // g).any()):
+        return False
+    if bool((torch.bincount(in_groups, minlength=g) != n_in // g).any()):
+        return False
+    same = int((mask & (out_groups[:, None] == in_groups[None, :])).sum())
+    return same >= 0.5 * n_out * n_in / g
+
+
+@torch.no_grad()
+def build_layout(mask: Tensor, out_groups: Tensor | None, in_groups: Tensor | None, blocks: bool) -> Layout:
+    """The layout of ``mask`` [out, in] (bool, CPU): with dense diagonal blocks of the given
+    ensembles when ``blocks`` (see ``blocks_pay``; equal groups required), else without."""
+    n_out, n_in = mask.shape
+    groups, og, ig = 0, 0, 0
+    out_perm = in_perm = None
+    if blocks:
+        groups = int(max(out_groups.max(), in_groups.max())) + 1
+        og, ig = n_out // groups, n_in // groups
+        out_perm, in_perm = _sort_perm(out_groups), _sort_perm(in_groups)
+    inv_in = None
+    if in_perm is not None:
+        inv_in = torch.empty_like(in_perm)
+        inv_in[in_perm] = torch.arange(n_in)
+    # Row chunks of the sorted mask: intra part -> block mask, the rest -> CSR (sorted columns).
+    counts, col_parts, full = [], [], True
+    block_mask = torch.ones(groups, og, ig, dtype=torch.bool) if groups else None
+    for r0 in range(0, n_out, _ROW_CHUNK):
+        rows = torch.arange(r0, min(r0 + _ROW_CHUNK, n_out))
+        m = mask[rows if out_perm is None else out_perm[rows]]
+        if in_perm is not None:
+            m = m[:, in_perm]
+        if groups:
+            block = rows // og
+            diag = (torch.arange(n_in)[None, :] // ig) == block[:, None]
+            intra = m[diag].view(-1, ig)
+            if not bool(intra.all()):
+                full = False
+                block_mask.view(n_out, ig)[rows] = intra
+            m = m & ~diag
+        rr, cc = m.nonzero(as_tuple=True)
+        counts.append(torch.bincount(rr, minlength=rows.numel()))
+        col_parts.append(cc.to(torch.int32))
+    rowptr = torch.zeros(n_out + 1, dtype=torch.long)
+    rowptr[1:] = torch.cat(counts).cumsum(0)
+    cols = torch.cat(col_parts) if col_parts else torch.zeros(0, dtype=torch.int32)
+    n_values = cols.numel()
+    tile = _tiles(rowptr, cols, og, ig) if groups else 0
+    if tile:
+        first = rowptr[:-1].view(-1, tile)[:, 0]  # first row of every tile row
+        per = rowptr.diff().view(-1, tile)[:, 0] // tile  # tiles per tile row
+        t_cols = torch.cat([cols[int(s):int(s) + int(n) * tile:tile] // tile for s, n in zip(first, per)]) \
+            if int(per.sum()) else torch.zeros(0, dtype=torch.int32)
+        rowptr = torch.zeros(n_out // tile + 1, dtype=torch.long)
+        rowptr[1:] = per.cumsum(0)
+        cols = t_cols.to(torch.int32)
+        t_rowptr, t_rows, t_index = _csc(rowptr, cols, n_in // tile)
+    else:
+        t_rowptr, t_rows, t_index = _csc(rowptr, cols, n_in)
+    return Layout(n_out=n_out, n_in=n_in, groups=groups, og=og, ig=ig, tile=tile, n_values=n_values,
+                  out_perm=out_perm, in_perm=in_perm, block_mask=None if full else block_mask, rowptr=rowptr,
+                  cols=cols, t_rowptr=t_rowptr, t_rows=t_rows, t_index=t_index)
+
+
+def pack_bits(mask: Tensor) -> Tensor:
+    """bool [out, in] -> uint8 [out, ceil(in / 8)], little-endian bits (1/8 of the bytes)."""
+    n_out, n_in = mask.shape
+    pad = (-n_in) % 8
+    m = torch.nn.functional.pad(mask.to(torch.uint8), (0, pad)).view(n_out, -1, 8)
+    weights = torch.tensor([1, 2, 4, 8, 16, 32, 64, 128], dtype=torch.uint8, device=mask.device)
+    return (m * weights).sum(-1, dtype=torch.uint8)
+
+
+def unpack_bits(bits: Tensor, n_in: int) -> Tensor:
+    """The inverse of ``pack_bits``."""
+    shifts = torch.arange(8, dtype=torch.uint8, device=bits.device)
+    return ((bits[..., None] >> shifts) & 1).bool().view(bits.shape[0], -1)[:, :n_in]

@@ -1,0 +1,274 @@
+"""The fast path of a G2G layer as PyTorch custom ops (SPEC §7): ``g2gnet::linear_fwd`` and
+``g2gnet::linear_bwd``, with fake (meta) implementations, an autograd registration and CPU autocast
+(computed in float32), so ``torch.compile``, autocast and ``opcheck`` treat them like any op.
+
+Every tensor is checked here, at the op boundary, before a pointer reaches the C++ kernels: device,
+dtype, rank, shape against the layout, and the strides the kernels rely on. A violation is a
+``G2GError`` naming the argument, never undefined behaviour.
+
+Layout of a call: ``layout`` holds the ``Layout`` tensors in ``Layout.TENSORS`` order (an empty
+tensor for a missing permutation or block mask), ``meta`` its ints in ``Layout.INTS`` order.
+Activations travel transposed, [features, Bp] (see the C++ file): the forward returns y as a
+transposed view [N, out] of its [out, ld] buffer and ``xs``, the permuted transposed input, which
+autograd saves for the backward.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from ..errors import G2GError
+from . import native
+from .layout import Layout
+
+# Batch columns per pass of the CSR product: the widest of 128 / 64 whose slice of the dense operand
+# (rows x chunk floats) fits in L2_BUDGET, so a nonzero's random row read hits L2 while doing as many
+# vector FMAs per index as possible. Zen 4 (1 MiB L2 per core): 128 is best at 1024 rows (-10% vs
+# 64), 64 at 2048 (-15% vs 128); 32 and 256 lose at both.
+L2_BUDGET = 512 * 1024
+
+
+def _chunk(dense_rows: int) -> int:
+    return 128 if dense_rows * 128 * 4 <= L2_BUDGET else 64
+
+
+def padded(n):
+    return (n + 15) // 16 * 16
+
+
+def row_stride(bp):
+    # A row stride of a multiple of 512 B maps every row's chunk to the same few L2 sets; one extra
+    # vector per row spreads the rows over all sets.
+    return bp if bp <= 64 else bp + 16
+
+
+_INDEX_DTYPES = {"out_perm": torch.int64, "in_perm": torch.int64, "block_mask": torch.bool,
+                 "rowptr": torch.int64, "cols": torch.int32, "t_rowptr": torch.int64, "t_rows": torch.int32,
+                 "t_index": torch.int32}
+
+
+def unpack_layout(layout: Sequence[Tensor], meta: Sequence[int]) -> Layout:
+    if len(layout) != len(Layout.TENSORS) or len(meta) != len(Layout.INTS):
+        raise G2GError(f"g2gnet op: layout needs {len(Layout.TENSORS)} tensors and {len(Layout.INTS)} ints, "
+                       f"got {len(layout)} and {len(meta)}")
+    kw = dict(zip(Layout.INTS, (int(m) for m in meta)))
+    for name, t in zip(Layout.TENSORS, layout):
+        kw[name] = None if (name in ("out_perm", "in_perm", "block_mask") and t.numel() == 0) else t
+    return Layout(**kw)
+
+
+def _check(name: str, t: Tensor, dtype: torch.dtype, shape: tuple | None = None, contiguous: bool = True) -> None:
+    if t.device.type != "cpu":
+        raise G2GError(f"g2gnet op: {name} is on {t.device}; the native kernels run on the CPU")
+    if t.dtype != dtype:
+        raise G2GError(f"g2gnet op: {name} has dtype {t.dtype}, expected {dtype}")
+    if shape is not None and tuple(t.shape) != tuple(shape):
+        raise G2GError(f"g2gnet op: {name} has shape {tuple(t.shape)}, expected {tuple(shape)}")
+    if contiguous and not t.is_contiguous():
+        raise G2GError(f"g2gnet op: {name} must be contiguous, got strides {t.stride()}")
+
+
+def _check_layout(lay: Layout) -> None:
+    rows = lay.n_out // lay.tile if lay.tile else lay.n_out
+    cols = lay.n_in // lay.tile if lay.tile else lay.n_in
+    n = lay.n_values // (lay.tile * lay.tile) if lay.tile else lay.n_values
+    shapes = {"out_perm": (lay.n_out,), "in_perm": (lay.n_in,), "block_mask": lay.intra_shape,
+              "rowptr": (rows + 1,), "cols": (n,), "t_rowptr": (cols + 1,), "t_rows": (n,), "t_index": (n,)}
+    for name in Layout.TENSORS:
+        t = getattr(lay, name)
+        if t is not None:
+            _check(f"layout.{name}", t, _INDEX_DTYPES[name], shapes[name])
+
+
+def _check_params(intra: Tensor, values: Tensor, lay: Layout) -> None:
+    _check("intra", intra, torch.float32, lay.intra_shape)
+    _check("values", values, torch.float32)
+    if values.dim() != 1 or values.numel() < lay.n_values:
+        raise G2GError(f"g2gnet op: values must be 1-D with at least {lay.n_values} entries, got {tuple(values.shape)}")
+
+
+def _check_args(x: Tensor, intra: Tensor, values: Tensor, bias: Tensor | None, lay: Layout) -> None:
+    if x.dim() != 2 or x.shape[1] != lay.n_in:
+        raise G2GError(f"g2gnet op: x must be [N, {lay.n_in}], got {tuple(x.shape)}")
+    _check("x", x, torch.float32, contiguous=False)
+    if x.stride(0) < 0 or x.stride(1) < 0:
+        raise G2GError("g2gnet op: x must not have negative strides")
+    _check_params(intra, values, lay)
+    if bias is not None:
+        _check("bias", bias, torch.float32, (lay.n_out,))
+    _check_layout(lay)
+
+
+def _lib():
+    lib = native.get()
+    if lib is None:
+        raise G2GError(f"g2gnet op: the native kernels are unavailable ({native.error() or 'disabled'})")
+    return lib
+
+
+def _p(t: Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+def gather_t(lib, x: Tensor, perm: Tensor | None, bp: int) -> Tensor:
+    """[n, Bp] = x[:, perm].T, zero-padded, with the padded row stride."""
+    n_rows, n = x.shape
+    out = torch.empty(n, row_stride(bp), dtype=torch.float32)
+    lib.g2g_gather_t(x.data_ptr(), n_rows, x.stride(0), x.stride(1), _p(perm), n, out.data_ptr(), out.stride(0),
+                     torch.get_num_threads())
+    return out[:, :bp]
+
+
+def _sparse_rows(lib, lay: Layout, transposed: bool, values: Tensor, x: Tensor, init: Tensor | None,
+                 bias: Tensor | None, dst: Tensor | None, out: Tensor) -> None:
+    """out[dst[r]] = init[r] + bias + (inter part, or its transpose) @ x for every sorted row r
+    (init None = 0; out may be init itself: each row is read before it is written)."""
+    nt = torch.get_num_threads()
+    n_rows, bp = out.shape
+    tail = (x.data_ptr(), x.stride(0), _p(init), 0 if init is None else init.stride(0), _p(bias), _p(dst),
+            out.data_ptr(), out.stride(0), nt)
+    if lay.tile:
+        if transposed:
+            lib.g2g_bsr_spmm(n_rows, bp, lay.tile, 1, lay.t_rowptr.data_ptr(), lay.t_rows.data_ptr(),
+                             lay.t_index.data_ptr(), values.data_ptr(), *tail)
+        else:
+            lib.g2g_bsr_spmm(n_rows, bp, lay.tile, 0, lay.rowptr.data_ptr(), lay.cols.data_ptr(), None,
+                             values.data_ptr(), *tail)
+        return
+    if transposed:
+        vals = torch.empty(lay.n_values, dtype=torch.float32)
+        lib.g2g_take(values.data_ptr(), lay.t_index.data_ptr(), lay.n_values, vals.data_ptr(), nt)
+        rowptr, cols = lay.t_rowptr, lay.t_rows
+    else:
+        vals, rowptr, cols = values, lay.rowptr, lay.cols
+    lib.g2g_csr_spmm(n_rows, bp, _chunk(x.shape[0]), rowptr.data_ptr(), cols.data_ptr(), vals.data_ptr(), *tail)
+
+
+def _combine(lib, lay: Layout, transposed: bool, values: Tensor, x: Tensor, blocks: Tensor | None,
+             bias: Tensor | None, perm: Tensor | None, n_rows: int, bp: int) -> Tensor:
+    """The block product plus the inter part (and bias), rows back in the original order, in a
+    buffer with the padded row stride (the layout the fake implementations promise)."""
+    out = torch.empty(n_rows, row_stride(bp))[:, :bp]
+    _sparse_rows(lib, lay, transposed, values, x, blocks, bias, perm, out)
+    return out
+
+
+def _masked(intra: Tensor, lay: Layout) -> Tensor:
+    """Block entries the mask turns off are 0 by contract; masking them costs 1/Bp of the bmm
+    and keeps the result right even if someone wrote into them."""
+    return intra if lay.block_mask is None else intra * lay.block_mask
+
+
+def _blocks(lay: Layout, t: Tensor, side: int) -> Tensor:
+    """[G, side-size, Bp] view of a [features, Bp] tensor in sorted order."""
+    return t.unflatten(0, (lay.groups, side))
+
+
+@torch.library.custom_op("g2gnet::linear_fwd", mutates_args=(), device_types="cpu")
+def linear_fwd(x: Tensor, intra: Tensor, values: Tensor, bias: Tensor | None, layout: Sequence[Tensor],
+               meta: Sequence[int]) -> tuple[Tensor, Tensor]:
+    """y = x Wᵀ + b for the layer whose connections ``layout`` describes; returns (y, xs)."""
+    lay = unpack_layout(layout, meta)
+    _check_args(x, intra, values, bias, lay)
+    lib = _lib()
+    n = x.shape[0]
+    bp = padded(n)
+    xs = gather_t(lib, x, lay.in_perm, bp)  # [in, Bp], sorted inputs
+    intra = _masked(intra, lay)
+    ys = torch.bmm(intra, _blocks(lay, xs, lay.ig)).view(lay.n_out, bp) if lay.groups else None
+    out = _combine(lib, lay, False, values, xs, ys, bias, lay.out_perm, lay.n_out, bp)
+    return out[:, :n].t(), xs
+
+
+@linear_fwd.register_fake
+def _(x, intra, values, bias, layout, meta):
+    n_out, n_in = int(meta[0]), int(meta[1])
+    n = x.shape[0]
+    bp = padded(n)
+    ld = row_stride(bp)
+    return x.new_empty_strided((n, n_out), (1, ld)), x.new_empty_strided((n_in, bp), (ld, 1))
+
+
+@torch.library.custom_op("g2gnet::linear_bwd", mutates_args=(), device_types="cpu")
+def linear_bwd(gy: Tensor, xs: Tensor, intra: Tensor, values: Tensor, layout: Sequence[Tensor],
+               meta: Sequence[int], need_x: bool, need_w: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """(grad x, grad intra, grad values); the ones not asked for are empty."""
+    lay = unpack_layout(layout, meta)
+    if gy.dim() != 2 or gy.shape[1] != lay.n_out:
+        raise G2GError(f"g2gnet op: grad of y must be [N, {lay.n_out}], got {tuple(gy.shape)}")
+    _check("grad y", gy, torch.float32, contiguous=False)
+    n = gy.shape[0]
+    bp = padded(n)
+    _check("xs", xs, torch.float32, (lay.n_in, bp), contiguous=False)
+    if xs.stride(1) != 1:
+        raise G2GError("g2gnet op: xs must have unit column stride")
+    _check_params(intra, values, lay)
+    _check_layout(lay)
+    lib = _lib()
+    nt = torch.get_num_threads()
+    gys = gather_t(lib, gy, lay.out_perm, bp)  # [out, Bp], sorted
+    intra = _masked(intra, lay)
+    gx = gi = gv = gy.new_empty(0)
+    if need_x:
+        dxs = torch.bmm(intra.transpose(1, 2), _blocks(lay, gys, lay.og)).view(lay.n_in, bp) if lay.groups else None
+        gx = _combine(lib, lay, True, values, gys, dxs, None, lay.in_perm, lay.n_in, bp)[:, :n].t()
+    if need_w:
+        if lay.groups:
+            gi = torch.bmm(_blocks(lay, gys, lay.og), _blocks(lay, xs, lay.ig).transpose(1, 2))
+            if lay.block_mask is not None:
+                gi.mul_(lay.block_mask)
+        else:
+            gi = intra.new_zeros(lay.intra_shape)
+        gv = torch.zeros(values.numel(), dtype=torch.float32)  # a reserved tail gets 0
+        if lay.n_values and lay.tile:  # 4x4 register blocks over whole tiles
+            lib.g2g_bsr_sddmm(lay.n_out // lay.tile, bp, lay.tile, lay.rowptr.data_ptr(), lay.cols.data_ptr(),
+                              gys.data_ptr(), gys.stride(0), xs.data_ptr(), xs.stride(0), gv.data_ptr(), nt)
+        elif lay.n_values:
+            lib.g2g_csr_sddmm(lay.n_out, bp, lay.rowptr.data_ptr(), lay.cols.data_ptr(), gys.data_ptr(),
+                              gys.stride(0), xs.data_ptr(), xs.stride(0), gv.data_ptr(), nt)
+    return gx, gi, gv
+
+
+@linear_bwd.register_fake
+def _(gy, xs, intra, values, layout, meta, need_x, need_w):
+    n_in = int(meta[1])
+    n = gy.shape[0]
+    ld = row_stride(padded(n))
+    gx = gy.new_empty_strided((n, n_in), (1, ld)) if need_x else gy.new_empty(0)
+    gi = intra.new_empty(intra.shape) if need_w else gy.new_empty(0)
+    gv = values.new_empty(values.shape) if need_w else gy.new_empty(0)
+    return gx, gi, gv
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    x, intra, values, bias, layout, meta = inputs
+    _, xs = output
+    ctx.mark_non_differentiable(xs)
+    ctx.save_for_backward(xs, intra, values, *layout)
+    ctx.meta = list(meta)
+    ctx.has_bias = bias is not None
+
+
+def _backward(ctx, gy: Tensor, _gxs: Tensor):
+    xs, intra, values, *layout = ctx.saved_tensors
+    need_x, need_i, need_v, need_b = ctx.needs_input_grad[:4]
+    gx, gi, gv = linear_bwd(gy, xs, intra, values, layout, ctx.meta, need_x, need_i or need_v)
+    gb = gy.sum(0) if need_b and ctx.has_bias else None
+    return gx if need_x else None, gi if need_i else None, gv if need_v else None, gb, [None] * len(layout), None
+
+
+linear_fwd.register_autograd(_backward, setup_context=_setup_context)
+# Under CPU autocast (bf16) the op computes in float32: the kernels are float32 only, and a bf16
+# bmm result fed to them was the crash of the first version.
+torch.library.register_autocast("g2gnet::linear_fwd", "cpu", torch.float32)
+
+
+def linear(x: Tensor, intra: Tensor, values: Tensor, bias: Tensor | None, layout: Sequence[Tensor],
+           meta: Sequence[int]) -> Tensor:
+    """The G2G layer on the native path for any leading dims of x ([..., in] -> [..., out])."""
+    lead = x.shape[:-1]
+    y, _ = linear_fwd(x.reshape(-1, x.shape[-1]), intra, values, bias, layout, meta)
+    return y.unflatten(0, lead) if len(lead) != 1 else y
