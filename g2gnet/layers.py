@@ -28,7 +28,7 @@ from .kernels.layout import Layout, blocks_pay, build_layout, pack_bits, unpack_
 from .topology import find_groups
 
 _EMPTY = {"out_perm": torch.int64, "in_perm": torch.int64, "block_mask": torch.bool}
-_INIT_ROWS = 512  # rows of the dense init drawn at once (the full [out, in] draw is never held)
+_INIT_ROWS = 512  # rows scaled at once by the init (bounds its temporary memory)
 
 
 class SparseLinear(nn.Module):
@@ -94,21 +94,41 @@ class SparseLinear(nn.Module):
 
     @torch.no_grad()
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
-        """nn.Linear's default init on the full weight, then fan-in-aware rescaling.
-
-        Each row's active weights are multiplied by sqrt(in / active fan-in of that row): a row
-        that keeps a quarter of its inputs would otherwise start with half the output scale. The
-        full weight is drawn in row blocks (the same numbers as one draw) and only its active
-        entries are kept.
+        """nn.Linear's default init, U(-1/sqrt(in), 1/sqrt(in)), on the active connections (the
+        distribution of the full nn.Linear weight restricted to them), then fan-in-aware rescaling:
+        each row's weights times sqrt(in / active fan-in of that row), since a row that keeps a
+        quarter of its inputs would otherwise start with half the output scale. Drawn straight
+        into the packed parameters (in layout order), never as a dense [out, in] tensor.
         """
         bound = 1.0 / math.sqrt(self.in_features)  # kaiming_uniform(a=sqrt(5)) of nn.Linear
-        mask = self.mask
-        dense = torch.empty(self.out_features, self.in_features)
-        for r0 in range(0, self.out_features, _INIT_ROWS):
-            dense[r0:r0 + _INIT_ROWS].uniform_(-bound, bound, generator=generator)
-        fan_in = mask.sum(dim=1, keepdim=True).clamp_min(1).to(dense.dtype)
-        dense.mul_(torch.sqrt(self.in_features / fan_in)).mul_(mask)
-        self._load_dense(dense)
+        lay = self.layout
+        self.intra.uniform_(-bound, bound, generator=generator)
+        self.values.zero_()
+        self.values[: lay.n_values].uniform_(-bound, bound, generator=generator)
+        # Active fan-in of every sorted row: its values (CSR: rowptr; tiles: T per tile) plus
+        # its block row.
+        t = max(lay.tile, 1)
+        per_row = (lay.rowptr.diff() * t).repeat_interleave(t).to(self.values.dtype)
+        fan_in = per_row.clone()
+        if lay.groups:
+            block = self.intra.new_ones(lay.intra_shape) if lay.block_mask is None else lay.block_mask.to(self.intra)
+            self.intra.mul_(block)
+            fan_in += block.sum(2).reshape(-1)
+        scale = torch.sqrt(self.in_features / fan_in.clamp_min(1))
+        if lay.groups:
+            self.intra.mul_(scale.view(lay.groups, lay.og, 1))
+        # values in order are rows (CSR) or tile rows (tiles) one after the other: scale them
+        # a block of rows at a time.
+        for r0 in range(0, lay.rowptr.numel() - 1, _INIT_ROWS):
+            r1 = min(r0 + _INIT_ROWS, lay.rowptr.numel() - 1)
+            k0, k1 = int(lay.rowptr[r0]) * t * t, int(lay.rowptr[r1]) * t * t
+            if lay.tile:  # [tiles, T, T]: row q of every tile of tile row tr is sorted row tr*T + q
+                counts = lay.rowptr[r0 + 1:r1 + 1] - lay.rowptr[r0:r1]
+                s = scale[r0 * t:r1 * t].view(-1, t)
+                tile_scale = s.repeat_interleave(counts, dim=0)  # [tiles, T]
+                self.values[k0:k1].view(-1, t, t).mul_(tile_scale[:, :, None])
+            else:
+                self.values[k0:k1].mul_(scale[r0:r1].repeat_interleave(lay.rowptr[r0 + 1:r1 + 1] - lay.rowptr[r0:r1]))
         if self.bias is not None:
             nn.init.uniform_(self.bias, -bound, bound, generator=generator)
 
@@ -136,7 +156,7 @@ class SparseLinear(nn.Module):
                 t = torch.empty(0, dtype=_EMPTY[name])
             self.register_buffer(f"_layout_{name}", t.to(device), persistent=False)
         self._meta = [getattr(lay, name) for name in Layout.INTS]
-        self._nnz = int(mask.sum())
+        self._nnz = int(torch.count_nonzero(mask))
         self._flat = None  # dense positions, cached by the reference path
         dtype = self.values.dtype
         self.intra.data = torch.zeros(lay.intra_shape, dtype=dtype, device=device)
@@ -275,8 +295,8 @@ class SparseLinear(nn.Module):
         else:
             missing_keys += [prefix + k for k in ("mask_bits", "weight_values") if k not in keys]
             return
-        if values.shape != (int(mask.sum()),):
-            raise G2GError(f"checkpoint {prefix}weight_values has {values.numel()} values for {int(mask.sum())} "
+        if values.shape != (int(torch.count_nonzero(mask)),):
+            raise G2GError(f"checkpoint {prefix}weight_values has {values.numel()} values for {int(torch.count_nonzero(mask))} "
                            "active connections")
         with torch.no_grad():
             for name in ("in_groups", "out_groups"):
@@ -343,7 +363,7 @@ def masks_from_state(state: dict) -> dict[str, Tensor]:
             if isinstance(ig, Tensor):
                 n_in = ig.numel()
             mask = unpack_bits(value, n_in)
-            if isinstance(values, Tensor) and values.numel() != int(mask.sum()):
+            if isinstance(values, Tensor) and values.numel() != int(torch.count_nonzero(mask)):
                 continue  # bits of a width not a multiple of 8 without group ids: unknown width
         elif key.endswith(".mask") and isinstance(value, Tensor) and value.dtype == torch.bool:
             prefix, mask = key[: -len("mask")], value

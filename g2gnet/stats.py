@@ -69,7 +69,7 @@ def intra_fraction(layer: SparseLinear) -> float | None:
         return None
     same = layer.out_groups[:, None] == layer.in_groups[None, :]
     nnz = layer.nnz
-    return float((layer.mask & same).sum()) / nnz if nnz else 0.0
+    return float(torch.count_nonzero(layer.mask & same)) / nnz if nnz else 0.0
 
 
 def model_summary(model: nn.Module, input_shape: tuple[int, ...]) -> dict:

@@ -74,15 +74,30 @@ def modular_mask(
     """
     _check_prob("p_intra", p_intra)
     _check_prob("p_inter", p_inter)
-    same = out_groups[:, None] == in_groups[None, :]
-    n_out, n_in = same.shape
-    u_intra = torch.rand(n_out, n_in, generator=generator)
+    n_out, n_in = out_groups.numel(), in_groups.numel()
+    # Drawn in row blocks (the same numbers as one [out, in] draw) into bool masks: the float
+    # uniforms of a 4096 x 4096 layer would take 128 MiB at once.
+    intra_on = _bernoulli_rows(n_out, n_in, p_intra, generator)
     rows, cols = _tile_shape(inter_tile)
     if rows == cols == 1:
-        u_inter = torch.rand(n_out, n_in, generator=generator)
+        mask = _bernoulli_rows(n_out, n_in, p_inter, generator)
     else:
-        u_inter = _tiled_uniform(out_groups, in_groups, (rows, cols), generator)
-    return torch.where(same, u_intra < p_intra, u_inter < p_inter)
+        mask = _tiled_uniform(out_groups, in_groups, (rows, cols), generator) < p_inter
+    for r0 in range(0, n_out, _DRAW_ROWS):
+        same = out_groups[r0:r0 + _DRAW_ROWS, None] == in_groups[None, :]
+        mask[r0:r0 + _DRAW_ROWS] = torch.where(same, intra_on[r0:r0 + _DRAW_ROWS], mask[r0:r0 + _DRAW_ROWS])
+    return mask
+
+
+_DRAW_ROWS = 256
+
+
+def _bernoulli_rows(n_out: int, n_in: int, p: float, generator: torch.Generator | None) -> torch.Tensor:
+    """``torch.rand(n_out, n_in, generator=generator) < p``, drawn in row blocks."""
+    out = torch.empty(n_out, n_in, dtype=torch.bool)
+    for r0 in range(0, n_out, _DRAW_ROWS):
+        out[r0:r0 + _DRAW_ROWS] = torch.rand(min(_DRAW_ROWS, n_out - r0), n_in, generator=generator) < p
+    return out
 
 
 def _tile_shape(inter_tile: int | tuple[int, int]) -> tuple[int, int]:
@@ -263,8 +278,8 @@ def find_groups(mask: torch.Tensor, max_columns: int = 512) -> LayerGroups | Non
     if bool((torch.bincount(in_groups, minlength=g) != n_in // g).any()):
         return None
     same = out_groups[:, None] == in_groups[None, :]
-    intra = float((mask & same).sum()) / float(same.sum())
-    inter = float((mask & ~same).sum()) / max(float((~same).sum()), 1.0)
+    intra = float(torch.count_nonzero(mask & same)) / float(torch.count_nonzero(same))
+    inter = float(torch.count_nonzero(mask & ~same)) / max(float(torch.count_nonzero(~same)), 1.0)
     if intra < 0.5 or intra <= inter:
         return None
     return LayerGroups(out_groups=out_groups, in_groups=in_groups)

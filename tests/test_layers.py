@@ -33,16 +33,22 @@ def test_forward_and_gradients_match_float64_reference(bias):
     assert torch.all(layer.dense_grad()[~layer.mask] == 0)
 
 
-def test_inactive_weights_zero_and_fan_in_scaling():
-    torch.manual_seed(0)
-    layer = _layer(n_in=64, n_out=32)
-    assert torch.all(layer.weight[~layer.mask] == 0)
-    # Same generator, full mask: the raw nn.Linear init. Active entries are scaled by sqrt(in/fan_in).
+@pytest.mark.parametrize("tile", [1, 4])
+def test_init_is_uniform_on_active_links_scaled_by_fan_in(tile):
     g = torch.Generator().manual_seed(0)
-    mask = modular_mask(group_ids(32, 4, "contiguous"), group_ids(64, 4, "interleaved"), 1.0, 0.3, g)
-    dense = SparseLinear(64, 32, None, generator=g)
+    og, ig = group_ids(64, 4, "contiguous"), group_ids(128, 4, "interleaved")
+    mask = modular_mask(og, ig, 0.9, 0.3, g, inter_tile=tile)
+    layer = SparseLinear(128, 64, mask, in_groups=ig, out_groups=og, generator=g)
+    w = layer.weight.detach()
+    assert torch.all(w[~mask] == 0) and torch.all(w[mask] != 0)
+    # Active entries of row r are U(-b, b) * sqrt(in / fan_in_r), b = 1/sqrt(in) (nn.Linear's bound).
     fan_in = mask.sum(1, keepdim=True).float()
-    torch.testing.assert_close(layer.weight, dense.weight * mask * torch.sqrt(64 / fan_in))
+    unscaled = w / torch.sqrt(128 / fan_in)
+    bound = 1 / 128**0.5
+    assert unscaled.abs().max() <= bound + 1e-7
+    active = unscaled[mask]
+    assert abs(active.mean().item()) < 0.1 * bound and abs(active.std().item() - bound / 3**0.5) < 0.1 * bound
+    assert layer.bias.abs().max() <= bound
 
 
 def test_inactive_weights_stay_zero_under_adam_with_weight_decay():

@@ -65,19 +65,29 @@ class Layout:
         cols = _maybe(self.in_perm, self.n_in, dev).view(self.groups, 1, self.ig)
         return (rows * self.n_in + cols).reshape(-1)
 
+    def value_rows(self) -> Tensor:
+        """int64 [n_values]: the sorted output row of every entry of ``values``."""
+        dev = self.rowptr.device
+        row_of = torch.repeat_interleave(torch.arange(self.rowptr.numel() - 1, device=dev), self.rowptr.diff())
+        if not self.tile:
+            return row_of
+        t = self.tile
+        q = torch.arange(t, device=dev)
+        return (row_of[:, None, None] * t + q[None, :, None]).expand(-1, t, t).reshape(-1)
+
+    def value_cols(self) -> Tensor:
+        """int64 [n_values]: the sorted input column of every entry of ``values``."""
+        if not self.tile:
+            return self.cols.long()
+        t = self.tile
+        q = torch.arange(t, device=self.cols.device)
+        return (self.cols.long()[:, None, None] * t + q[None, None, :]).expand(-1, t, t).reshape(-1)
+
     def flat_values(self) -> Tensor:
         """int64 [n_values]: dense flat position of every entry of ``values``."""
         dev = self.rowptr.device
         out_perm, in_perm = _maybe(self.out_perm, self.n_out, dev), _maybe(self.in_perm, self.n_in, dev)
-        n_rows = self.rowptr.numel() - 1
-        row_of = torch.repeat_interleave(torch.arange(n_rows, device=dev), self.rowptr.diff())
-        if not self.tile:
-            return out_perm[row_of] * self.n_in + in_perm[self.cols.long()]
-        t = self.tile
-        q = torch.arange(t, device=dev)
-        rows = (row_of[:, None, None] * t + q[None, :, None]).expand(-1, t, t)
-        cols = (self.cols.long()[:, None, None] * t + q[None, None, :]).expand(-1, t, t)
-        return (out_perm[rows] * self.n_in + in_perm[cols]).reshape(-1)
+        return out_perm[self.value_rows()] * self.n_in + in_perm[self.value_cols()]
 
     # -- per-connection tensors between this layout and the dense matrix ----------------------
     def to_dense(self, intra: Tensor, values: Tensor) -> Tensor:
@@ -109,12 +119,21 @@ def _sort_perm(ids: Tensor) -> Tensor | None:
 
 
 def _csc(rowptr: Tensor, cols: Tensor, n_cols: int) -> tuple[Tensor, Tensor, Tensor]:
-    """The transposed pattern of a CSR: (colptr, rows, index of each entry in CSR order)."""
+    """The transposed pattern of a CSR: (colptr, rows, index of each entry in CSR order), built
+    column block by column block (no sort of all entries at once: a 4096-wide layer has 2M)."""
     rows = torch.repeat_interleave(torch.arange(rowptr.numel() - 1, dtype=torch.int32), rowptr.diff())
-    order = torch.argsort(cols, stable=True)  # by column, rows ascending inside a column
     colptr = torch.zeros(n_cols + 1, dtype=torch.long)
-    colptr[1:] = torch.bincount(cols.long(), minlength=n_cols).cumsum(0)
-    return colptr, rows[order].contiguous(), order.to(torch.int32)
+    colptr[1:] = torch.bincount(cols, minlength=n_cols).cumsum(0)
+    t_rows = torch.empty_like(cols)
+    t_index = torch.empty(cols.numel(), dtype=torch.int32)
+    step = max(1, n_cols // 8)
+    for c0 in range(0, n_cols, step):
+        idx = ((cols >= c0) & (cols < c0 + step)).nonzero().squeeze(1)
+        idx = idx[torch.argsort(cols[idx], stable=True)]  # by column, rows ascending inside one
+        lo = int(colptr[c0])
+        t_rows[lo:lo + idx.numel()] = rows[idx]
+        t_index[lo:lo + idx.numel()] = idx.to(torch.int32)
+    return colptr, t_rows, t_index
 
 
 def _tiles(rowptr: Tensor, cols: Tensor, og: int, ig: int) -> int:
@@ -159,7 +178,8 @@ def blocks_pay(mask: Tensor, out_groups: Tensor | None, in_groups: Tensor | None
         return False
     if bool((torch.bincount(in_groups, minlength=g) != n_in // g).any()):
         return False
-    same = int((mask & (out_groups[:, None] == in_groups[None, :])).sum())
+    same = sum(int(torch.count_nonzero(mask[r0:r0 + _ROW_CHUNK] & (out_groups[r0:r0 + _ROW_CHUNK, None] == in_groups[None, :])))
+               for r0 in range(0, n_out, _ROW_CHUNK))
     return same >= 0.5 * n_out * n_in / g
 
 
@@ -221,13 +241,19 @@ def build_layout(mask: Tensor, out_groups: Tensor | None, in_groups: Tensor | No
 def pack_bits(mask: Tensor) -> Tensor:
     """bool [out, in] -> uint8 [out, ceil(in / 8)], little-endian bits (1/8 of the bytes)."""
     n_out, n_in = mask.shape
-    pad = (-n_in) % 8
-    m = torch.nn.functional.pad(mask.to(torch.uint8), (0, pad)).view(n_out, -1, 8)
     weights = torch.tensor([1, 2, 4, 8, 16, 32, 64, 128], dtype=torch.uint8, device=mask.device)
-    return (m * weights).sum(-1, dtype=torch.uint8)
+    out = torch.empty(n_out, (n_in + 7) // 8, dtype=torch.uint8, device=mask.device)
+    for r0 in range(0, n_out, _ROW_CHUNK):  # row blocks: no uint8 copy of the whole mask
+        m = torch.nn.functional.pad(mask[r0:r0 + _ROW_CHUNK].to(torch.uint8), (0, (-n_in) % 8))
+        out[r0:r0 + _ROW_CHUNK] = (m.view(m.shape[0], -1, 8) * weights).sum(-1, dtype=torch.uint8)
+    return out
 
 
 def unpack_bits(bits: Tensor, n_in: int) -> Tensor:
     """The inverse of ``pack_bits``."""
     shifts = torch.arange(8, dtype=torch.uint8, device=bits.device)
-    return ((bits[..., None] >> shifts) & 1).bool().view(bits.shape[0], -1)[:, :n_in]
+    out = torch.empty(bits.shape[0], n_in, dtype=torch.bool, device=bits.device)
+    for r0 in range(0, bits.shape[0], _ROW_CHUNK):
+        b = bits[r0:r0 + _ROW_CHUNK]
+        out[r0:r0 + _ROW_CHUNK] = ((b[..., None] >> shifts) & 1).bool().view(b.shape[0], -1)[:, :n_in]
+    return out
