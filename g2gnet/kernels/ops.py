@@ -222,7 +222,8 @@ def linear_bwd(gy: Tensor, xs: Tensor, intra: Tensor, values: Tensor, layout: Se
                 gi.mul_(lay.block_mask)
         else:
             gi = intra.new_zeros(lay.intra_shape)
-        gv = torch.zeros(values.numel(), dtype=torch.float32)  # a reserved tail gets 0
+        gv = torch.empty(values.numel(), dtype=torch.float32)
+        gv[lay.n_values:] = 0  # a reserved tail (DST) gets 0
         if lay.n_values and lay.tile:  # 4x4 register blocks over whole tiles
             lib.g2g_bsr_sddmm(lay.n_out // lay.tile, bp, lay.tile, lay.rowptr.data_ptr(), lay.cols.data_ptr(),
                               gys.data_ptr(), gys.stride(0), xs.data_ptr(), xs.stride(0), gv.data_ptr(), nt)
@@ -247,6 +248,7 @@ def _setup_context(ctx, inputs, output) -> None:
     x, intra, values, bias, layout, meta = inputs
     _, xs = output
     ctx.mark_non_differentiable(xs)
+    ctx.set_materialize_grads(False)  # no zero-filled gradient for xs
     ctx.save_for_backward(xs, intra, values, *layout)
     ctx.meta = list(meta)
     ctx.has_bias = bias is not None
