@@ -24,11 +24,14 @@ def _add_train(sub) -> None:
     p.add_argument("--config", default=None, metavar="RUN_DIR/config.json",
                    help="start from a run's configuration; options given beside it override it")
     p.add_argument("--data-dir", default=None, help="dataset root (default: $G2G_DATA, cache, system, download)")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="mirror the metrics into RUN_DIR/tensorboard (needs the tensorboard package)")
     add_config_options(p)
     p.set_defaults(func=_cmd_train)
 
 
 def _cmd_train(args) -> int:
+    from .distributed import world_from_env
     from .runs import default_run_dir
     from .train import train
 
@@ -36,7 +39,9 @@ def _cmd_train(args) -> int:
     if args.resume and not args.out:
         raise G2GError("--resume needs the --out directory of the run to continue")
     out = args.out or default_run_dir(cfg)
-    summary = train(cfg, out, resume=args.resume, data_dir=args.data_dir)
+    summary = train(cfg, out, resume=args.resume, data_dir=args.data_dir, tensorboard=args.tensorboard)
+    if not world_from_env().main:  # under torchrun rank 0 reports
+        return 0
     print(f"{cfg.data.dataset} {cfg.model.name} seed {cfg.train.seed}: test accuracy "
           f"{100 * summary['test_acc']:.2f}% ({summary['active_params']:,} active parameters, "
           f"{summary['seconds_per_epoch']:.1f} s/epoch) -> {out}")

@@ -158,9 +158,13 @@ class SparseLinear(nn.Module):
         self._meta = [getattr(lay, name) for name in Layout.INTS]
         self._nnz = int(torch.count_nonzero(mask))
         self._flat = None  # dense positions, cached by the reference path
-        dtype = self.values.dtype
-        self.intra.data = torch.zeros(lay.intra_shape, dtype=dtype, device=device)
-        self.values.data = torch.zeros(max(lay.n_values, self._capacity), dtype=dtype, device=device)
+        # Same shapes (DST reserves them): zero in place, so the parameters keep their storage
+        # (DDP buckets, compiled graphs and optimizer references see the same tensors).
+        for param, shape in ((self.intra, lay.intra_shape), (self.values, (max(lay.n_values, self._capacity),))):
+            if tuple(param.shape) == tuple(shape):
+                param.data.zero_()
+            else:
+                param.data = torch.zeros(shape, dtype=param.dtype, device=device)
         self.intra.grad = self.values.grad = None
 
     @torch.no_grad()

@@ -273,10 +273,10 @@ class RunDir:
             self._lock_file.close()
             self._lock_file = None
 
-    def record_start(self, device: str, resumed_epoch: int | None) -> None:
+    def record_start(self, device: str, resumed_epoch: int | None, processes: int = 1) -> None:
         """env.json: the first start's environment, plus one entry per resume."""
         env_path = self.path / "env.json"
-        now = environment(device)
+        now = {**environment(device), "processes": processes}
         if resumed_epoch is None or not env_path.exists():
             write_json_atomic(env_path, {**now, "resumes": []})
             return
@@ -325,6 +325,35 @@ class RunDir:
 
     def load_checkpoint(self, map_location: str = "cpu") -> dict:
         return load_checkpoint(self.checkpoint_path, map_location)
+
+
+class TensorBoard:
+    """A TensorBoard mirror of a run's metrics (``RUN/tensorboard/``); metrics.jsonl stays the
+    record. Needs the optional ``tensorboard`` package (``pip install 'g2gnet[tensorboard]'``)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise G2GError("--tensorboard needs the tensorboard package (pip install 'g2gnet[tensorboard]')") from None
+        self.writer = SummaryWriter(str(Path(run_dir) / "tensorboard"))
+
+    def log_epoch(self, record: dict) -> None:
+        for key, value in record.items():
+            if key not in ("epoch", "dst") and isinstance(value, (int, float)):
+                self.writer.add_scalar(f"epoch/{key}", value, record["epoch"])
+        self.writer.flush()
+
+    def log_update(self, update: dict) -> None:
+        """Per DST update and layer: density, intra-ensemble fraction, changed and ever active."""
+        for layer, stats in update["layers"].items():
+            for key, value in stats.items():
+                if isinstance(value, (int, float)):
+                    self.writer.add_scalar(f"dst/{layer}/{key}", value, update["step"])
+        self.writer.add_scalar("dst/fraction", update["fraction"], update["step"])
+
+    def close(self) -> None:
+        self.writer.close()
 
 
 def _diff(old: dict, new: dict) -> list[str]:

@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from ..distributed import active, all_reduce_sum_
 from ..layers import SparseLinear
 from .hebbian import ActivityStats, outer_sum
 
@@ -72,6 +73,22 @@ class Recorder:
         dense = outer_sum(g, x)  # dL/dW for every position, summed over the samples
         prev = self.grad[name]
         self.grad[name] = dense if prev is None else prev.add_(dense)
+
+    @torch.no_grad()
+    def all_reduce(self) -> None:
+        """Combine the evidence of all data-parallel ranks: Hebbian sums add up, and the recorded
+        gradients (each of a rank's loss, scaled to the global batch) average, so every rank
+        scores the global batch as one process would."""
+        for stats in self.activity.values():
+            if stats.n:
+                n = torch.tensor([float(stats.n)], dtype=torch.float64, device=stats.sxy.device)
+                all_reduce_sum_([stats.sxy, stats.sx, stats.sxx, stats.sy, stats.syy, n])
+                stats.n = int(n.item())
+        grads = [g for g in self.grad.values() if g is not None]
+        if grads and active():
+            all_reduce_sum_(grads)
+            for g in grads:
+                g.div_(torch.distributed.get_world_size())
 
     def reset(self) -> None:
         for stats in self.activity.values():

@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 
 from ..config import DSTConfig, coerce, make
+from ..distributed import check_same
 from ..errors import G2GError, lookup
 from ..layers import SparseLinear, sparse_layers
 from ..stats import intra_fraction
@@ -117,7 +118,11 @@ class DynamicSparsity:
     @torch.no_grad()
     def _update(self, step: int) -> dict:
         fraction = self.schedule.fraction_at(step)
-        layers = {name: self._rewire_layer(name, layer, fraction) for name, layer in self.layers.items()}
+        self.recorder.all_reduce()  # data-parallel ranks score the global batch (no-op alone)
+        layers = {}
+        for name, layer in self.layers.items():
+            layers[name] = self._rewire_layer(name, layer, fraction)
+            check_same(f"the DST mask of layer {name!r} after the update at step {step}", layer.mask_bits)
         return {"step": step, "fraction": fraction, "layers": layers}
 
     def _rewire_layer(self, name: str, layer: SparseLinear, fraction: float) -> dict:

@@ -1,0 +1,94 @@
+"""Data-parallel training across processes (SPEC §10): PyTorch's own launcher and collectives.
+
+``torchrun --nproc_per_node N -m g2gnet train ...`` starts N copies of the command; each finds its
+rank here (the ``WORLD_SIZE``/``RANK``/``LOCAL_RANK`` variables torchrun sets), joins the process
+group (gloo on CPU, NCCL on GPUs) and trains on its share of every global batch. Everything that
+must be identical on all ranks is made so by construction (same seeds, same data order) and
+checked where it matters (DST masks after every update).
+
+Without torchrun, ``World`` is a single process and every helper here is a no-op.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from .errors import G2GError
+
+
+@dataclass(frozen=True)
+class World:
+    size: int = 1
+    rank: int = 0
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        """The process that writes the run directory and prints."""
+        return self.rank == 0
+
+    def shard(self, t: torch.Tensor) -> torch.Tensor:
+        """This rank's contiguous share of a global batch (shares differ by at most one)."""
+        n = t.shape[0]
+        lo, hi = n * self.rank // self.size, n * (self.rank + 1) // self.size
+        return t[lo:hi]
+
+
+def world_from_env() -> World:
+    """The world torchrun describes in the environment (one process without it)."""
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if size <= 1:
+        return World()
+    return World(size, int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def init(world: World, device: torch.device) -> torch.device:
+    """Join the process group; returns the device this rank trains on (cuda:LOCAL_RANK on GPUs)."""
+    if world.size == 1:
+        return device
+    if device.type == "cuda":
+        device = torch.device("cuda", world.local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device
+
+
+def active() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def all_reduce_sum_(tensors: list[torch.Tensor]) -> None:
+    """Sum each tensor over all ranks, in place (nothing without a process group)."""
+    if active():
+        for t in tensors:
+            dist.all_reduce(t, op=dist.ReduceOp.SUM)
+
+
+def check_same(what: str, t: torch.Tensor) -> None:
+    """A G2GError naming ``what`` unless ``t`` is identical on every rank (compared by checksum)."""
+    if not active():
+        return
+    data = t.detach().reshape(-1)
+    if data.dtype == torch.bool:
+        data = data.to(torch.uint8)
+    weights = torch.arange(1, data.numel() + 1, device=data.device, dtype=torch.float64) % 1_000_003
+    digest = torch.stack([data.double().sum(), (data.double() * weights).sum()])
+    digests = [torch.empty_like(digest) for _ in range(dist.get_world_size())]
+    dist.all_gather(digests, digest)
+    if any(not torch.equal(d, digests[0]) for d in digests):
+        raise G2GError(f"{what} differs across ranks (rank {dist.get_rank()} of {dist.get_world_size()})")
+
+
+def barrier() -> None:
+    if active():
+        dist.barrier()
+
+
+def close() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
