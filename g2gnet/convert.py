@@ -118,8 +118,8 @@ def sparsify(
         new.load_dense_(old.weight, old.bias)
         new.to(device=old.weight.device, dtype=old.weight.dtype)
         act = _following_activation(model, name)
-        if act is not None:
-            new.post_activation = act
+        if act is not None:  # a plain attribute: the activation module stays where the model has it
+            object.__setattr__(new, "post_activation", act)
         parent_name, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
     return model
