@@ -110,13 +110,13 @@ class SparseLinear(nn.Module):
         t = max(lay.tile, 1)
         per_row = (lay.rowptr.diff() * t).repeat_interleave(t).to(self.values.dtype)
         fan_in = per_row.clone()
-        if lay.groups:
+        if lay.n_groups:
             block = self.intra.new_ones(lay.intra_shape) if lay.block_mask is None else lay.block_mask.to(self.intra)
             self.intra.mul_(block)
             fan_in += block.sum(2).reshape(-1)
         scale = torch.sqrt(self.in_features / fan_in.clamp_min(1))
-        if lay.groups:
-            self.intra.mul_(scale.view(lay.groups, lay.og, 1))
+        if lay.n_groups:
+            self.intra.mul_(scale.view(lay.n_groups, lay.og, 1))
         # values in order are rows (CSR) or tile rows (tiles) one after the other: scale them
         # a block of rows at a time.
         for r0 in range(0, lay.rowptr.numel() - 1, _INIT_ROWS):
@@ -221,7 +221,7 @@ class SparseLinear(nn.Module):
     def _dense(self, intra: Tensor, values: Tensor) -> Tensor:
         if self._flat is None or self._flat[1].device != values.device:
             lay = self.layout
-            self._flat = (lay.flat_intra() if lay.groups else None, lay.flat_values())
+            self._flat = (lay.flat_intra() if lay.n_groups else None, lay.flat_values())
         fi, fv = self._flat
         values = values[: fv.numel()]
         dense = values.new_zeros(self.out_features * self.in_features)

@@ -17,9 +17,9 @@ for r in $(seq 1 "${RUNS:-3}"); do
       --json "$out/cpu-2threads-tile$t-r$r.json" > "$out/cpu-2threads-tile$t-r$r.txt"
   done
 done
-G2GNET_FAST=0 $g2g bench --widths 1024,2048 --threads 2 --repeats 15 \
+G2G_FAST=0 $g2g bench --widths 1024,2048 --threads 2 --repeats 15 \
   --json "$out/cpu-2threads-reference-path.json" > "$out/cpu-2threads-reference-path.txt"
-G2GNET_FAST=0 $g2g bench --widths 1024 --threads 2 --repeats 5 --epoch dense,g2g-mixer \
+G2G_FAST=0 $g2g bench --widths 1024 --threads 2 --repeats 5 --epoch dense,g2g-mixer \
   --json "$out/cpu-2threads-reference-epoch.json" > "$out/cpu-2threads-reference-epoch.txt"
 .venv/bin/python benchmarks/summarize.py "$out"/cpu-2threads-elementwise-r*.json "$out"/cpu-2threads-tile*-r*.json \
   > "$out/summary.md"

@@ -108,7 +108,7 @@ def test_layout_round_trip_and_bits():
 def test_parameters_hold_only_active_connections():
     layer = _layer(256, 256)
     lay = layer.layout
-    assert lay.groups == 8 and layer.intra.shape == (8, 32, 32) and lay.block_mask is None
+    assert lay.n_groups == 8 and layer.intra.shape == (8, 32, 32) and lay.block_mask is None
     assert layer.intra.numel() + layer.values.numel() == layer.nnz  # full blocks: nothing padded
     assert not [n for n, _ in layer.named_parameters() if n not in ("intra", "values", "bias")]
 
@@ -155,7 +155,7 @@ def test_state_dict_of_the_first_version_loads():
 
 def test_fallback_when_compilation_fails(monkeypatch, tmp_path):
     monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
-    monkeypatch.setenv("G2GNET_CACHE", str(tmp_path))
+    monkeypatch.setenv("G2G_CACHE", str(tmp_path))
     native._reset_for_tests()
     try:
         with pytest.warns(RuntimeWarning, match="native CPU kernels unavailable"):
@@ -188,7 +188,7 @@ def test_masks_without_groups(shape):
     g = torch.Generator().manual_seed(3)
     layer = SparseLinear(shape[0], shape[1], er_mask(shape[1], shape[0], 0.25625, g), generator=g)
     layer.fast = True
-    assert layer.layout.groups == 0  # an ER mask has no ensembles: everything is in values
+    assert layer.layout.n_groups == 0  # an ER mask has no ensembles: everything is in values
     _check(layer, (13, shape[0]))
 
 
@@ -196,7 +196,7 @@ def test_masks_without_groups(shape):
 def test_ensembles_found_from_the_mask_alone():
     with_ids, alone = _layer(512, 256), _layer(512, 256, with_ids=False)
     assert torch.equal(with_ids.mask, alone.mask)
-    assert alone.layout.groups == 8 and alone.layout.n_values == with_ids.layout.n_values
+    assert alone.layout.n_groups == 8 and alone.layout.n_values == with_ids.layout.n_values
     _check(alone, (40, 512))
 
 
@@ -304,4 +304,4 @@ def test_compile_fullgraph_matches_eager():
 def test_build_layout_without_blocks():
     mask = torch.rand(16, 24) < 0.3
     lay = build_layout(mask, None, None, blocks=False)
-    assert lay.groups == 0 and lay.n_values == int(mask.sum()) and lay.tile == 0
+    assert lay.n_groups == 0 and lay.n_values == int(mask.sum()) and lay.tile == 0

@@ -3,7 +3,7 @@
 Lookup order (SPEC §4), first complete copy wins:
 
 1. the explicit ``data_dir`` argument (the CLI's ``--data-dir``), else ``$G2G_DATA``;
-2. the user cache ``$XDG_CACHE_HOME/g2gnet`` (default ``~/.cache/g2gnet``);
+2. the user cache (``g2gnet.cache.user_cache()``: ``$G2G_CACHE``, else ``~/.cache/g2gnet``);
 3. system locations (Fashion-MNIST: ``/usr/share/datasets/fashion-mnist`` from the Debian package
    ``dataset-fashion-mnist``);
 4. download with md5 verification, into the data dir of step 1 if one is given (the user said
@@ -22,6 +22,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from g2gnet.cache import user_cache
 from g2gnet.data.archive import extract_members
 from g2gnet.data.checksums import md5_file, verify_md5
 from g2gnet.data.download import DownloadError, download as download_file
@@ -111,12 +112,6 @@ SYSTEM_DIRS: dict[str, tuple[Path, ...]] = {
 
 MIRROR_ENV = "G2G_MIRROR"  # base URL serving every file as <mirror>/<filename>
 DATA_ENV = "G2G_DATA"
-
-
-def user_cache() -> Path:
-    """``$XDG_CACHE_HOME/g2gnet``, default ``~/.cache/g2gnet``."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "g2gnet"
 
 
 def given_data_dir(data_dir: str | Path | None) -> Path | None:

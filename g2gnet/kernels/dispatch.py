@@ -1,7 +1,7 @@
 """Which path a SparseLinear runs: the native CPU kernels (custom ops) or the masked reference.
 
 Switches, strongest first:
-- ``reference_mode()`` context manager, or ``G2GNET_FAST=0`` (read at import): the reference
+- ``reference_mode()`` context manager, or ``G2G_FAST=0`` (read at import): the reference
   everywhere;
 - ``layer.fast = False`` / ``True`` (class default ``None`` = automatic);
 - automatic: the native kernels on the CPU in float32 (autocast included: they compute in
@@ -23,7 +23,7 @@ from torch import Tensor
 from . import native, ops
 
 _state = threading.local()
-_FAST_ENV = os.environ.get("G2GNET_FAST", "") not in ("0", "false", "off")
+_FAST_ENV = os.environ.get("G2G_FAST", "") not in ("0", "false", "off")
 _MIN_MACS = 1 << 22  # below ~4M multiply-adds the call overhead of the fast path dominates
 # Cost of one inter-group nonzero relative to one dense multiply-add with the native kernels
 # (measured, 2-core Zen 4); the blocks run near dense efficiency.
@@ -63,8 +63,8 @@ def use_native(layer, x: Tensor) -> bool:
     rows = x.numel() // max(x.shape[-1], 1)
     if rows * total < _MIN_MACS:
         return False
-    n_out, n_in, groups, og, ig = layer._meta[:5]
-    cost = groups * og * ig / total + _VALUE_COST * layer.values.numel() / total + 0.05
+    n_out, n_in, n_groups, og, ig = layer._meta[:5]
+    cost = n_groups * og * ig / total + _VALUE_COST * layer.values.numel() / total + 0.05
     return cost < 0.9
 
 

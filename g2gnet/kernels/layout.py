@@ -29,7 +29,7 @@ _ROW_CHUNK = 256  # rows of the mask handled at once while building (bounds the 
 class Layout:
     n_out: int
     n_in: int
-    groups: int  # ensembles with dense intra blocks; 0 = no blocks (all connections in ``values``)
+    n_groups: int  # ensembles with dense intra blocks; 0 = no blocks (all connections in ``values``)
     og: int  # outputs per ensemble (0 without blocks)
     ig: int  # inputs per ensemble
     tile: int  # T of the BSR inter part; 0 = CSR
@@ -44,11 +44,11 @@ class Layout:
     t_index: Tensor  # int32 [n]: position of each transposed entry in ``values`` (BSR: tile index)
 
     TENSORS = ("out_perm", "in_perm", "block_mask", "rowptr", "cols", "t_rowptr", "t_rows", "t_index")
-    INTS = ("n_out", "n_in", "groups", "og", "ig", "tile", "n_values")
+    INTS = ("n_out", "n_in", "n_groups", "og", "ig", "tile", "n_values")
 
     @property
     def intra_shape(self) -> tuple[int, int, int]:
-        return (self.groups, self.og, self.ig) if self.groups else (0, 0, 0)
+        return (self.n_groups, self.og, self.ig) if self.n_groups else (0, 0, 0)
 
     def to(self, device: torch.device | str) -> Layout:
         kw = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -61,8 +61,8 @@ class Layout:
     def flat_intra(self) -> Tensor:
         """int64 [G*og*ig]: dense flat position of every entry of ``intra``."""
         dev = self.rowptr.device
-        rows = _maybe(self.out_perm, self.n_out, dev).view(self.groups, self.og, 1)
-        cols = _maybe(self.in_perm, self.n_in, dev).view(self.groups, 1, self.ig)
+        rows = _maybe(self.out_perm, self.n_out, dev).view(self.n_groups, self.og, 1)
+        cols = _maybe(self.in_perm, self.n_in, dev).view(self.n_groups, 1, self.ig)
         return (rows * self.n_in + cols).reshape(-1)
 
     def value_rows(self) -> Tensor:
@@ -93,7 +93,7 @@ class Layout:
     def to_dense(self, intra: Tensor, values: Tensor) -> Tensor:
         """[out, in] with ``intra`` and ``values`` at their positions, 0 elsewhere (differentiable)."""
         dense = values.new_zeros(self.n_out * self.n_in)
-        if self.groups:
+        if self.n_groups:
             dense = dense.index_put((self.flat_intra(),), intra.reshape(-1))
         if self.n_values:
             dense = dense.index_put((self.flat_values(),), values)
@@ -102,7 +102,7 @@ class Layout:
     def from_dense(self, dense: Tensor) -> tuple[Tensor, Tensor]:
         """(intra, values) read from a dense [out, in] tensor (entries of off blocks become 0)."""
         flat = dense.reshape(-1)
-        intra = flat[self.flat_intra()].view(self.intra_shape) if self.groups else flat.new_zeros(0, 0, 0)
+        intra = flat[self.flat_intra()].view(self.intra_shape) if self.n_groups else flat.new_zeros(0, 0, 0)
         if self.block_mask is not None:
             intra = intra * self.block_mask
         values = flat[self.flat_values()] if self.n_values else flat.new_zeros(0)
@@ -233,7 +233,7 @@ def build_layout(mask: Tensor, out_groups: Tensor | None, in_groups: Tensor | No
         t_rowptr, t_rows, t_index = _csc(rowptr, cols, n_in // tile)
     else:
         t_rowptr, t_rows, t_index = _csc(rowptr, cols, n_in)
-    return Layout(n_out=n_out, n_in=n_in, groups=groups, og=og, ig=ig, tile=tile, n_values=n_values,
+    return Layout(n_out=n_out, n_in=n_in, n_groups=groups, og=og, ig=ig, tile=tile, n_values=n_values,
                   out_perm=out_perm, in_perm=in_perm, block_mask=None if full else block_mask, rowptr=rowptr,
                   cols=cols, t_rowptr=t_rowptr, t_rows=t_rows, t_index=t_index)
 

@@ -2,10 +2,10 @@
 
 Why not ``torch.utils.cpp_extension``: it needs ninja and the torch headers and compiles for tens
 of seconds; this file includes no torch header and builds with one ``g++`` call in about a second.
-The shared object is cached per user (``$G2GNET_CACHE`` or ``~/.cache/g2gnet/kernels``) under a
+The shared object is cached per user (``g2gnet.cache.user_cache()/kernels``) under a
 hash of source, flags, compiler and CPU flags, so a binary built with ``-march=native`` is never
 reused on a different CPU. Any failure (no compiler, compile error, load error) is remembered,
-and the layers use the PyTorch reference path instead. ``G2GNET_NO_NATIVE=1`` disables them.
+and the layers use the PyTorch reference path instead. ``G2G_NO_NATIVE=1`` disables them.
 
 Only ``ops.py`` calls these functions, after checking every tensor it passes.
 """
@@ -23,8 +23,10 @@ import threading
 import warnings
 from pathlib import Path
 
+from ..cache import user_cache
+
 SOURCE = Path(__file__).resolve().parent.parent / "csrc" / "g2g_kernels.cpp"
-ENV_DISABLE = "G2GNET_NO_NATIVE"
+ENV_DISABLE = "G2G_NO_NATIVE"
 
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
@@ -52,14 +54,12 @@ def _cpu_fingerprint() -> str:
 
 
 def _flags() -> list[str]:
-    arch = os.environ.get("G2GNET_NATIVE_ARCH", "-march=native")
+    arch = os.environ.get("G2G_NATIVE_ARCH", "-march=native")
     return ["-O3", arch, "-fopenmp", "-shared", "-fPIC", "-std=c++17", "-fno-math-errno"]
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("G2GNET_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "g2gnet")
-    return Path(base) / "kernels"
+    return user_cache() / "kernels"
 
 
 def _build(cxx: str) -> Path:

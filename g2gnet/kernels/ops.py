@@ -164,7 +164,7 @@ def _masked(intra: Tensor, lay: Layout) -> Tensor:
 
 def _blocks(lay: Layout, t: Tensor, side: int) -> Tensor:
     """[G, side-size, Bp] view of a [features, Bp] tensor in sorted order."""
-    return t.unflatten(0, (lay.groups, side))
+    return t.unflatten(0, (lay.n_groups, side))
 
 
 @torch.library.custom_op("g2gnet::linear_fwd", mutates_args=(), device_types="cpu")
@@ -178,7 +178,7 @@ def linear_fwd(x: Tensor, intra: Tensor, values: Tensor, bias: Tensor | None, la
     bp = padded(n)
     xs = gather_t(lib, x, lay.in_perm, bp)  # [in, Bp], sorted inputs
     intra = _masked(intra, lay)
-    ys = torch.bmm(intra, _blocks(lay, xs, lay.ig)).view(lay.n_out, bp) if lay.groups else None
+    ys = torch.bmm(intra, _blocks(lay, xs, lay.ig)).view(lay.n_out, bp) if lay.n_groups else None
     out = _combine(lib, lay, False, values, xs, ys, bias, lay.out_perm, lay.n_out, bp)
     return out[:, :n].t(), xs
 
@@ -213,10 +213,10 @@ def linear_bwd(gy: Tensor, xs: Tensor, intra: Tensor, values: Tensor, layout: Se
     intra = _masked(intra, lay)
     gx = gi = gv = gy.new_empty(0)
     if need_x:
-        dxs = torch.bmm(intra.transpose(1, 2), _blocks(lay, gys, lay.og)).view(lay.n_in, bp) if lay.groups else None
+        dxs = torch.bmm(intra.transpose(1, 2), _blocks(lay, gys, lay.og)).view(lay.n_in, bp) if lay.n_groups else None
         gx = _combine(lib, lay, True, values, gys, dxs, None, lay.in_perm, lay.n_in, bp)[:, :n].t()
     if need_w:
-        if lay.groups:
+        if lay.n_groups:
             gi = torch.bmm(_blocks(lay, gys, lay.og), _blocks(lay, xs, lay.ig).transpose(1, 2))
             if lay.block_mask is not None:
                 gi.mul_(lay.block_mask)
