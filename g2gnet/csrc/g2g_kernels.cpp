@@ -40,8 +40,8 @@ enum { CHUNK = 64 };  // batch columns per pass of the BSR and SDDMM kernels
     switch (nv) { case 1: CALL(1); break; case 2: CALL(2); break; case 3: CALL(3); break; default: CALL(4); }
 
 // ---- CSR rows: y = init + bias + sum_k vals[k] * X[cols[k]] over one batch chunk -------------------
-template <int NV>
-static inline void csr_row(int64_t kb, int64_t ke, const int32_t* cols, const float* vals, const float* X,
+template <int NV, typename I>
+static inline void csr_row(int64_t kb, int64_t ke, const I* cols, const float* vals, const float* X,
                            int64_t ldx, const float* src, float addb, float* y) {
     v16 a[NV], b[NV];
     for (int j = 0; j < NV; ++j) {
@@ -126,8 +126,8 @@ static inline v16 reduce16(const v16* a) {
 static const int SLOT[16] = {0,8,4,12,2,10,6,14,1,9,5,13,3,11,7,15};
 
 // out[k] (+)= sum_c A[r, c] * X[cols[k], c] over one batch chunk (sampled dense-dense product).
-template <int NV>
-static inline void sddmm_row(int64_t r, int64_t c0, int first, const int64_t* rowptr, const int32_t* cols,
+template <int NV, typename I>
+static inline void sddmm_row(int64_t r, int64_t c0, int first, const int64_t* rowptr, const I* cols,
                              const float* A, int64_t lda, const float* X, int64_t ldx, float* out) {
     v16 g[NV];
     for (int j = 0; j < NV; ++j) g[j] = vload(A + r * lda + c0 + 16 * j);
@@ -152,12 +152,11 @@ static inline void sddmm_row(int64_t r, int64_t c0, int first, const int64_t* ro
     }
 }
 
-extern "C" {
-
 // Y[dst[r]] = init[r] + bias[dst[r]] + (CSR row r) @ X for r < nrows (dst, init, bias optional).
-void g2g_csr_spmm(int64_t nrows, int64_t Bp, int64_t chunk, const int64_t* rowptr, const int32_t* cols,
-                  const float* vals, const float* X, int64_t ldx, const float* init, int64_t ldi,
-                  const float* bias, const int64_t* dst, float* Y, int64_t ldy, int nthreads) {
+template <typename I>
+static void csr_spmm(int64_t nrows, int64_t Bp, int64_t chunk, const int64_t* rowptr, const I* cols,
+                     const float* vals, const float* X, int64_t ldx, const float* init, int64_t ldi,
+                     const float* bias, const int64_t* dst, float* Y, int64_t ldy, int nthreads) {
     #pragma omp parallel num_threads(nthreads)
     {
         const int t = omp_get_thread_num(), nt = omp_get_num_threads();
@@ -170,18 +169,93 @@ void g2g_csr_spmm(int64_t nrows, int64_t Bp, int64_t chunk, const int64_t* rowpt
                 float* y = Y + d * ldy + c0;
                 const float* src = init ? init + r * ldi + c0 : 0;
                 const float addb = bias ? bias[d] : 0.f;
+                const int64_t kb = rowptr[r], ke = rowptr[r + 1];
                 switch (nv) {
-                    case 1: csr_row<1>(rowptr[r], rowptr[r + 1], cols, vals, X + c0, ldx, src, addb, y); break;
-                    case 2: csr_row<2>(rowptr[r], rowptr[r + 1], cols, vals, X + c0, ldx, src, addb, y); break;
-                    case 3: csr_row<3>(rowptr[r], rowptr[r + 1], cols, vals, X + c0, ldx, src, addb, y); break;
-                    case 4: csr_row<4>(rowptr[r], rowptr[r + 1], cols, vals, X + c0, ldx, src, addb, y); break;
-                    case 8: csr_row<8>(rowptr[r], rowptr[r + 1], cols, vals, X + c0, ldx, src, addb, y); break;
-                    default: csr_row<16>(rowptr[r], rowptr[r + 1], cols, vals, X + c0, ldx, src, addb, y); break;
+                    case 1: csr_row<1>(kb, ke, cols, vals, X + c0, ldx, src, addb, y); break;
+                    case 2: csr_row<2>(kb, ke, cols, vals, X + c0, ldx, src, addb, y); break;
+                    case 3: csr_row<3>(kb, ke, cols, vals, X + c0, ldx, src, addb, y); break;
+                    case 4: csr_row<4>(kb, ke, cols, vals, X + c0, ldx, src, addb, y); break;
+                    case 8: csr_row<8>(kb, ke, cols, vals, X + c0, ldx, src, addb, y); break;
+                    default: csr_row<16>(kb, ke, cols, vals, X + c0, ldx, src, addb, y); break;
                 }
             }
             c0 += nv * 16;
         }
     }
+}
+
+// out[k] = dot(A[row of k], X[cols[k]]) over the batch, for every CSR entry k (the weight gradient).
+template <typename I>
+static void csr_sddmm(int64_t nrows, int64_t Bp, const int64_t* rowptr, const I* cols, const float* A,
+                      int64_t lda, const float* X, int64_t ldx, float* out, int nthreads) {
+    // Batch chunks of 64 columns (X's chunk stays in L2), static row ranges per thread, no barrier:
+    // a thread owns the outputs of its rows across all chunks.
+    #pragma omp parallel num_threads(nthreads)
+    {
+        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        const int64_t r0 = nrows * t / nt, r1 = nrows * (t + 1) / nt;
+        for (int64_t c0 = 0; c0 < Bp; c0 += CHUNK) {
+            const int nv = (int)((Bp - c0 < CHUNK ? Bp - c0 : CHUNK) / 16);
+            const int first = c0 == 0;
+            for (int64_t r = r0; r < r1; ++r) {
+#define CALL(N) sddmm_row<N>(r, c0, first, rowptr, cols, A, lda, X, ldx, out)
+                DISPATCH_NV(nv, CALL)
+#undef CALL
+            }
+        }
+    }
+}
+
+// The transposed pattern of a CSR, with its values: a counting sort by column. Thread t owns a
+// range of columns and scans all rows in order, so rows stay ascending inside every column.
+template <typename I>
+static void csr_transpose(int64_t nrows, int64_t ncols, const int64_t* rowptr, const I* cols, const float* vals,
+                          const int64_t* colptr, I* t_rows, float* t_vals, int nthreads) {
+    #pragma omp parallel num_threads(nthreads)
+    {
+        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        const int64_t c0 = ncols * t / nt, c1 = ncols * (t + 1) / nt;
+        int64_t* cursor = new int64_t[c1 - c0 + 1];
+        for (int64_t c = c0; c < c1; ++c) cursor[c - c0] = colptr[c];
+        for (int64_t r = 0; r < nrows; ++r)
+            for (int64_t k = rowptr[r]; k < rowptr[r + 1]; ++k) {
+                const int64_t c = cols[k];
+                if (c < c0 || c >= c1) continue;
+                const int64_t pos = cursor[c - c0]++;
+                t_rows[pos] = (I)r;
+                t_vals[pos] = vals[k];
+            }
+        delete[] cursor;
+    }
+}
+
+extern "C" {
+
+// The CSR kernels take their column indices as int16 (index_bytes = 2: up to 32767 columns, half the
+// index traffic) or int32.
+void g2g_csr_spmm(int64_t nrows, int64_t Bp, int64_t chunk, const int64_t* rowptr, const void* cols,
+                  int index_bytes, const float* vals, const float* X, int64_t ldx, const float* init, int64_t ldi,
+                  const float* bias, const int64_t* dst, float* Y, int64_t ldy, int nthreads) {
+    if (index_bytes == 2)
+        csr_spmm(nrows, Bp, chunk, rowptr, (const int16_t*)cols, vals, X, ldx, init, ldi, bias, dst, Y, ldy, nthreads);
+    else
+        csr_spmm(nrows, Bp, chunk, rowptr, (const int32_t*)cols, vals, X, ldx, init, ldi, bias, dst, Y, ldy, nthreads);
+}
+
+void g2g_csr_sddmm(int64_t nrows, int64_t Bp, const int64_t* rowptr, const void* cols, int index_bytes,
+                   const float* A, int64_t lda, const float* X, int64_t ldx, float* out, int nthreads) {
+    if (index_bytes == 2)
+        csr_sddmm(nrows, Bp, rowptr, (const int16_t*)cols, A, lda, X, ldx, out, nthreads);
+    else
+        csr_sddmm(nrows, Bp, rowptr, (const int32_t*)cols, A, lda, X, ldx, out, nthreads);
+}
+
+void g2g_csr_transpose(int64_t nrows, int64_t ncols, const int64_t* rowptr, const void* cols, int index_bytes,
+                       const float* vals, const int64_t* colptr, void* t_rows, float* t_vals, int nthreads) {
+    if (index_bytes == 2)
+        csr_transpose(nrows, ncols, rowptr, (const int16_t*)cols, vals, colptr, (int16_t*)t_rows, t_vals, nthreads);
+    else
+        csr_transpose(nrows, ncols, rowptr, (const int32_t*)cols, vals, colptr, (int32_t*)t_rows, t_vals, nthreads);
 }
 
 // The same with T x T tiles (T % 4 == 0). transposed = 0: tile rows are output rows (trowptr/tcols by
@@ -201,25 +275,6 @@ void g2g_bsr_spmm(int64_t nrows, int64_t Bp, int T, int transposed, const int64_
             const int nv = (int)((Bp - c0 < CHUNK ? Bp - c0 : CHUNK) / 16);
             for (int64_t q = q0; q < q1; ++q) {
 #define CALL(N) bsr_rows4<N>(4 * q, c0, trowptr, tcols, tidx, tvals, T, si, sc, X, ldx, init, ldi, bias, dst, Y, ldy)
-                DISPATCH_NV(nv, CALL)
-#undef CALL
-            }
-        }
-    }
-}
-
-// out[k] = dot(A[row of k], X[cols[k]]) over the batch, for every CSR entry k (the weight gradient).
-void g2g_csr_sddmm(int64_t nrows, int64_t Bp, const int64_t* rowptr, const int32_t* cols, const float* A,
-                   int64_t lda, const float* X, int64_t ldx, float* out, int nthreads) {
-    #pragma omp parallel num_threads(nthreads)
-    {
-        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-        const int64_t r0 = nrows * t / nt, r1 = nrows * (t + 1) / nt;
-        for (int64_t c0 = 0; c0 < Bp; c0 += CHUNK) {
-            const int nv = (int)((Bp - c0 < CHUNK ? Bp - c0 : CHUNK) / 16);
-            const int first = c0 == 0;
-            for (int64_t r = r0; r < r1; ++r) {
-#define CALL(N) sddmm_row<N>(r, c0, first, rowptr, cols, A, lda, X, ldx, out)
                 DISPATCH_NV(nv, CALL)
 #undef CALL
             }
@@ -283,12 +338,6 @@ void g2g_gather_t(const float* x, int64_t B, int64_t sb, int64_t si, const int64
         }
         for (int64_t i = i0; i < i1; ++i) memset(out + i * ldo + B, 0, (ldo - B) * sizeof(float));
     }
-}
-
-// dst[k] = src[idx[k]] (values from CSR to CSC order for the input gradient).
-void g2g_take(const float* src, const int32_t* idx, int64_t n, float* dst, int nthreads) {
-    #pragma omp parallel for schedule(static) num_threads(nthreads)
-    for (int64_t k = 0; k < n; ++k) dst[k] = src[idx[k]];
 }
 
 }  // extern "C"

@@ -38,10 +38,12 @@ class Layout:
     in_perm: Tensor | None  # int64 [in]
     block_mask: Tensor | None  # bool [G, og, ig] where some intra connection is off, else None
     rowptr: Tensor  # int64 [rows + 1]: CSR by sorted output row (BSR: by tile row)
-    cols: Tensor  # int32 [n]: sorted input index (BSR: tile column)
-    t_rowptr: Tensor  # int64 [cols + 1]: the transposed pattern (input gradient)
-    t_rows: Tensor  # int32 [n]: sorted output index (BSR: tile row)
-    t_index: Tensor  # int32 [n]: position of each transposed entry in ``values`` (BSR: tile index)
+    cols: Tensor  # int16 or int32 [n]: sorted input index (BSR: tile column, int32)
+    t_rowptr: Tensor  # int64 [cols + 1]: entries per column of the transposed pattern (input gradient)
+    # BSR only (tiles are few): the transposed tile pattern, tile row and stored index of each.
+    # CSR builds its transposed pattern during the backward pass instead (O(nnz) memory saved).
+    t_rows: Tensor  # int32 [n tiles], empty for CSR
+    t_index: Tensor  # int32 [n tiles], empty for CSR
 
     TENSORS = ("out_perm", "in_perm", "block_mask", "rowptr", "cols", "t_rowptr", "t_rows", "t_index")
     INTS = ("n_out", "n_in", "n_groups", "og", "ig", "tile", "n_values")
@@ -74,6 +76,10 @@ class Layout:
         t = self.tile
         q = torch.arange(t, device=dev)
         return (row_of[:, None, None] * t + q[None, :, None]).expand(-1, t, t).reshape(-1)
+
+    @property
+    def index_bytes(self) -> int:
+        return self.cols.element_size()
 
     def value_cols(self) -> Tensor:
         """int64 [n_values]: the sorted input column of every entry of ``values``."""
@@ -120,7 +126,7 @@ def _sort_perm(ids: Tensor) -> Tensor | None:
 
 def _csc(rowptr: Tensor, cols: Tensor, n_cols: int) -> tuple[Tensor, Tensor, Tensor]:
     """The transposed pattern of a CSR: (colptr, rows, index of each entry in CSR order), built
-    column block by column block (no sort of all entries at once: a 4096-wide layer has 2M)."""
+    column block by column block (for the tiles of a BSR layout)."""
     rows = torch.repeat_interleave(torch.arange(rowptr.numel() - 1, dtype=torch.int32), rowptr.diff())
     colptr = torch.zeros(n_cols + 1, dtype=torch.long)
     colptr[1:] = torch.bincount(cols, minlength=n_cols).cumsum(0)
@@ -232,7 +238,11 @@ def build_layout(mask: Tensor, out_groups: Tensor | None, in_groups: Tensor | No
         cols = t_cols.to(torch.int32)
         t_rowptr, t_rows, t_index = _csc(rowptr, cols, n_in // tile)
     else:
-        t_rowptr, t_rows, t_index = _csc(rowptr, cols, n_in)
+        t_rowptr = torch.zeros(n_in + 1, dtype=torch.long)
+        t_rowptr[1:] = torch.bincount(cols, minlength=n_in).cumsum(0)
+        t_rows = t_index = torch.zeros(0, dtype=torch.int32)
+        if max(n_out, n_in) <= torch.iinfo(torch.int16).max:  # half the index memory and traffic
+            cols = cols.to(torch.int16)
     return Layout(n_out=n_out, n_in=n_in, n_groups=groups, og=og, ig=ig, tile=tile, n_values=n_values,
                   out_perm=out_perm, in_perm=in_perm, block_mask=None if full else block_mask, rowptr=rowptr,
                   cols=cols, t_rowptr=t_rowptr, t_rows=t_rows, t_index=t_index)

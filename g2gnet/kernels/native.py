@@ -36,12 +36,12 @@ _error: str | None = None
 _P, _I, _C = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
 # Argument types of every exported function (pointers are passed as integers from data_ptr()).
 SIGNATURES: dict[str, list] = {
-    "g2g_csr_spmm": [_I, _I, _I, _P, _P, _P, _P, _I, _P, _I, _P, _P, _P, _I, _C],
+    "g2g_csr_spmm": [_I, _I, _I, _P, _P, _C, _P, _P, _I, _P, _I, _P, _P, _P, _I, _C],
+    "g2g_csr_sddmm": [_I, _I, _P, _P, _C, _P, _I, _P, _I, _P, _C],
+    "g2g_csr_transpose": [_I, _I, _P, _P, _C, _P, _P, _P, _P, _C],
     "g2g_bsr_spmm": [_I, _I, _C, _C, _P, _P, _P, _P, _P, _I, _P, _I, _P, _P, _P, _I, _C],
-    "g2g_csr_sddmm": [_I, _I, _P, _P, _P, _I, _P, _I, _P, _C],
     "g2g_bsr_sddmm": [_I, _I, _C, _P, _P, _P, _I, _P, _I, _P, _C],
     "g2g_gather_t": [_P, _I, _I, _I, _P, _I, _P, _I, _C],
-    "g2g_take": [_P, _P, _I, _P, _C],
 }
 
 

@@ -48,6 +48,7 @@ def row_stride(bp):
 _INDEX_DTYPES = {"out_perm": torch.int64, "in_perm": torch.int64, "block_mask": torch.bool,
                  "rowptr": torch.int64, "cols": torch.int32, "t_rowptr": torch.int64, "t_rows": torch.int32,
                  "t_index": torch.int32}
+_CSR_COLS = (torch.int16, torch.int32)
 
 
 def unpack_layout(layout: Sequence[Tensor], meta: Sequence[int]) -> Layout:
@@ -75,12 +76,17 @@ def _check_layout(lay: Layout) -> None:
     rows = lay.n_out // lay.tile if lay.tile else lay.n_out
     cols = lay.n_in // lay.tile if lay.tile else lay.n_in
     n = lay.n_values // (lay.tile * lay.tile) if lay.tile else lay.n_values
+    n_t = n if lay.tile else 0
     shapes = {"out_perm": (lay.n_out,), "in_perm": (lay.n_in,), "block_mask": lay.intra_shape,
-              "rowptr": (rows + 1,), "cols": (n,), "t_rowptr": (cols + 1,), "t_rows": (n,), "t_index": (n,)}
+              "rowptr": (rows + 1,), "cols": (n,), "t_rowptr": (cols + 1,), "t_rows": (n_t,), "t_index": (n_t,)}
     for name in Layout.TENSORS:
         t = getattr(lay, name)
-        if t is not None:
-            _check(f"layout.{name}", t, _INDEX_DTYPES[name], shapes[name])
+        if t is None:
+            continue
+        dtype = _INDEX_DTYPES[name]
+        if name == "cols" and not lay.tile and t.dtype in _CSR_COLS:
+            dtype = t.dtype  # int16 or int32 column indices
+        _check(f"layout.{name}", t, dtype, shapes[name])
 
 
 def _check_params(intra: Tensor, values: Tensor, lay: Layout) -> None:
@@ -138,13 +144,16 @@ def _sparse_rows(lib, lay: Layout, transposed: bool, values: Tensor, x: Tensor, 
             lib.g2g_bsr_spmm(n_rows, bp, lay.tile, 0, lay.rowptr.data_ptr(), lay.cols.data_ptr(), None,
                              values.data_ptr(), *tail)
         return
-    if transposed:
+    ib = lay.index_bytes
+    if transposed:  # the transposed pattern and its values, built now (a counting sort by column)
+        cols = torch.empty(lay.n_values, dtype=lay.cols.dtype)
         vals = torch.empty(lay.n_values, dtype=torch.float32)
-        lib.g2g_take(values.data_ptr(), lay.t_index.data_ptr(), lay.n_values, vals.data_ptr(), nt)
-        rowptr, cols = lay.t_rowptr, lay.t_rows
+        lib.g2g_csr_transpose(lay.n_out, lay.n_in, lay.rowptr.data_ptr(), lay.cols.data_ptr(), ib, values.data_ptr(),
+                              lay.t_rowptr.data_ptr(), cols.data_ptr(), vals.data_ptr(), nt)
+        rowptr = lay.t_rowptr
     else:
         vals, rowptr, cols = values, lay.rowptr, lay.cols
-    lib.g2g_csr_spmm(n_rows, bp, _chunk(x.shape[0]), rowptr.data_ptr(), cols.data_ptr(), vals.data_ptr(), *tail)
+    lib.g2g_csr_spmm(n_rows, bp, _chunk(x.shape[0]), rowptr.data_ptr(), cols.data_ptr(), ib, vals.data_ptr(), *tail)
 
 
 def _combine(lib, lay: Layout, transposed: bool, values: Tensor, x: Tensor, blocks: Tensor | None,
@@ -228,8 +237,8 @@ def linear_bwd(gy: Tensor, xs: Tensor, intra: Tensor, values: Tensor, layout: Se
             lib.g2g_bsr_sddmm(lay.n_out // lay.tile, bp, lay.tile, lay.rowptr.data_ptr(), lay.cols.data_ptr(),
                               gys.data_ptr(), gys.stride(0), xs.data_ptr(), xs.stride(0), gv.data_ptr(), nt)
         elif lay.n_values:
-            lib.g2g_csr_sddmm(lay.n_out, bp, lay.rowptr.data_ptr(), lay.cols.data_ptr(), gys.data_ptr(),
-                              gys.stride(0), xs.data_ptr(), xs.stride(0), gv.data_ptr(), nt)
+            lib.g2g_csr_sddmm(lay.n_out, bp, lay.rowptr.data_ptr(), lay.cols.data_ptr(), lay.index_bytes,
+                              gys.data_ptr(), gys.stride(0), xs.data_ptr(), xs.stride(0), gv.data_ptr(), nt)
     return gx, gi, gv
 
 
