@@ -16,6 +16,7 @@ import torch.nn as nn
 from .config import ModelConfig, coerce, make
 from .errors import G2GError, lookup
 from .layers import SparseLinear
+from .malloc import trim
 from .mixer import build_mixer, build_mixer_g2g
 from .topology import er_mask, expected_density, fit_tile, modular_mask, network_groups
 
@@ -210,4 +211,6 @@ def build_model(
     if math.prod(input_shape) != in_features:
         raise G2GError(f"input_shape {input_shape} does not have {in_features} elements")
     gen = torch.Generator().manual_seed(seed)
-    return builder(opts, tuple(input_shape), num_classes, gen)
+    model = builder(opts, tuple(input_shape), num_classes, gen)
+    trim()  # the masks and layouts of the build are garbage now; give their pages back
+    return model

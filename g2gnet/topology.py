@@ -75,29 +75,28 @@ def modular_mask(
     _check_prob("p_intra", p_intra)
     _check_prob("p_inter", p_inter)
     n_out, n_in = out_groups.numel(), in_groups.numel()
-    # Drawn in row blocks (the same numbers as one [out, in] draw) into bool masks: the float
-    # uniforms of a 4096 x 4096 layer would take 128 MiB at once.
-    intra_on = _bernoulli_rows(n_out, n_in, p_intra, generator)
-    rows, cols = _tile_shape(inter_tile)
-    if rows == cols == 1:
-        mask = _bernoulli_rows(n_out, n_in, p_inter, generator)
-    else:
-        mask = _tiled_uniform(out_groups, in_groups, (rows, cols), generator) < p_inter
+    # Drawn in row blocks (the same numbers as one [out, in] draw), keeping only what is used:
+    # the float uniforms of a 4096 x 4096 layer would take 128 MiB at once.
+    intra_on = []  # per row block: the intra-group draws, in row-major order
     for r0 in range(0, n_out, _DRAW_ROWS):
         same = out_groups[r0:r0 + _DRAW_ROWS, None] == in_groups[None, :]
-        mask[r0:r0 + _DRAW_ROWS] = torch.where(same, intra_on[r0:r0 + _DRAW_ROWS], mask[r0:r0 + _DRAW_ROWS])
+        u = torch.rand(same.shape, generator=generator)
+        intra_on.append(u[same] < p_intra)
+    rows, cols = _tile_shape(inter_tile)
+    if rows == cols == 1:
+        mask = torch.empty(n_out, n_in, dtype=torch.bool)
+        for r0 in range(0, n_out, _DRAW_ROWS):
+            mask[r0:r0 + _DRAW_ROWS] = torch.rand(min(_DRAW_ROWS, n_out - r0), n_in, generator=generator) < p_inter
+    else:
+        mask = _tiled_uniform(out_groups, in_groups, (rows, cols), generator) < p_inter
+    for i, r0 in enumerate(range(0, n_out, _DRAW_ROWS)):
+        same = out_groups[r0:r0 + _DRAW_ROWS, None] == in_groups[None, :]
+        mask[r0:r0 + _DRAW_ROWS][same] = intra_on[i]
     return mask
 
 
 _DRAW_ROWS = 256
 
-
-def _bernoulli_rows(n_out: int, n_in: int, p: float, generator: torch.Generator | None) -> torch.Tensor:
-    """``torch.rand(n_out, n_in, generator=generator) < p``, drawn in row blocks."""
-    out = torch.empty(n_out, n_in, dtype=torch.bool)
-    for r0 in range(0, n_out, _DRAW_ROWS):
-        out[r0:r0 + _DRAW_ROWS] = torch.rand(min(_DRAW_ROWS, n_out - r0), n_in, generator=generator) < p
-    return out
 
 
 def _tile_shape(inter_tile: int | tuple[int, int]) -> tuple[int, int]:

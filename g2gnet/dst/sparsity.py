@@ -20,6 +20,7 @@ from ..config import DSTConfig, coerce, make
 from ..distributed import check_same
 from ..errors import G2GError, lookup
 from ..layers import SparseLinear, sparse_layers
+from ..malloc import trim
 from ..stats import intra_fraction
 from .criteria import GROW, PRUNE, Context
 from .recorder import Recorder
@@ -123,6 +124,7 @@ class DynamicSparsity:
         for name, layer in self.layers.items():
             layers[name] = self._rewire_layer(name, layer, fraction)
             check_same(f"the DST mask of layer {name!r} after the update at step {step}", layer.mask_bits)
+        trim()  # the dense scores and layouts of the update are garbage now
         return {"step": step, "fraction": fraction, "layers": layers}
 
     def _rewire_layer(self, name: str, layer: SparseLinear, fraction: float) -> dict:

@@ -15,6 +15,7 @@ autograd saves for the backward.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 import torch
@@ -119,10 +120,12 @@ def _p(t: Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
 
-def gather_t(lib, x: Tensor, perm: Tensor | None, bp: int) -> Tensor:
-    """[n, Bp] = x[:, perm].T, zero-padded, with the padded row stride."""
+def gather_t(lib, x: Tensor, perm: Tensor | None, bp: int, scratch: bool = False) -> Tensor:
+    """[n, Bp] = x[:, perm].T, zero-padded, with the padded row stride (in a workspace with
+    ``scratch``: for a temporary)."""
     n_rows, n = x.shape
-    out = torch.empty(n, row_stride(bp), dtype=torch.float32)
+    ld = row_stride(bp)
+    out = _workspace("gather", n * ld).view(n, ld) if scratch else torch.empty(n, ld, dtype=torch.float32)
     lib.g2g_gather_t(x.data_ptr(), n_rows, x.stride(0), x.stride(1), _p(perm), n, out.data_ptr(), out.stride(0),
                      torch.get_num_threads())
     return out[:, :bp]
@@ -146,8 +149,8 @@ def _sparse_rows(lib, lay: Layout, transposed: bool, values: Tensor, x: Tensor, 
         return
     ib = lay.index_bytes
     if transposed:  # the transposed pattern and its values, built now (a counting sort by column)
-        cols = torch.empty(lay.n_values, dtype=lay.cols.dtype)
-        vals = torch.empty(lay.n_values, dtype=torch.float32)
+        cols = _workspace("t_cols", lay.n_values, lay.cols.dtype)
+        vals = _workspace("t_vals", lay.n_values)
         lib.g2g_csr_transpose(lay.n_out, lay.n_in, lay.rowptr.data_ptr(), lay.cols.data_ptr(), ib, values.data_ptr(),
                               lay.t_rowptr.data_ptr(), cols.data_ptr(), vals.data_ptr(), nt)
         rowptr = lay.t_rowptr
@@ -156,13 +159,30 @@ def _sparse_rows(lib, lay: Layout, transposed: bool, values: Tensor, x: Tensor, 
     lib.g2g_csr_spmm(n_rows, bp, _chunk(x.shape[0]), rowptr.data_ptr(), cols.data_ptr(), ib, vals.data_ptr(), *tail)
 
 
-def _combine(lib, lay: Layout, transposed: bool, values: Tensor, x: Tensor, blocks: Tensor | None,
-             bias: Tensor | None, perm: Tensor | None, n_rows: int, bp: int) -> Tensor:
-    """The block product plus the inter part (and bias), rows back in the original order, in a
-    buffer with the padded row stride (the layout the fake implementations promise)."""
-    out = torch.empty(n_rows, row_stride(bp))[:, :bp]
-    _sparse_rows(lib, lay, transposed, values, x, blocks, bias, perm, out)
-    return out
+_scratch = threading.local()
+
+
+def _workspace(name: str, numel: int, dtype: torch.dtype = torch.float32) -> Tensor:
+    """A per-thread scratch buffer reused by every call (grown when too small). Only for
+    temporaries that die inside one op call: re-allocating them at every layer of every step
+    fragments the heap (a G2G MLP's step frees tens of MiB of 4-9 MiB temporaries)."""
+    ws = getattr(_scratch, "buffers", None)
+    if ws is None:
+        ws = _scratch.buffers = {}
+    t = ws.get(name)
+    if t is None or t.numel() < numel or t.dtype != dtype:
+        t = ws[name] = torch.empty(numel, dtype=dtype)
+    return t[:numel]
+
+
+def _bmm_into(name: str, a: Tensor, b: Tensor) -> Tensor:
+    out = _workspace(name, a.shape[0] * a.shape[1] * b.shape[2]).view(a.shape[0], a.shape[1], b.shape[2])
+    return torch.bmm(a, b, out=out)
+
+
+def _padded_rows(n_rows: int, bp: int) -> Tensor:
+    """[n_rows, Bp] with the padded row stride (the layout the fake implementations promise)."""
+    return torch.empty(n_rows, row_stride(bp))[:, :bp]
 
 
 def _masked(intra: Tensor, lay: Layout) -> Tensor:
@@ -185,10 +205,12 @@ def linear_fwd(x: Tensor, intra: Tensor, values: Tensor, bias: Tensor | None, la
     lib = _lib()
     n = x.shape[0]
     bp = padded(n)
-    xs = gather_t(lib, x, lay.in_perm, bp)  # [in, Bp], sorted inputs
-    intra = _masked(intra, lay)
-    ys = torch.bmm(intra, _blocks(lay, xs, lay.ig)).view(lay.n_out, bp) if lay.n_groups else None
-    out = _combine(lib, lay, False, values, xs, ys, bias, lay.out_perm, lay.n_out, bp)
+    # Outputs first, temporaries last: freed temporaries then sit at the top of the heap, where
+    # the allocator can give them back, not in holes between long-lived tensors.
+    xs = gather_t(lib, x, lay.in_perm, bp)  # [in, Bp], sorted inputs (saved for the backward)
+    out = _padded_rows(lay.n_out, bp)
+    ys = _bmm_into("blocks", _masked(intra, lay), _blocks(lay, xs, lay.ig)).view(lay.n_out, bp) if lay.n_groups else None
+    _sparse_rows(lib, lay, False, values, xs, ys, bias, lay.out_perm, out)  # blocks + inter + bias, unpermuted
     return out[:, :n].t(), xs
 
 
@@ -218,20 +240,24 @@ def linear_bwd(gy: Tensor, xs: Tensor, intra: Tensor, values: Tensor, layout: Se
     _check_layout(lay)
     lib = _lib()
     nt = torch.get_num_threads()
-    gys = gather_t(lib, gy, lay.out_perm, bp)  # [out, Bp], sorted
+    # Outputs (they outlive this call: gradients) first, temporaries last (see linear_fwd).
+    gx = _padded_rows(lay.n_in, bp) if need_x else gy.new_empty(0)
+    gi = torch.empty(lay.intra_shape) if need_w else gy.new_empty(0)
+    gv = torch.empty(values.numel()) if need_w else gy.new_empty(0)
+    gys = gather_t(lib, gy, lay.out_perm, bp, scratch=True)  # [out, Bp], sorted
     intra = _masked(intra, lay)
-    gx = gi = gv = gy.new_empty(0)
     if need_x:
-        dxs = torch.bmm(intra.transpose(1, 2), _blocks(lay, gys, lay.og)).view(lay.n_in, bp) if lay.n_groups else None
-        gx = _combine(lib, lay, True, values, gys, dxs, None, lay.in_perm, lay.n_in, bp)[:, :n].t()
+        dxs = _bmm_into("blocks", intra.transpose(1, 2), _blocks(lay, gys, lay.og)).view(lay.n_in, bp) \
+            if lay.n_groups else None
+        _sparse_rows(lib, lay, True, values, gys, dxs, None, lay.in_perm, gx)
+        gx = gx[:, :n].t()
     if need_w:
         if lay.n_groups:
-            gi = torch.bmm(_blocks(lay, gys, lay.og), _blocks(lay, xs, lay.ig).transpose(1, 2))
+            torch.bmm(_blocks(lay, gys, lay.og), _blocks(lay, xs, lay.ig).transpose(1, 2), out=gi)
             if lay.block_mask is not None:
                 gi.mul_(lay.block_mask)
         else:
-            gi = intra.new_zeros(lay.intra_shape)
-        gv = torch.empty(values.numel(), dtype=torch.float32)
+            gi.zero_()
         gv[lay.n_values:] = 0  # a reserved tail (DST) gets 0
         if lay.n_values and lay.tile:  # 4x4 register blocks over whole tiles
             lib.g2g_bsr_sddmm(lay.n_out // lay.tile, bp, lay.tile, lay.rowptr.data_ptr(), lay.cols.data_ptr(),
