@@ -1,28 +1,32 @@
 #!/usr/bin/env bash
-# CPU timings of issue 4 (README "Performance"): the layer table for the element-wise mask and
-# for 16x16 / 32x32 tiles, plus Fashion-MNIST epochs of dense vs g2g-mixer, each repeated RUNS
-# times (the machine is shared and noisy: the summary is the median over runs of each run's
-# median-of-pairs speed-up), and the masked reference path once. Run on an otherwise idle machine.
-set -euo pipefail
+# CPU timings of the README's Performance section: the layer table (element-wise mask, 16x16 and
+# 32x32 tiles) and Fashion-MNIST and CIFAR-10 training epochs of dense vs g2g-mixer, each
+# repeated RUNS times (a shared machine is noisy: the summary is the median over runs of each
+# run's median-of-pairs speed-up); the masked reference path, the per-part costs at 2048, and
+# the shared checks (layer speed, memory, compile/autocast). Run on an otherwise idle machine,
+# with the CIFAR-10 files under $G2G_DATA.
+set -uo pipefail
 cd "$(dirname "$0")/.."
-out=results/bench; mkdir -p "$out"
+out=results/bench/cpu; mkdir -p "$out"
 g2g=.venv/bin/g2g
 for r in $(seq 1 "${RUNS:-3}"); do
   $g2g bench --widths 1024,2048,4096 --threads 2 --repeats 15 --epoch dense,g2g-mixer \
-    --json "$out/cpu-2threads-elementwise-r$r.json" > "$out/cpu-2threads-elementwise-r$r.txt"
-  $g2g bench --widths 1024 --threads 2 --repeats 5 --inter-tile 32 --epoch dense,g2g-mixer \
-    --json "$out/cpu-2threads-tile32-epoch-r$r.json" > "$out/cpu-2threads-tile32-epoch-r$r.txt"
+    --json "$out/elementwise-r$r.json" > "$out/elementwise-r$r.txt"
+  $g2g bench --widths 1024 --threads 2 --repeats 3 --epoch dense,g2g-mixer --dataset cifar10 \
+    --json "$out/cifar10-epoch-r$r.json" > "$out/cifar10-epoch-r$r.txt"
   for t in 16 32; do
     $g2g bench --widths 1024,2048,4096 --threads 2 --repeats 15 --inter-tile "$t" \
-      --json "$out/cpu-2threads-tile$t-r$r.json" > "$out/cpu-2threads-tile$t-r$r.txt"
+      --json "$out/tile$t-r$r.json" > "$out/tile$t-r$r.txt"
   done
 done
-G2G_FAST=0 $g2g bench --widths 1024,2048 --threads 2 --repeats 15 \
-  --json "$out/cpu-2threads-reference-path.json" > "$out/cpu-2threads-reference-path.txt"
-G2G_FAST=0 $g2g bench --widths 1024 --threads 2 --repeats 5 --epoch dense,g2g-mixer \
-  --json "$out/cpu-2threads-reference-epoch.json" > "$out/cpu-2threads-reference-epoch.txt"
-.venv/bin/python benchmarks/summarize.py "$out"/cpu-2threads-elementwise-r*.json "$out"/cpu-2threads-tile*-r*.json \
-  > "$out/summary.md"
-.venv/bin/python benchmarks/summarize.py "$out"/cpu-2threads-tile32-epoch-r*.json | sed 's/^epoch/tiles 32, epoch/' \
-  >> "$out/summary.md"
+$g2g bench --widths 1024,2048 --threads 2 --repeats 15 --path reference \
+  --json "$out/reference-path.json" > "$out/reference-path.txt"
+.venv/bin/python benchmarks/parts.py 2048 > "$out/parts-2048.txt"
+.venv/bin/python benchmarks/parts.py 2048 32 > "$out/parts-2048-tile32.txt"
+for check in perf-layer perf-memory compile-amp; do
+  [ -f ../shared/checks/$check.sh ] && bash ../shared/checks/$check.sh > "$out/check-$check.txt" 2>&1
+done
+{ .venv/bin/python benchmarks/summarize.py "$out"/elementwise-r*.json "$out"/tile*-r*.json
+  .venv/bin/python benchmarks/summarize.py "$out"/cifar10-epoch-r*.json | grep '^epoch' | sed 's/^epoch/cifar10 epoch/'
+} > "$out/summary.md"
 cat "$out/summary.md"
