@@ -181,7 +181,11 @@ def _fmt_time(seconds: float) -> str:
     return f"{m // 60}h{m % 60:02d}m" if m >= 60 else f"{m}m{int(seconds % 60):02d}s"
 
 
-G2G = (sys.executable, "-m", "g2gnet")
+# The workers import the very g2gnet this sweep runs (``python -m g2gnet`` would put the current
+# directory first on sys.path and run whatever checkout the sweep was started in).
+_ROOT = str(Path(__file__).resolve().parent.parent)
+G2G = (sys.executable, "-c", f"import sys; sys.path.insert(0, {_ROOT!r}); from g2gnet.cli import main; "
+       "sys.exit(main())")
 
 
 def run_sweep(suites: Suite | list[Suite], workers: int = 1, extra: list[str] = (), dry_run: bool = False,

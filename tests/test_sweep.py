@@ -107,7 +107,7 @@ def test_sigkill_and_restart_loses_no_cell_and_runs_none_twice(tiny_fmnist, tmp_
     out = tmp_path / "out"
     argv = [*WORKER, str(tiny_fmnist), "sweep", "--out", str(out), "--workers", "2", "--no-report",
             "--data-dir", str(tiny_fmnist), *(a for g in ["model=dense,g2g-mixer", "seed=0,1"] for a in ("--grid", g)),
-            *(a for s in _grid(out, 4) for a in ("--set", s))]
+            *(a for s in _grid(out, 12) for a in ("--set", s))]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 120
     while not list(out.glob("*/checkpoint.pt")) and time.monotonic() < deadline:  # an epoch has finished
@@ -122,6 +122,16 @@ def test_sigkill_and_restart_loses_no_cell_and_runs_none_twice(tiny_fmnist, tmp_
     assert r.returncode == 0, r.stdout + r.stderr
     for name in ("dense-s0", "dense-s1", "g2g-mixer-s0", "g2g-mixer-s1"):
         records = [json.loads(l) for l in (out / name / "metrics.jsonl").read_text().splitlines()]
-        assert [m["epoch"] for m in records] == [1, 2, 3, 4], name
+        assert [m["epoch"] for m in records] == list(range(1, 13)), name
         resumes = json.loads((out / name / "env.json").read_text())["resumes"]
         assert len(resumes) == (name in started and cut[name] == "partial"), name
+
+
+def test_workers_run_the_sweeps_own_package(tmp_path):
+    # A worker started from another checkout's directory still imports this g2gnet.
+    from g2gnet import sweep
+
+    (tmp_path / "g2gnet").mkdir()
+    (tmp_path / "g2gnet" / "__init__.py").write_text("raise SystemExit('the wrong g2gnet')\n")
+    r = subprocess.run([*sweep.G2G, "list"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "models:" in r.stdout, r.stdout + r.stderr
