@@ -57,7 +57,16 @@ def _mean(c: Cell | None) -> str:
 
 def _devices(records: list[RunRecord]) -> str:
     counts = Counter(str(r.config.train.device).split(":")[0] for r in records)
-    return ", ".join(f"{n} on {'the H200 GPU' if d == 'cuda' else 'CPU'}" for d, n in sorted(counts.items()))
+    where = ", ".join(f"{n} on {'the H200 GPU' if d == 'cuda' else 'CPU'}" for d, n in sorted(counts.items()))
+    versions = Counter(_version(r) for r in records)
+    return where + "; code " + ", ".join(f"{v} ({n})" for v, n in versions.most_common())
+
+
+def _version(r: RunRecord) -> str:
+    """The commit a run's code came from (GPU runs of 2026-11-30 carried a stale .git: their tree
+    was 9fdfb7a, see results/device/README.md)."""
+    sha = str(r.env.get("git_sha") or "?")[:7]
+    return "9fdfb7a" if sha == "b2a9f93" and str(r.env.get("device", "")).startswith("cuda") else sha
 
 
 def _section(title: str, records: list[RunRecord], by: list[str], baseline: str | None, note: str,
@@ -158,7 +167,10 @@ def build_results(root: Path, out: Path) -> str:
            "seeds; a row is one configuration. Paired differences match runs by seed (same data order "
            "and augmentation); the 95% interval is Student's t with n − 1 degrees of freedom; verdict "
            "better / worse when the interval excludes 0, else within noise. No selection on the test "
-           "set anywhere.\n"]
+           "set anywhere. A configuration's seeds may come from different code versions (listed per "
+           "section; each run's env.json has its commit): they build the same models with the same "
+           "distribution of masks and initial weights, but a seed gives bit-identical models only "
+           "within one version.\n"]
     claims: list[list[str]] = []
     for dataset, title in DATASETS.items():
         if not (root / dataset).is_dir():
