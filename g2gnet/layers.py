@@ -355,25 +355,21 @@ def sparse_layers(model: nn.Module) -> list[tuple[str, SparseLinear]]:
 
 
 def masks_from_state(state: dict) -> dict[str, Tensor]:
-    """The masks of the SparseLinear layers in a model ``state_dict``, by layer name, with rows and
-    columns sorted by ensemble where group ids are stored (so the blocks are visible)."""
+    """The masks of the SparseLinear layers in a model ``state_dict`` (this version's mask bits or
+    the first version's bool masks), by layer name, rows and columns sorted by ensemble where
+    group ids are stored (so the blocks are visible). Without group ids a bit mask is shown with
+    its input width rounded up to a multiple of 8 (the padding bits are 0)."""
     out = {}
     for key, value in state.items():
         if key.endswith(".mask_bits") and isinstance(value, Tensor) and value.dtype == torch.uint8:
             prefix = key[: -len("mask_bits")]
-            values = state.get(prefix + "weight_values")
-            n_in = value.shape[1] * 8
-            og, ig = state.get(prefix + "out_groups"), state.get(prefix + "in_groups")
-            if isinstance(ig, Tensor):
-                n_in = ig.numel()
-            mask = unpack_bits(value, n_in)
-            if isinstance(values, Tensor) and values.numel() != int(torch.count_nonzero(mask)):
-                continue  # bits of a width not a multiple of 8 without group ids: unknown width
+            ig = state.get(prefix + "in_groups")
+            mask = unpack_bits(value, ig.numel() if isinstance(ig, Tensor) else value.shape[1] * 8)
         elif key.endswith(".mask") and isinstance(value, Tensor) and value.dtype == torch.bool:
             prefix, mask = key[: -len("mask")], value
-            og, ig = state.get(prefix + "out_groups"), state.get(prefix + "in_groups")
         else:
             continue
+        og, ig = state.get(prefix + "out_groups"), state.get(prefix + "in_groups")
         if isinstance(og, Tensor) and isinstance(ig, Tensor):
             mask = mask[torch.argsort(og, stable=True)][:, torch.argsort(ig, stable=True)]
         out[prefix[:-1]] = mask
