@@ -235,14 +235,18 @@ def _components(adjacent: torch.Tensor) -> torch.Tensor:
 def find_groups(mask: torch.Tensor, max_columns: int = 512) -> LayerGroups | None:
     """The ensembles of a G2G-structured mask [out, in], found from the mask alone, or None.
 
-    Outputs whose active inputs overlap strongly are one ensemble: the cosine similarity of rows
-    (on at most ``max_columns`` evenly spaced inputs, for speed) is split in two by Otsu's
-    threshold, and the groups are the connected components of the pairs that share 2/3 of their
-    similar neighbours. Each input
-    joins the output ensemble that reaches it most densely. The answer is accepted only when it
-    splits both sides into G >= 2 equal groups whose diagonal blocks hold at least half of their
-    entries and are denser than the rest; else None (an ER mask, say). Also tells which
-    ensembles survive dynamic sparse training.
+    Outputs whose active inputs overlap strongly are one ensemble: pairs of outputs whose cosine
+    similarity (on at most ``max_columns`` evenly spaced inputs, for speed) exceeds a threshold are
+    similar, and the groups are the connected components of the pairs that share 2/3 of their
+    similar neighbours. Each input joins the output ensemble that reaches it most densely. A
+    partition is accepted only when it splits both sides into G >= 2 equal groups whose diagonal
+    blocks hold at least half of their entries and are denser than the rest; else None (an ER
+    mask, say). Also tells which ensembles survive dynamic sparse training.
+
+    The threshold starts at Otsu's split of all similarities, which separates same-ensemble pairs
+    on element-wise masks. With tiled inter-group links, outputs of different ensembles that share
+    whole tiles can sit above it, so stricter thresholds are tried in turn until one gives a valid
+    partition, or until some output has no similar partner left (stricter ones cannot help).
     """
     if mask.dim() != 2 or mask.dtype != torch.bool:
         raise G2GError(f"find_groups needs a bool [out, in] mask, got {mask.dtype} {tuple(mask.shape)}")
@@ -250,12 +254,30 @@ def find_groups(mask: torch.Tensor, max_columns: int = 512) -> LayerGroups | Non
     n_out, n_in = mask.shape
     if n_out < 4 or n_in < 4:
         return None
-    step = max(1, n_in // max_columns)
-    rows = mask[:, ::step].float()
+    rows = mask[:, :: max(1, n_in // max_columns)].float()
     norms = rows.norm(dim=1).clamp_min(1e-12)
     cos = (rows @ rows.T) / torch.outer(norms, norms)
-    off = cos[~torch.eye(n_out, dtype=torch.bool)]
-    similar = cos > _otsu(off)
+    cos.fill_diagonal_(-1.0)  # an output is not its own partner
+    start = _otsu(cos[cos > -1.0])
+    top = float(cos.max())
+    for k in range(_THRESHOLD_STEPS):
+        similar = cos > start + (top - start) * k / _THRESHOLD_STEPS
+        if not bool(similar.any(1).all()):
+            return None
+        found = _partition(mask, similar, max_columns)
+        if found is not None:
+            return found
+    return None
+
+
+_THRESHOLD_STEPS = 8  # thresholds tried between Otsu's and the largest similarity
+
+
+def _partition(mask: torch.Tensor, similar: torch.Tensor, max_columns: int) -> LayerGroups | None:
+    """The ensembles given which output pairs are similar, if they form a valid G2G partition."""
+    n_out, n_in = mask.shape
+    similar = similar.clone()
+    similar.fill_diagonal_(True)
     # Some pairs of different ensembles are similar by chance (whole tile rows at once, in tiled
     # masks); requiring two outputs to agree on 2/3 of their similar neighbours (Jaccard, among
     # evenly spaced landmark outputs) removes them.
