@@ -13,7 +13,7 @@ from pathlib import Path
 from ..errors import G2GError
 from ..runs import find_runs
 from .plots import draw_all
-from .tables import cells, columns, paired, paired_table, table, topology_table
+from .tables import cells, columns, count, ordered, paired, paired_table, table, topology_table
 
 __all__ = ["build_report"]
 
@@ -24,6 +24,7 @@ def build_report(paths: list[Path], out: Path | None = None, by: list[str] | Non
     records = find_runs(paths)
     cs = cells(records)
     keys = columns(cs, by)
+    cs = ordered(cs, keys)
     text = table(cs, keys)
     pairs = paired(cs, baseline) if baseline else []
     if pairs:
@@ -36,7 +37,7 @@ def build_report(paths: list[Path], out: Path | None = None, by: list[str] | Non
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise G2GError(f"cannot create {out}: {e.strerror or e}") from None
-    parts = [f"# Report\n\n{len(records)} runs in {len(cs)} configurations. Final-model test accuracy, "
+    parts = [f"# Report\n\n{count(len(records), 'run')} in {count(len(cs), 'configuration')}. Final-model test accuracy, "
              "mean ± sample std over n seeds; a row is one configuration (runs differing only in seed, "
              "device and threads).\n", table(cs, keys), ""]
     if pairs:

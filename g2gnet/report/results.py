@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..errors import G2GError
 from ..runs import RunRecord, find_runs
-from .tables import Cell, Paired, cells, columns, fmt, paired, paired_table, table
+from .tables import Cell, Paired, cells, columns, count, fmt, ordered, paired, paired_table, table
 
 DATASETS = {"cifar10": "CIFAR-10", "fmnist": "Fashion-MNIST"}
 PAPER_GAIN = 4.3  # "improving accuracy by up to 4.3%" (abstract)
@@ -75,7 +75,8 @@ def _section(title: str, records: list[RunRecord], by: list[str], baseline: str 
         return [f"### {title}\n", "Not run yet.\n"], []
     cs = cells(records)
     keys = columns(cs, by)
-    parts = [f"### {title}\n", note + f" {len(records)} runs ({_devices(records)}); report and plots: "
+    cs = ordered(cs, keys)
+    parts = [f"### {title}\n", note + f" {count(len(records), 'run')} ({_devices(records)}); report and plots: "
              f"[`{report_dir}`]({report_dir}/report.md).\n", table(cs, keys), ""]
     if baseline:
         pairs = paired(cs, baseline)
