@@ -230,3 +230,6 @@ def test_results_document_with_claims(tiny_fmnist, tmp_path, capsys):
     accs = [100 * json.loads((root / "fmnist" / "table1" / f"dense-s{s}" / "summary.json").read_text())["test_acc"]
             for s in (0, 1)]
     assert f"dense {sum(accs) / 2:.2f}" in text
+    walls = sorted(json.loads((root / "fmnist" / "table1" / f"{m}-s{s}" / "summary.json").read_text())["wall_time"]
+                   for m in ("dense", "dense-matched", "g2g-mixer", "g2g-index") for s in (0, 1))
+    assert f"8 runs (8 on CPU ({(walls[3] + walls[4]) / 2:.0f} s per run, {walls[0]:.0f}-{walls[-1]:.0f})" in text

@@ -56,10 +56,21 @@ def _mean(c: Cell | None) -> str:
 
 
 def _devices(records: list[RunRecord]) -> str:
-    counts = Counter(str(r.config.train.device).split(":")[0] for r in records)
-    where = ", ".join(f"{n} on {'the H200 GPU' if d == 'cuda' else 'CPU'}" for d, n in sorted(counts.items()))
+    by_device: dict[str, list[RunRecord]] = {}
+    for r in records:
+        by_device.setdefault(str(r.config.train.device).split(":")[0], []).append(r)
+    where = ", ".join(f"{len(rs)} on {'the H200 GPU' if d == 'cuda' else 'CPU'}{_seconds(rs)}"
+                      for d, rs in sorted(by_device.items()))
     versions = Counter(_version(r) for r in records)
     return where + "; code " + ", ".join(f"{v} ({n})" for v, n in versions.most_common())
+
+
+def _seconds(records: list[RunRecord]) -> str:
+    """Training time per run (summed over epochs and resumes; evaluation excluded): median (min-max)."""
+    times = sorted(float(r.summary["wall_time"]) for r in records if isinstance(r.summary.get("wall_time"), (int, float)))
+    if not times:
+        return ""
+    return f" ({statistics.median(times):.0f} s per run, {times[0]:.0f}-{times[-1]:.0f})"
 
 
 def _version(r: RunRecord) -> str:
@@ -177,8 +188,9 @@ def build_results(root: Path, out: Path) -> str:
         if not (root / dataset).is_dir():
             continue
         doc.append(f"## {title}\n")
-        doc.append("s/epoch is wall time per epoch where the run ran (GPU runs: about 0.6 s; CPU runs of the "
-                   "sweeps: one thread, two runs sharing two cores), not a speed measurement.\n")
+        doc.append("s/epoch and s per run are training wall time (evaluation excluded) where the run ran (GPU "
+                   "runs: about 0.6 s per epoch; CPU runs of the sweeps: one thread, two runs sharing two cores), "
+                   "not a speed measurement.\n")
         rec = {s: _load(root, dataset, s) for s in ("table1", "dropout-select", "pinter", "dst", "patch", "mixer",
                                                    "tiles", "recheck")}
         chosen, choice_text = _dropout_choice(rec["dropout-select"])
