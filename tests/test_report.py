@@ -3,6 +3,7 @@ pairing by seed, the 95% t-interval and its verdict, row order, baseline parsing
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -86,7 +87,6 @@ def test_bad_baselines_are_clear_errors(baseline, pattern):
 
 
 def _write_run(path: Path, acc: float, seed: int, **model) -> None:
-    import json
     path.mkdir(parents=True)
     config = Config().replace(data={"dataset": "cifar10"}, model=model, train={"seed": seed})
     (path / "config.json").write_text(json.dumps(config.to_dict()))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..errors import G2GError
 from ..runs import RunRecord, find_runs
-from .tables import Cell, Paired, cells, columns, count, fmt, ordered, paired, paired_table, table
+from .tables import Cell, Paired, cells, columns, count, fmt, ordered, pair, paired, paired_table, table
 
 DATASETS = {"cifar10": "CIFAR-10", "fmnist": "Fashion-MNIST"}
 PAPER_GAIN = 4.3  # "improving accuracy by up to 4.3%" (abstract)
@@ -31,11 +31,22 @@ def _find(cs: list[Cell], **want) -> Cell | None:
 
 
 def _pair(a: Cell | None, b: Cell | None) -> Paired | None:
+    """``a`` minus ``b`` paired by seed; None when either is missing or they share no seed."""
     if a is None or b is None:
         return None
-    x, y = a.accs(), b.accs()
-    seeds = sorted(set(x) & set(y))
-    return Paired(a, b, [x[s] - y[s] for s in seeds]) if seeds else None
+    p = pair(a, b)
+    return p if p.diffs else None
+
+
+def _best_g2g(cs: list[Cell]) -> Cell | None:
+    """The G2G configuration with the highest mean test accuracy."""
+    return max((c for c in cs if str(c.identity["model"]).startswith("g2g-")), key=lambda c: c.mean_std()[0],
+               default=None)
+
+
+def _at_least_dense(p: Paired | None) -> str:
+    """The verdict on "at least dense accuracy": the interval does not put G2G below dense."""
+    return "holds" if p is not None and p.verdict() in ("better", "within noise") else "does not hold"
 
 
 def _diff_text(p: Paired | None) -> str:
@@ -125,34 +136,29 @@ def _claims(dataset: str, t1: list[Cell], pinter: list[Cell], dst: list[Cell], c
         d = statistics.fmean(dens)
         rows.append(["up to 75% sparsity", name, f"hidden layers at density {d:.4f} ({100 * (1 - d):.1f}% sparse)",
                      "holds (by construction: p_intra/G + p' (G-1)/G = 0.256)"])
-    best = max(default, key=lambda c: c.mean_std()[0], default=None)
+    best = _best_g2g(default)
     if best is not None and dense is not None:
         p = _pair(best, dense)
         ratio = statistics.fmean(r.summary["active_params"] for r in best.runs) / \
             statistics.fmean(r.summary["active_params"] for r in dense.runs)
-        verdict = "holds" if p and p.verdict() in ("better", "within noise") else "does not hold"
         rows.append(["at least dense accuracy with far fewer parameters", name,
                      f"best grouping {best.identity['model']} {_mean(best)} vs dense {_mean(dense)}; "
-                     f"{_diff_text(p)}; {ratio:.2f}x the parameters", verdict])
-        matched = _find(t1, model="dense-matched")
-        if matched is not None:
-            rows.append(["... and vs a dense net of equal parameters", name,
-                         f"{best.identity['model']} − dense-matched: {_diff_text(_pair(best, matched))}",
-                         _pair(best, matched).verdict() if _pair(best, matched) else "–"])
-        drop = _find(t1, model="dense", dropout=chosen_p) if chosen_p else None
-        if drop is not None:
-            rows.append(["... and vs dense with dropout (P chosen on validation)", name,
-                         f"{best.identity['model']} − dense, dropout {chosen_p:g}: {_diff_text(_pair(best, drop))}",
-                         _pair(best, drop).verdict() if _pair(best, drop) else "–"])
-    patch_dense = _find(patch, model="dense")
-    patch_best = max((c for c in patch if str(c.identity["model"]).startswith("g2g-")),
-                     key=lambda c: c.mean_std()[0], default=None)
+                     f"{_diff_text(p)}; {ratio:.2f}x the parameters", _at_least_dense(p)])
+        versus = [("... and vs a dense net of equal parameters", _find(t1, model="dense-matched"), "dense-matched")]
+        if chosen_p:
+            versus.append(("... and vs dense with dropout (P chosen on validation)",
+                           _find(t1, model="dense", dropout=chosen_p), f"dense, dropout {chosen_p:g}"))
+        for claim, other, label in versus:
+            if other is not None:
+                q = _pair(best, other)
+                rows.append([claim, name, f"{best.identity['model']} − {label}: {_diff_text(q)}",
+                             q.verdict() if q else "–"])
+    patch_dense, patch_best = _find(patch, model="dense"), _best_g2g(patch)
     p = _pair(patch_best, patch_dense)
     if p is not None:
         rows.append(["... and with a conv front end (patch)", name,
                      f"best grouping {patch_best.identity['model']} {_mean(patch_best)} vs dense "
-                     f"{_mean(patch_dense)}: {_diff_text(p)}",
-                     "holds" if p.verdict() in ("better", "within noise") else "does not hold"])
+                     f"{_mean(patch_dense)}: {_diff_text(p)}", _at_least_dense(p)])
     gains = [(p, c) for c in g2g if (p := _pair(c, dense)) is not None and p.n >= 2]
     if gains:
         p, c = max(gains, key=lambda pc: statistics.fmean(pc[0].diffs))

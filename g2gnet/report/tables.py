@@ -191,10 +191,14 @@ def paired(cs: list[Cell], baseline: str) -> list[Paired]:
         best = min(bases, key=distance)
         if sum(distance(b) == distance(best) for b in bases) > 1:
             continue
-        a, b = c.accs(), best.accs()
-        seeds = sorted(set(a) & set(b))
-        out.append(Paired(c, best, [a[s] - b[s] for s in seeds]))
+        out.append(pair(c, best))
     return out
+
+
+def pair(cell: Cell, base: Cell) -> Paired:
+    """``cell`` minus ``base`` on the seeds both have."""
+    a, b = cell.accs(), base.accs()
+    return Paired(cell, base, [a[s] - b[s] for s in sorted(set(a) & set(b))])
 
 
 def paired_table(pairs: list[Paired], keys: list[str], baseline: str) -> str:
