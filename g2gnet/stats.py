@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 
 from .layers import SparseLinear, sparse_layers
+from .packed import PackedWeight
 
 
 def active_parameters(model: nn.Module) -> int:
@@ -18,7 +19,7 @@ def active_parameters(model: nn.Module) -> int:
     for module in model.modules():
         if isinstance(module, SparseLinear):
             total += module.nnz + (module.bias.numel() if module.bias is not None else 0)
-        else:
+        elif not isinstance(module, PackedWeight):  # counted by its SparseLinear
             total += sum(p.numel() for p in module.parameters(recurse=False))
     return total
 

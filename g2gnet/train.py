@@ -26,7 +26,7 @@ from .data.datasets import dataset_info
 from .distributed import World
 from .dst import DynamicSparsity
 from .errors import G2GError
-from .layers import sparse_layers
+from .layers import derived_buffers
 from .models import build_model
 from .optim import adam
 from .runs import RunDir, TensorBoard, load_state
@@ -149,9 +149,7 @@ def _ddp(model: nn.Module, device: torch.device) -> nn.Module:
     # Masks and layouts need no broadcast, at start or before each forward: identical by
     # construction (same seed), and DST checks its masks across ranks after every update. (gloo
     # cannot broadcast the int16 column indices anyway.)
-    model._ddp_params_and_buffers_to_ignore = [
-        f"{prefix}.{name}" for prefix, layer in sparse_layers(model) for name, _ in layer.named_buffers()
-        if name == "mask_bits" or name.startswith("_layout_")]
+    model._ddp_params_and_buffers_to_ignore = derived_buffers(model)
     kw = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(
         DistributedDataParallel.__init__).parameters else {"broadcast_buffers": False})
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None, **kw)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from g2gnet.layers import masks_from_state
+from g2gnet.state_compat import masks_from_state
 from g2gnet.runs import load_checkpoint, read_json
 
 one, two, out = (Path(a) for a in sys.argv[1:4])

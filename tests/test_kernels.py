@@ -39,7 +39,7 @@ def _run(layer: SparseLinear, x: torch.Tensor, gy: torch.Tensor, reference: bool
         y = layer(x)
     y.backward(gy)
     b = None if layer.bias is None else layer.bias.grad.clone()
-    return y.detach(), x.grad.clone(), layer.dense_grad(), b
+    return y.detach(), x.grad.clone(), layer.packed.dense(layer.intra.grad, layer.values.grad), b
 
 
 @needs_native
@@ -100,7 +100,7 @@ def test_element_wise_mask_is_not_tiled():
 def test_layout_round_trip_and_bits():
     layer = _layer(96, 64, p_intra=0.8)
     dense = torch.randn(64, 96) * layer.mask
-    assert torch.equal(layer.to_dense(*layer.from_dense(dense)), dense)
+    assert torch.equal(layer.packed.dense(*layer.packed.from_dense(dense)), dense)
     mask = torch.rand(5, 13) < 0.4
     assert torch.equal(unpack_bits(pack_bits(mask), 13), mask) and pack_bits(mask).shape == (5, 2)
 
@@ -110,7 +110,7 @@ def test_parameters_hold_only_active_connections():
     lay = layer.layout
     assert lay.n_groups == 8 and layer.intra.shape == (8, 32, 32) and lay.block_mask is None
     assert layer.intra.numel() + layer.values.numel() == layer.nnz  # full blocks: nothing padded
-    assert not [n for n, _ in layer.named_parameters() if n not in ("intra", "values", "bias")]
+    assert not [n for n, _ in layer.named_parameters() if n not in ("packed.intra", "packed.values", "bias")]
 
 
 @pytest.mark.parametrize("with_ids", [True, False])
@@ -140,8 +140,9 @@ def test_state_dict_into_a_fresh_layer_with_another_mask():
     x = torch.randn(7, 64)
     torch.testing.assert_close(b(x), a(x))
     state = a.state_dict()
-    assert set(state) == {"mask_bits", "weight_values", "bias", "in_groups", "out_groups"}
-    assert state["weight_values"].numel() == a.nnz
+    assert set(state) == {f"packed.{k}" for k in ("mask_bits", "weight_values", "in_groups", "out_groups",
+                                                  "blocks")} | {"bias"}
+    assert state["packed.weight_values"].numel() == a.nnz and bool(state["packed.blocks"])
 
 
 def test_state_dict_of_the_first_version_loads():
@@ -174,12 +175,12 @@ def test_fallback_when_compilation_fails(monkeypatch, tmp_path):
 def test_reference_switches():
     layer = _layer(64, 64)
     x = torch.zeros(4, 64)
-    assert dispatch.use_native(layer, x) == native.available()
+    assert (dispatch.choose(layer, x) is not None) == native.available()
     layer.fast = False
-    assert not dispatch.use_native(layer, x)
+    assert dispatch.choose(layer, x) is None
     layer.fast = True
     with reference_mode():
-        assert not dispatch.use_native(layer, x)
+        assert dispatch.choose(layer, x) is None
 
 
 @needs_native
@@ -203,15 +204,15 @@ def test_ensembles_found_from_the_mask_alone():
 @needs_native
 def test_automatic_choice():
     plain = SparseLinear(64, 64)  # too small to gain: reference
-    assert not dispatch.use_native(plain, torch.zeros(256, 64))
+    assert dispatch.choose(plain, torch.zeros(256, 64)) is None
     er = SparseLinear(1024, 1024, er_mask(1024, 1024, 0.25625, torch.Generator().manual_seed(0)))
-    assert dispatch.use_native(er, torch.zeros(256, 1024))  # sparse enough without groups
-    assert not dispatch.use_native(SparseLinear(1024, 1024), torch.zeros(256, 1024))  # dense mask
+    assert dispatch.choose(er, torch.zeros(256, 1024)) is not None  # sparse enough without groups
+    assert dispatch.choose(SparseLinear(1024, 1024), torch.zeros(256, 1024)) is None  # dense mask
     layer = _layer(1024, 1024)
     layer.fast = None
-    assert dispatch.use_native(layer, torch.zeros(256, 1024))
-    assert not dispatch.use_native(layer, torch.zeros(1, 1024))  # too small to pay off
-    assert not dispatch.use_native(layer.double(), torch.zeros(256, 1024, dtype=torch.float64))
+    assert dispatch.choose(layer, torch.zeros(256, 1024)) is not None
+    assert dispatch.choose(layer, torch.zeros(1, 1024)) is None  # too small to pay off
+    assert dispatch.choose(layer.double(), torch.zeros(256, 1024, dtype=torch.float64)) is None
 
 
 def test_float64_and_bfloat16_layers_use_the_reference():
@@ -238,7 +239,7 @@ def test_training_step_keeps_inactive_weights_zero():
 # -- the custom ops ---------------------------------------------------------------------------
 def _op_args(layer: SparseLinear, n: int = 10):
     x = torch.randn(n, layer.in_features, requires_grad=True)
-    return (x, layer.intra, layer.values, layer.bias, layer.layout_tensors(), layer._meta)
+    return (x, layer.intra, layer.values, layer.bias, *layer.packed.op_args())
 
 
 @needs_native

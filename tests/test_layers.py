@@ -29,8 +29,8 @@ def test_forward_and_gradients_match_float64_reference(bias):
     y64.backward(g_out.double())
     torch.testing.assert_close(y.double(), y64, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(x.grad.double(), x64.grad, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(layer.dense_grad().double(), w64.grad * layer.mask, rtol=1e-5, atol=1e-6)
-    assert torch.all(layer.dense_grad()[~layer.mask] == 0)
+    torch.testing.assert_close(layer.packed.dense(layer.intra.grad, layer.values.grad).double(), w64.grad * layer.mask, rtol=1e-5, atol=1e-6)
+    assert torch.all(layer.packed.dense(layer.intra.grad, layer.values.grad)[~layer.mask] == 0)
 
 
 @pytest.mark.parametrize("tile", [1, 4])
@@ -90,11 +90,11 @@ def test_bad_input_errors():
         SparseLinear(24, 16, torch.ones(16, 24))
     layer = _layer()
     bad = layer.state_dict()
-    bad["mask_bits"] = torch.ones(4, 4, dtype=torch.uint8)
-    with pytest.raises(G2GError, match="checkpoint mask_bits"):
+    bad["packed.mask_bits"] = torch.ones(4, 4, dtype=torch.uint8)
+    with pytest.raises(G2GError, match="checkpoint packed.mask_bits"):
         layer.load_state_dict(bad)
     bad = layer.state_dict()
-    bad["weight_values"] = bad["weight_values"][:-1]
+    bad["packed.weight_values"] = bad["packed.weight_values"][:-1]
     with pytest.raises(G2GError, match="weight_values"):
         layer.load_state_dict(bad)
     with pytest.raises(G2GError, match="mask must be a bool tensor, got list"):

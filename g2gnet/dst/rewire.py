@@ -101,10 +101,10 @@ def set_mask_moving_state(layer, mask: Tensor, optimizer: torch.optim.Optimizer 
     for key in keys:
         parts = [s[key] if torch.is_tensor(s.get(key)) and s[key].shape == p.shape else torch.zeros_like(p)
                  for s, p in zip(states, params)]
-        dense[key] = layer.to_dense(*parts)
+        dense[key] = layer.packed.dense(*parts)
     layer.set_mask_(mask)
     for key, d in dense.items():
         d.masked_fill_(changed.to(d.device), 0)
-        for s, new in zip(states, layer.from_dense(d)):
+        for s, new in zip(states, layer.packed.from_dense(d)):
             if key in s:
                 s[key] = new

@@ -30,14 +30,20 @@ from .schedule import Schedule
 
 @torch.no_grad()
 def _reserve(layer: SparseLinear, optimizer: torch.optim.Optimizer | None) -> None:
-    """Room in ``layer.values`` for every connection (``reserve_``), optimizer state padded along."""
-    before = layer.values.numel()
-    layer.reserve_(layer.nnz)
-    grown = layer.values.numel() - before
-    state = optimizer.state.get(layer.values, {}) if optimizer is not None else {}
-    for key, value in state.items():
-        if grown and torch.is_tensor(value) and value.dim() == 1 and value.numel() == before:
-            state[key] = torch.cat([value, value.new_zeros(grown)])
+    """Room in ``layer.values`` for every connection (``PackedWeight.reserve_``); when that makes
+    ``values`` a new Parameter, the optimizer takes it in the old one's place, with its state
+    padded along (Adam's moments: zeros for the new room)."""
+    swapped = layer.packed.reserve_(layer.nnz)
+    if swapped is None or optimizer is None:
+        return
+    old, new = swapped
+    grown = new.numel() - old.numel()
+    for group in optimizer.param_groups:
+        group["params"] = [new if p is old else p for p in group["params"]]
+    state = optimizer.state.pop(old, None)
+    if state is not None:
+        optimizer.state[new] = {k: torch.cat([v, v.new_zeros(grown)]) if torch.is_tensor(v) and v.dim() == 1
+                                and v.numel() == old.numel() else v for k, v in state.items()}
 
 
 class DynamicSparsity:
@@ -123,7 +129,7 @@ class DynamicSparsity:
         layers = {}
         for name, layer in self.layers.items():
             layers[name] = self._rewire_layer(name, layer, fraction)
-            check_same(f"the DST mask of layer {name!r} after the update at step {step}", layer.mask_bits)
+            check_same(f"the DST mask of layer {name!r} after the update at step {step}", layer.packed.mask_bits)
         trim()  # the dense scores and layouts of the update are garbage now
         return {"step": step, "fraction": fraction, "layers": layers}
 

@@ -45,28 +45,33 @@ def _reference_forced() -> bool:
     return not _FAST_ENV or getattr(_state, "reference", False)
 
 
-def use_native(layer, x: Tensor) -> bool:
-    """Whether ``layer(x)`` runs on the native kernels."""
+def choose(layer, x: Tensor) -> str | None:
+    """The name of the native path (a key of ``PATHS``) that runs ``layer(x)``, or None for the
+    masked reference."""
     flag = layer.fast
     if flag is False or _reference_forced():
-        return False
+        return None
     p = layer.values
     if x.device.type != "cpu" or p.device.type != "cpu" or p.dtype != torch.float32 or x.dim() == 0:
-        return False
+        return None
     if x.dtype != torch.float32 and not torch.is_autocast_enabled("cpu"):
-        return False  # a mixed-dtype call fails in F.linear with PyTorch's own message
+        return None  # a mixed-dtype call fails in F.linear with PyTorch's own message
     if not native.available():
-        return False
+        return None
     if flag is True:
-        return True
+        return "native"
     total = layer.in_features * layer.out_features
     rows = x.numel() // max(x.shape[-1], 1)
     if rows * total < _MIN_MACS:
-        return False
-    n_out, n_in, n_groups, og, ig = layer._meta[:5]
-    cost = n_groups * og * ig / total + _VALUE_COST * layer.values.numel() / total + 0.05
-    return cost < 0.9
+        return None
+    lay = layer.packed
+    cost = lay.intra.numel() / total + _VALUE_COST * lay.values.numel() / total + 0.05
+    return "native" if cost < 0.9 else None
 
 
 def native_linear(layer, x: Tensor) -> Tensor:
-    return ops.linear(x, layer.intra, layer.values, layer.bias, layer.layout_tensors(), layer._meta)
+    tensors, ints = layer.packed.op_args()
+    return ops.linear(x, layer.intra, layer.values, layer.bias, tensors, ints)
+
+
+PATHS = {"native": native_linear}  # name -> (layer, x) -> y

@@ -9,17 +9,21 @@ is made of whole tiles (``modular_mask(..., inter_tile=T)``), so that rows of a 
 loaded activation. A layer without ensembles (an ER mask, or no usable blocks) keeps everything
 in ``values``.
 
-A layout is a function of the mask and the group ids only, so a checkpoint's optimizer state (in
-layout order) matches the layout rebuilt from its mask. It is plain data: the layer registers its
-tensors as (non-persistent) buffers, the custom ops take them as arguments.
+A layout is a function of the mask, the group ids and whether the blocks are stored dense
+(``blocks``): the owner of a weight (``g2gnet.packed``) saves the last two with the mask, so a
+checkpoint's optimizer state (in layout order) matches the layout rebuilt on load. It is plain
+data: the owner registers its tensors as buffers, the custom ops take them as arguments
+(``op_args``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+
+from ..errors import G2GError
 
 TILE_SIZES = (32, 16, 8, 4)  # largest first; the BSR kernels need T % 4 == 0
 _ROW_CHUNK = 256  # rows of the mask handled at once while building (bounds the temporary memory)
@@ -52,12 +56,24 @@ class Layout:
     def intra_shape(self) -> tuple[int, int, int]:
         return (self.n_groups, self.og, self.ig) if self.n_groups else (0, 0, 0)
 
-    def to(self, device: torch.device | str) -> Layout:
-        kw = {f.name: getattr(self, f.name) for f in fields(self)}
-        for name in self.TENSORS:
-            if kw[name] is not None:
-                kw[name] = kw[name].to(device)
-        return Layout(**kw)
+    def op_args(self) -> tuple[list[Tensor], list[int]]:
+        """The layout as the custom ops take it: its tensors in ``TENSORS`` order (an empty one
+        for a missing optional tensor) and its ints in ``INTS`` order."""
+        dev = self.rowptr.device
+        tensors = [getattr(self, n) if getattr(self, n) is not None else torch.empty(0, dtype=_OPTIONAL[n], device=dev)
+                   for n in self.TENSORS]
+        return tensors, [int(getattr(self, n)) for n in self.INTS]
+
+    @classmethod
+    def from_op_args(cls, tensors, ints) -> Layout:
+        """The inverse of ``op_args``."""
+        if len(tensors) != len(cls.TENSORS) or len(ints) != len(cls.INTS):
+            raise G2GError(f"a layout needs {len(cls.TENSORS)} tensors and {len(cls.INTS)} ints, "
+                           f"got {len(tensors)} and {len(ints)}")
+        kw = dict(zip(cls.INTS, (int(m) for m in ints)))
+        for name, t in zip(cls.TENSORS, tensors):
+            kw[name] = None if (name in _OPTIONAL and t.numel() == 0) else t
+        return cls(**kw)
 
     # -- positions in the dense [out, in] matrix, row-major (built on demand: O(nnz) memory) ------
     def flat_intra(self) -> Tensor:
@@ -95,24 +111,10 @@ class Layout:
         out_perm, in_perm = _maybe(self.out_perm, self.n_out, dev), _maybe(self.in_perm, self.n_in, dev)
         return out_perm[self.value_rows()] * self.n_in + in_perm[self.value_cols()]
 
-    # -- per-connection tensors between this layout and the dense matrix ----------------------
-    def to_dense(self, intra: Tensor, values: Tensor) -> Tensor:
-        """[out, in] with ``intra`` and ``values`` at their positions, 0 elsewhere (differentiable)."""
-        dense = values.new_zeros(self.n_out * self.n_in)
-        if self.n_groups:
-            dense = dense.index_put((self.flat_intra(),), intra.reshape(-1))
-        if self.n_values:
-            dense = dense.index_put((self.flat_values(),), values)
-        return dense.view(self.n_out, self.n_in)
 
-    def from_dense(self, dense: Tensor) -> tuple[Tensor, Tensor]:
-        """(intra, values) read from a dense [out, in] tensor (entries of off blocks become 0)."""
-        flat = dense.reshape(-1)
-        intra = flat[self.flat_intra()].view(self.intra_shape) if self.n_groups else flat.new_zeros(0, 0, 0)
-        if self.block_mask is not None:
-            intra = intra * self.block_mask
-        values = flat[self.flat_values()] if self.n_values else flat.new_zeros(0)
-        return intra, values
+# The optional tensors of a layout (None = identity permutation / every block entry active), and
+# the dtype of the empty tensor that stands for None in ``op_args``.
+_OPTIONAL = {"out_perm": torch.int64, "in_perm": torch.int64, "block_mask": torch.bool}
 
 
 def _maybe(perm: Tensor | None, n: int, device) -> Tensor:
@@ -170,20 +172,34 @@ def _tiles(rowptr: Tensor, cols: Tensor, og: int, ig: int) -> int:
     return 0
 
 
+def block_groups_error(out_groups: Tensor | None, in_groups: Tensor | None, n_out: int, n_in: int) -> str | None:
+    """Why these group ids cannot give dense diagonal blocks, or None when they can: both sides
+    must split into the same G >= 2 equal groups."""
+    if out_groups is None or in_groups is None:
+        return "dense blocks need the group ids of both sides"
+    g = int(max(out_groups.max(), in_groups.max())) + 1
+    if g < 2 or n_out % g or n_in % g:
+        return f"{g} group(s) cannot split {n_out} outputs and {n_in} inputs into G >= 2 equal groups"
+    for ids, n, side in ((out_groups, n_out, "outputs"), (in_groups, n_in, "inputs")):
+        if bool((torch.bincount(ids, minlength=g) != n // g).any()):
+            return f"the {side} are not split into {g} groups of {n // g}"
+    return None
+
+
+def check_block_groups(out_groups: Tensor | None, in_groups: Tensor | None, n_out: int, n_in: int) -> None:
+    err = block_groups_error(out_groups, in_groups, n_out, n_in)
+    if err is not None:
+        raise G2GError(err)
+
+
 def blocks_pay(mask: Tensor, out_groups: Tensor | None, in_groups: Tensor | None) -> bool:
     """Whether to store the ensembles' diagonal blocks dense: the group ids split both sides into
     G >= 2 equal groups and the blocks hold at least half of their entries (else storing them
     dense would waste more than it saves)."""
-    if out_groups is None or in_groups is None:
-        return False
     n_out, n_in = mask.shape
+    if block_groups_error(out_groups, in_groups, n_out, n_in) is not None:
+        return False
     g = int(max(out_groups.max(), in_groups.max())) + 1
-    if g < 2 or n_out % g or n_in % g:
-        return False
-    if bool((torch.bincount(out_groups, minlength=g) != n_out // g).any()):
-        return False
-    if bool((torch.bincount(in_groups, minlength=g) != n_in // g).any()):
-        return False
     same = sum(int(torch.count_nonzero(mask[r0:r0 + _ROW_CHUNK] & (out_groups[r0:r0 + _ROW_CHUNK, None] == in_groups[None, :])))
                for r0 in range(0, n_out, _ROW_CHUNK))
     return same >= 0.5 * n_out * n_in / g

@@ -53,13 +53,10 @@ _CSR_COLS = (torch.int16, torch.int32)
 
 
 def unpack_layout(layout: Sequence[Tensor], meta: Sequence[int]) -> Layout:
-    if len(layout) != len(Layout.TENSORS) or len(meta) != len(Layout.INTS):
-        raise G2GError(f"g2gnet op: layout needs {len(Layout.TENSORS)} tensors and {len(Layout.INTS)} ints, "
-                       f"got {len(layout)} and {len(meta)}")
-    kw = dict(zip(Layout.INTS, (int(m) for m in meta)))
-    for name, t in zip(Layout.TENSORS, layout):
-        kw[name] = None if (name in ("out_perm", "in_perm", "block_mask") and t.numel() == 0) else t
-    return Layout(**kw)
+    try:
+        return Layout.from_op_args(layout, meta)
+    except G2GError as e:
+        raise G2GError(f"g2gnet op: {e}") from None
 
 
 def _check(name: str, t: Tensor, dtype: torch.dtype, shape: tuple | None = None, contiguous: bool = True) -> None:

@@ -122,7 +122,7 @@ def topology(cs: list[Cell], keys: list[str], path: Path) -> bool:
 
 def masks(run_dir: Path, path: Path) -> bool:
     """Each sparse layer's mask from the run's checkpoint, in group-sorted order."""
-    from ..layers import masks_from_state
+    from ..state_compat import masks_from_state
     from ..runs import load_checkpoint
 
     ckpt = run_dir / "checkpoint.pt"
