@@ -1,23 +1,36 @@
-"""G2G connectivity in any model (SPEC §8): ``sparsify`` swaps chosen ``nn.Linear`` modules for G2G
-``SparseLinear`` layers that keep the existing weights on their active connections.
+"""G2G connectivity in any model (SPEC §8), and back: ``sparsify`` swaps chosen ``nn.Linear``
+modules for G2G ``SparseLinear`` layers that keep the existing weights on their active
+connections; ``densify`` turns them back into ``nn.Linear``; ``plan`` says, before or after,
+which linear layers are (or would be) replaced and why the others are not.
 
-What it leaves alone, and why:
+What ``sparsify`` leaves alone, and why (each is a reason in the plan):
 - a final classifier (the last ``nn.Linear`` of the model, unless ``include`` names it): its
   outputs are classes, not ensembles;
-- layers whose widths ``groups`` does not divide (the summary says so);
+- layers whose widths ``groups`` does not divide;
 - linear modules whose weight the parent reads directly instead of calling them, such as
-  ``nn.MultiheadAttention.out_proj``: the parent would bypass the mask.
+  ``nn.MultiheadAttention.out_proj``: the parent would bypass the mask;
+- a linear whose weight Parameter is shared with another module (tied weights, e.g. a decoder
+  tied to an embedding): the other module would keep reading the dense weight.
+
+A module used at several places (the same ``nn.Linear`` object twice) is replaced by one
+``SparseLinear`` at all of them, so it stays shared; a frozen layer (``requires_grad=False``)
+stays frozen.
 
 Hebbian "post" activity: DST's Hebbian rule scores a connection by the activity of its input
-unit and of its output unit after the non-linearity that follows the layer. ``sparsify`` finds it
-where the model says it: the next module of an ``nn.Sequential`` when it is an activation, or
-``activation`` of a ``nn.TransformerEncoderLayer``/``DecoderLayer`` for ``linear1``. Elsewhere the
-layer's raw output is used (set ``layer.post_activation`` to a callable to change that).
+unit and of its output unit after the non-linearity that follows the layer (``post_activation``).
+``sparsify`` finds it where the model shows it: the next module of an ``nn.Sequential`` when it is
+an activation, or ``activation`` of an ``nn.TransformerEncoderLayer``/``DecoderLayer`` for
+``linear1``; ``post_activation=`` gives it where the model applies it in ``forward()`` (a function
+such as ``F.gelu``, for all replaced layers or per name pattern). Where none is known, DST warns
+that the rule falls back to the raw output.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -25,11 +38,21 @@ import torch.nn as nn
 from .config import coerce
 from .errors import G2GError, lookup
 from .layers import SparseLinear
-from .topology import GROUPINGS, group_ids, modular_mask
+from .topology import GROUPINGS, check_groups_count, group_ids, modular_mask
 
 # Modules that use a child linear's weight themselves (not through its forward).
 _DIRECT_WEIGHT_PARENTS = (nn.MultiheadAttention,)
 ACTIVATIONS = (nn.ReLU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.LeakyReLU, nn.ELU, nn.Mish, nn.Softplus)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What ``sparsify`` does (or did) with one linear layer."""
+
+    name: str  # its first qualified name
+    replace: bool
+    reason: str  # why it is kept, or what it becomes
+    also: tuple[str, ...] = ()  # other names of the same module (a shared layer)
 
 
 def _matches(name: str, patterns: list[str] | None) -> bool:
@@ -50,27 +73,64 @@ def _following_activation(model: nn.Module, name: str):
     return None
 
 
-def candidates(model: nn.Module, groups: int, include: list[str] | None = None,
-               exclude: list[str] | None = None) -> tuple[list[str], dict[str, str]]:
-    """(names to replace, {name: why it is kept}) for ``sparsify``'s selection rules."""
-    linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+def _check_patterns(include, exclude) -> None:
+    for what, patterns in (("include", include), ("exclude", exclude)):
+        if patterns is not None and (isinstance(patterns, str) or not all(isinstance(p, str) for p in patterns)):
+            raise G2GError(f"{what} must be a list of name patterns, got {patterns!r}")
+
+
+def plan(model: nn.Module, groups: int = 8, include: list[str] | None = None,
+         exclude: list[str] | None = None) -> list[Decision]:
+    """For every ``nn.Linear`` of ``model`` (each module once, in module order): whether
+    ``sparsify`` with these arguments replaces it, and why not where it does not."""
+    groups = coerce(groups, int, "groups")
+    check_groups_count(groups)
+    _check_patterns(include, exclude)
+    names: dict[int, list[str]] = {}
+    for name, m in model.named_modules(remove_duplicate=False):
+        if isinstance(m, nn.Linear):
+            names.setdefault(id(m), []).append(name)
+    modules = {id(m): m for m in model.modules()}
     parents = {id(c): p for p in model.modules() for c in p.children()}
-    last = linears[-1][0] if linears else None
-    chosen, kept = [], {}
-    for name, m in linears:
-        if include is not None and not _matches(name, include):
-            kept[name] = "not in include"
-        elif _matches(name, exclude):
-            kept[name] = "excluded"
-        elif isinstance(parents.get(id(m)), _DIRECT_WEIGHT_PARENTS):
-            kept[name] = f"its parent {type(parents[id(m)]).__name__} reads the weight directly"
-        elif name == last and include is None:
-            kept[name] = "final classifier"
+    owners: dict[int, set[int]] = {}  # parameter -> the modules holding it directly
+    for m in model.modules():
+        for p in m.parameters(recurse=False):
+            owners.setdefault(id(p), set()).add(id(m))
+    last = list(names)[-1] if names else None
+    decisions = []
+    for key, all_names in names.items():
+        m, name = modules[key], all_names[0]
+        tied = [n for n, other in model.named_modules() if other is not m and
+                any(p is m.weight for p in other.parameters(recurse=False))]
+        if include is not None and not any(_matches(n, include) for n in all_names):
+            why = "not in include"
+        elif any(_matches(n, exclude) for n in all_names):
+            why = "excluded"
+        elif isinstance(parents.get(key), _DIRECT_WEIGHT_PARENTS):
+            why = f"its parent {type(parents[key]).__name__} reads the weight directly"
+        elif tied:
+            why = f"its weight is shared with {', '.join(tied)} (tied weights)"
+        elif key == last and include is None:
+            why = "final classifier"
         elif m.in_features % groups or m.out_features % groups:
-            kept[name] = f"groups={groups} does not divide {m.in_features}->{m.out_features}"
+            why = f"groups={groups} does not divide {m.in_features}->{m.out_features}"
         else:
-            chosen.append(name)
-    return chosen, kept
+            why = None
+        shared = f", shared by {len(all_names)} places" if len(all_names) > 1 else ""
+        decisions.append(Decision(name, why is None, why or f"G2G SparseLinear{shared}", tuple(all_names[1:])))
+    return decisions
+
+
+def explain(decisions: list[Decision]) -> str:
+    """The plan as one line per linear layer."""
+    return "\n".join(f"{d.name}: {'replaced' if d.replace else 'kept'} ({d.reason})" for d in decisions)
+
+
+def _post_for(name: str, post_activation) -> Callable | None:
+    if post_activation is None or not isinstance(post_activation, dict):
+        return post_activation
+    hits = [act for pattern, act in post_activation.items() if fnmatch.fnmatchcase(name, pattern)]
+    return hits[0] if hits else None
 
 
 @torch.no_grad()
@@ -84,31 +144,42 @@ def sparsify(
     include: list[str] | None = None,
     exclude: list[str] | None = None,
     seed: int = 0,
+    post_activation: Callable | dict[str, Callable] | None = None,
+    verbose: bool = False,
 ) -> nn.Module:
     """Replace the selected ``nn.Linear`` modules of ``model`` by G2G ``SparseLinear`` layers, in
     place, and return the model.
 
-    Selection: every ``nn.Linear`` whose widths ``groups`` divides, except a final classifier and
-    modules whose parent reads their weight directly; ``include`` / ``exclude`` are glob patterns
-    on qualified module names (``include`` also admits a final classifier). Each replaced layer
-    gets group ids by ``grouping`` (``random``, ``index`` or ``mixer``, counted over the replaced
-    layers in module order), a modular mask, and the old weights on its active connections (no
-    rescaling). ``g2gnet.sparsify.summary(model)`` lists what the model now holds.
+    Selection: see ``plan`` (every ``nn.Linear`` whose widths ``groups`` divides, except a final
+    classifier, layers read directly by their parent and tied weights); ``include`` / ``exclude``
+    are glob patterns on qualified module names (``include`` also admits a final classifier).
+    Each replaced layer gets group ids by ``grouping`` (``random``, ``index`` or ``mixer``,
+    counted over the replaced layers in module order), a modular mask, and the old weights on
+    its active connections (no rescaling). ``post_activation``: the non-linearity that follows
+    the replaced layers where the model applies it in ``forward()`` (a function or module, or a
+    dict from name pattern to one); the default finds it in the model's structure. ``verbose``
+    prints the plan; a warning says so when no layer is replaced.
     """
-    groups = coerce(groups, int, "groups")
     seed = coerce(seed, int, "seed")
-    if groups < 1:
-        raise G2GError(f"groups must be >= 1, got {groups}")
     schemes = lookup(GROUPINGS, grouping, "grouping")
-    for what, patterns in (("include", include), ("exclude", exclude)):
-        if patterns is not None and (isinstance(patterns, str) or not all(isinstance(p, str) for p in patterns)):
-            raise G2GError(f"{what} must be a list of name patterns, got {patterns!r}")
-    chosen, _ = candidates(model, groups, include, exclude)
+    if post_activation is not None and not callable(post_activation) and not isinstance(post_activation, dict):
+        raise G2GError(f"post_activation must be a function, a module or a dict of them, got {post_activation!r}")
+    decisions = plan(model, groups, include, exclude)
+    chosen = [d for d in decisions if d.replace]
     if include is not None and not chosen:
         raise G2GError(f"include {include} selects no nn.Linear whose widths groups={groups} divides")
+    for d in chosen:
+        if model.get_submodule(d.name).weight.device.type == "meta":
+            raise G2GError(f"{d.name} is on the meta device: sparsify needs the weights' values "
+                           "(materialise the model first, e.g. model.to_empty(device='cpu') and its init)")
+    if verbose:
+        print(explain(decisions))
+    if not chosen:
+        warnings.warn(f"sparsify replaced no layer: {'; '.join(f'{d.name}: {d.reason}' for d in decisions) or 'no nn.Linear'}",
+                      stacklevel=2)
     gen = torch.Generator().manual_seed(seed)
-    for index, name in enumerate(chosen):
-        old = model.get_submodule(name)
+    for index, d in enumerate(chosen):
+        old = model.get_submodule(d.name)
         out_scheme, in_scheme = schemes(index)
         og = group_ids(old.out_features, groups, out_scheme, gen)
         ig = group_ids(old.in_features, groups, in_scheme, gen)
@@ -117,21 +188,41 @@ def sparsify(
                            in_groups=ig, out_groups=og)
         new.load_dense_(old.weight, old.bias)
         new.to(device=old.weight.device, dtype=old.weight.dtype)
-        act = _following_activation(model, name)
-        if act is not None:  # a plain attribute: the activation module stays where the model has it
-            object.__setattr__(new, "post_activation", act)
-        parent_name, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
+        new.packed.requires_grad_(old.weight.requires_grad)
+        if new.bias is not None:
+            new.bias.requires_grad_(old.bias.requires_grad)
+        new.train(old.training)
+        new.post_activation = _post_for(d.name, post_activation) or _following_activation(model, d.name)
+        for name in (d.name, *d.also):  # every place that held the module: a shared layer stays shared
+            parent_name, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
+    return model
+
+
+def densify(model: nn.Module) -> nn.Module:
+    """Replace every ``SparseLinear`` of ``model`` by an ``nn.Linear`` with its effective weight
+    (0 off the mask) and bias, in place, and return the model (shared layers stay shared)."""
+    done: dict[int, nn.Linear] = {}
+    for name, m in list(model.named_modules(remove_duplicate=False)):
+        if isinstance(m, SparseLinear):
+            dense = done.setdefault(id(m), m.to_linear())
+            dense.train(m.training)
+            parent_name, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent_name) if parent_name else model, child, dense)
     return model
 
 
 def summary(model: nn.Module) -> str:
-    """One line per linear layer: sparse (shape, density, ensembles) or dense, with totals."""
+    """One line per linear layer: sparse (shape, density, ensembles, post activation) or dense,
+    with totals."""
     lines, active, dense_total = [], 0, 0
     for name, m in model.named_modules():
         if isinstance(m, SparseLinear):
             g = "" if m.in_groups is None else f", {int(m.in_groups.max()) + 1} ensembles"
-            lines.append(f"{name}: SparseLinear {m.in_features}->{m.out_features}, density {m.density:.3f}{g}")
+            post = m.post_activation
+            post = "raw output" if post is None else getattr(post, "__name__", None) or type(post).__name__
+            lines.append(f"{name}: SparseLinear {m.in_features}->{m.out_features}, density {m.density:.3f}{g}, "
+                         f"Hebbian post = {post}")
             active += m.nnz
             dense_total += m.in_features * m.out_features
         elif isinstance(m, nn.Linear):

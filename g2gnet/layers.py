@@ -144,6 +144,14 @@ class SparseLinear(nn.Module):
         dense.requires_grad_(self.values.requires_grad)
         return dense
 
+    def __setattr__(self, name: str, value) -> None:
+        if name == "post_activation":  # a reference to a module of the model, not a child of this layer
+            if value is not None and not callable(value):
+                raise G2GError(f"post_activation must be a module, a function or None, got {value!r}")
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
     def _load_from_state_dict(self, state_dict, prefix, *args) -> None:
         state_compat.upgrade(self, state_dict, prefix)  # other formats -> packed.* (before packed loads)
         super()._load_from_state_dict(state_dict, prefix, *args)

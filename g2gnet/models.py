@@ -50,7 +50,7 @@ class HiddenBlock(nn.Module):
         self.act = nn.ReLU()
         self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         if isinstance(linear, SparseLinear):
-            linear.post_activation = torch.relu
+            linear.post_activation = self.act
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.drop(self.act(self.linear(x)))

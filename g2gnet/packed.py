@@ -31,6 +31,12 @@ from .topology import find_groups
 _INIT_ROWS = 512  # rows scaled at once by the init (bounds its temporary memory)
 
 
+def _normal_tensors():
+    """Caches made during a forward under ``torch.inference_mode`` must still serve training
+    later: create them as normal tensors (an inference tensor cannot be saved for backward)."""
+    return torch.inference_mode(False)
+
+
 def describe(x) -> str:
     """A tensor's shape and dtype, or the repr of anything else (for error messages)."""
     return f"{tuple(x.shape)} {x.dtype}" if isinstance(x, Tensor) else repr(x)
@@ -139,7 +145,8 @@ class PackedWeight(nn.Module):
     def op_args(self) -> tuple[list[Tensor], list[int]]:
         """The layout as the custom ops take it (``Layout.op_args``), cached until it changes."""
         if self._op_args is None:
-            self._op_args = self.layout.op_args()
+            with _normal_tensors():
+                self._op_args = self.layout.op_args()
         return self._op_args
 
     @property
@@ -168,11 +175,15 @@ class PackedWeight(nn.Module):
     def _positions(self) -> Tensor:
         """int64 [G*og*ig + n_values]: the dense flat position of every stored entry."""
         if self._flat is None or self._flat.device != self.values.device:
-            lay = self.layout
-            parts = [lay.flat_intra()] if lay.n_groups else []
-            self._flat = torch.cat([*parts, lay.flat_values()]) if lay.n_values or parts else \
-                torch.zeros(0, dtype=torch.long, device=self.values.device)
+            with _normal_tensors():
+                self._flat = self._build_positions()
         return self._flat
+
+    def _build_positions(self) -> Tensor:
+        lay = self.layout
+        parts = [lay.flat_intra()] if lay.n_groups else []
+        return torch.cat([*parts, lay.flat_values()]) if lay.n_values or parts else \
+            torch.zeros(0, dtype=torch.long, device=self.values.device)
 
     def dense(self, intra: Tensor | None = None, values: Tensor | None = None) -> Tensor:
         """[out, in] with ``intra``/``values`` (default: the parameters) at their positions, 0 off

@@ -16,9 +16,13 @@ from .errors import G2GError
 SCHEMES = ("contiguous", "interleaved", "random")
 
 
-def _check_groups(n: int, groups: int, what: str = "width") -> None:
-    if not isinstance(groups, int) or groups < 1:
+def check_groups_count(groups: int) -> None:
+    if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
         raise G2GError(f"groups must be a positive integer, got {groups!r}")
+
+
+def _check_groups(n: int, groups: int, what: str = "width") -> None:
+    check_groups_count(groups)
     if n < 1:
         raise G2GError(f"{what} must be positive, got {n}")
     if n % groups:

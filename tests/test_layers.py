@@ -109,3 +109,116 @@ def test_3d_input_and_repr():
     layer = _layer()
     assert layer(torch.randn(2, 3, 24)).shape == (2, 3, 16)
     assert "density=" in repr(layer)
+
+
+# -- never silently wrong (reliability-audit-2: R1, A7, A12, E11-E13; issue "inference mode") -----------------
+
+def _g2g(n_in=64, n_out=64, seed=0, **ids):
+    g = torch.Generator().manual_seed(seed)
+    og, ig = group_ids(n_out, 4, "random", g), group_ids(n_in, 4, "random", g)
+    return SparseLinear(n_in, n_out, modular_mask(og, ig, 1.0, 0.15, g), generator=g,
+                        **({"in_groups": ig, "out_groups": og} if ids.get("with_ids", True) else {}))
+
+
+@pytest.mark.parametrize("with_ids", [True, False])
+def test_R1_layout_is_saved_and_never_re_decided_on_load(with_ids):
+    """After DST has thinned the ensembles' blocks below half, a loaded layer keeps the layout it
+    was saved with, so optimizer state (in layout order) stays on its connections."""
+    layer = _g2g(with_ids=with_ids)
+    assert layer.packed.blocks and layer.intra.shape == (4, 16, 16)
+    g = torch.Generator().manual_seed(1)
+    same = layer.out_groups[:, None] == layer.in_groups[None, :]
+    eroded = layer.mask & ~(same & (torch.rand(64, 64, generator=g) < 0.7))  # blocks ~30% full
+    eroded |= ~same & (torch.rand(64, 64, generator=g) < 0.1)
+    layer.set_mask_(eroded)
+    opt = torch.optim.Adam(layer.parameters())
+    layer(torch.randn(8, 64)).square().sum().backward()
+    opt.step()
+    moments = layer.packed.dense(opt.state[layer.intra]["exp_avg"], opt.state[layer.values]["exp_avg"])
+    fresh = _g2g(with_ids=with_ids)  # built from the seed, as a resumed run is
+    fresh.load_state_dict(layer.state_dict())
+    assert fresh.intra.shape == layer.intra.shape and fresh.values.shape == layer.values.shape
+    for name in ("rowptr", "cols", "out_perm", "in_perm", "block_mask"):
+        assert torch.equal(getattr(fresh.packed, name), getattr(layer.packed, name)), name
+    opt2 = torch.optim.Adam(fresh.parameters())
+    opt2.load_state_dict(opt.state_dict())
+    moved = fresh.packed.dense(opt2.state[fresh.intra]["exp_avg"], opt2.state[fresh.values]["exp_avg"])
+    assert torch.equal(moved, moments) and torch.equal(fresh.weight, layer.weight)
+
+
+def test_A7_empty_batch_gives_an_empty_result_on_every_path():
+    layer = _g2g(256, 256)
+    for fast in (True, None, False):
+        layer.fast = fast
+        x = torch.randn(0, 256, requires_grad=True)
+        y = layer(x)
+        assert y.shape == (0, 256)
+        y.sum().backward()
+        assert x.grad.shape == (0, 256)
+
+
+def test_A12_a_dense_state_dict_loads_onto_the_mask_and_reports_nothing_missing():
+    dense = torch.nn.Linear(24, 16)
+    layer = _layer()
+    result = layer.load_state_dict(dense.state_dict(), strict=False)
+    assert result.missing_keys == [] and result.unexpected_keys == []
+    torch.testing.assert_close(layer.weight, dense.weight.detach() * layer.mask)
+    torch.testing.assert_close(layer.bias, dense.bias.detach())
+    seq = torch.nn.Sequential(torch.nn.Linear(24, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+    sparse = torch.nn.Sequential(_layer(), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+    state = {**seq.state_dict(), "0.junk": torch.zeros(1)}
+    result = sparse.load_state_dict(state, strict=False)
+    assert result.missing_keys == [] and result.unexpected_keys == ["0.junk"]
+    torch.testing.assert_close(sparse[0].bias, seq[0].bias.detach())
+
+
+@pytest.mark.parametrize("key, value, pattern", [
+    ("packed.mask_bits", 5, "checkpoint packed.mask_bits is 5"),                       # E11
+    ("packed.weight_values", "abc", "checkpoint packed.weight_values is 'abc'"),     # E12
+    ("packed.mask_bits", torch.zeros(64, 8), "needs (64, 8) torch.uint8"),
+    ("packed.blocks", torch.tensor([1, 2]), "checkpoint packed.blocks"),
+    ("packed.in_groups", torch.full((64,), 7), "split into"),
+])
+def test_E11_E12_a_foreign_tensor_in_a_checkpoint_is_one_error(key, value, pattern):
+    state = _g2g().state_dict()
+    state[key] = value
+    fresh = _g2g(seed=3)
+    before = {k: v.clone() for k, v in fresh.state_dict().items()}
+    with pytest.raises(G2GError, match=pattern.replace("(", r"\(").replace(")", r"\)")):
+        fresh.load_state_dict(state)
+    # The packed weight checks everything before it changes anything.
+    assert all(torch.equal(v, fresh.state_dict()[k]) for k, v in before.items() if k.startswith("packed."))
+
+
+def test_E13_first_version_state_with_a_wrong_weight_shape_is_one_error():
+    layer = _layer()
+    old = {"weight": torch.zeros(3), "mask": layer.mask, "bias": layer.bias.detach()}
+    with pytest.raises(G2GError, match=r"checkpoint weight is \(3,\)"):
+        _layer().load_state_dict(old)
+    old = {"weight": layer.weight.detach(), "mask": layer.mask.float(), "bias": layer.bias.detach()}
+    with pytest.raises(G2GError, match="checkpoint mask"):
+        _layer().load_state_dict(old)
+
+
+@pytest.mark.parametrize("batch", [1, 64])
+def test_first_forward_under_inference_mode_then_train_save_and_load(batch):
+    """Caches made during an inference_mode forward (evaluate before training, a sanity check)
+    must serve training afterwards."""
+    for fast in (None, False):
+        model = torch.nn.Sequential(_g2g(256, 256), torch.nn.ReLU(), torch.nn.Linear(256, 4))
+        model[0].fast = fast
+        model.eval()
+        with torch.inference_mode():
+            before = model(torch.randn(batch, 256))
+        model.train()
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+        for _ in range(2):
+            opt.zero_grad()
+            model(torch.randn(batch, 256)).square().mean().backward()
+            opt.step()
+        state = model.state_dict()
+        again = torch.nn.Sequential(_g2g(256, 256, seed=5), torch.nn.ReLU(), torch.nn.Linear(256, 4))
+        again.load_state_dict(state)
+        x = torch.randn(batch, 256)
+        torch.testing.assert_close(again(x), model(x))
+        assert before.shape == (batch, 4)

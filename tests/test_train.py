@@ -10,7 +10,9 @@ import pytest
 import torch
 
 from g2gnet.cli import main
+from g2gnet.kernels.layout import blocks_pay
 from g2gnet.runs import RunDir
+from g2gnet.state_compat import masks_from_state
 
 SMALL = ["--hidden", "32,32", "--groups", "4", "--batch-size", "64", "--lr", "0.005"]
 
@@ -53,8 +55,10 @@ class _Killed(Exception):
     pass
 
 
-@pytest.mark.parametrize("extra", [[], ["--dst", "magnitude:hebbian", "--dst-interval", "5"]],
-                         ids=["static", "dst"])
+@pytest.mark.parametrize("extra", [[], ["--dst", "magnitude:hebbian", "--dst-interval", "5"],
+                                   # R1: DST thins the ensembles' blocks below half before the kill
+                                   ["--dst", "random:random", "--dst-interval", "1", "--dst-fraction", "0.5"]],
+                         ids=["static", "dst", "dst-erodes-blocks"])
 def test_resume_after_kill_equals_uninterrupted(tiny_fmnist, tmp_path, monkeypatch, extra):
     args = ["--model", "g2g-random", "--epochs", "3", *extra]
     full, cut = tmp_path / "full", tmp_path / "cut"
@@ -71,7 +75,11 @@ def test_resume_after_kill_equals_uninterrupted(tiny_fmnist, tmp_path, monkeypat
     with pytest.raises(_Killed):
         _train(tiny_fmnist, cut, *args)
     monkeypatch.setattr(RunDir, "log", real_log)
-    assert torch.load(cut / "checkpoint.pt", weights_only=True)["epoch"] == 1
+    state = torch.load(cut / "checkpoint.pt", weights_only=True)
+    assert state["epoch"] == 1
+    if "0.5" in extra:  # the premise: a layout decided from this mask would have no dense blocks
+        masks = masks_from_state(state["model"])
+        assert all(not blocks_pay(m, *_sorted_ids(state["model"], name)) for name, m in masks.items())
     assert _train(tiny_fmnist, cut, *args, "--resume") == 0
 
     a = torch.load(full / "checkpoint.pt", weights_only=True)
@@ -83,6 +91,12 @@ def test_resume_after_kill_equals_uninterrupted(tiny_fmnist, tmp_path, monkeypat
     assert strip(full) == strip(cut)
     sa, sb = (json.loads((p / "summary.json").read_text()) for p in (full, cut))
     assert sa["test_acc"] == sb["test_acc"]
+
+
+def _sorted_ids(state: dict, layer: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Group ids of a layer's ensembles in the order masks_from_state sorts its mask."""
+    ids = [state[f"{layer}.packed.{k}"] for k in ("out_groups", "in_groups")]
+    return tuple(i[torch.argsort(i, stable=True)] for i in ids)
 
 
 def _one_line_error(capsys, code, pattern):

@@ -3,9 +3,12 @@
 Two kinds of evidence, both gathered from the training forward/backward itself (no extra pass)
 and only while ``recording`` is set, i.e. on the batches of the window before an update:
 
-- activity (Hebbian): running sums of pre = the layer's input and post =
-  ``layer.post_activation(output)``, its output after the non-linearity that follows it (set by
-  the model builders and by ``sparsify``; the raw output where none is known).
+- activity (Hebbian): running sums of pre = the layer's input and post = its output after the
+  non-linearity that follows it (``layer.post_activation``, set by the model builders and by
+  ``sparsify``). Recording never changes what the model computes: when the non-linearity is a
+  module of the model, its own output is read by a hook on it (never applied again, which
+  an in-place activation would corrupt); a plain function is applied to a detached copy; with
+  none, post is the raw output.
 - gradient (RigL): the forward masks the weight, so ``weight.grad`` is zero off the mask. The
   gradient of the loss w.r.t. the effective (masked-product) weight is grad_out^T @ x, taken
   from a tensor hook on the layer's output.
@@ -32,9 +35,16 @@ class Recorder:
         self.activity: dict[str, ActivityStats] = {n: ActivityStats() for n in layers} if activity else {}
         self.grad: dict[str, Tensor | None] = {n: None for n in layers} if gradient else {}
         self._handles = []
+        # Layers whose input waits for the output of their activation module, per module (one
+        # module may follow several layers, e.g. a shared nn.ReLU): first in, first out.
+        self._pending: dict[int, list[tuple[str, Tensor]]] = {}
         if activity:
             for name, layer in layers.items():
-                self._handles.append(layer.register_forward_hook(self._activity_hook(name)))
+                act = layer.post_activation
+                self._handles.append(layer.register_forward_hook(self._activity_hook(name, act)))
+                if isinstance(act, nn.Module) and id(act) not in self._pending:
+                    self._pending[id(act)] = []
+                    self._handles.append(act.register_forward_hook(self._post_hook(id(act))))
         if gradient:
             for name, layer in layers.items():
                 self._handles.append(layer.register_forward_hook(self._gradient_hook(name)))
@@ -44,12 +54,25 @@ class Recorder:
         # must not leak into the statistics.
         return self.recording and module.training and torch.is_grad_enabled()
 
-    def _activity_hook(self, name: str):
+    def _activity_hook(self, name: str, act):
         def hook(module: SparseLinear, args: tuple, output: Tensor) -> None:
-            if self._wanted(module):
-                act = module.post_activation
-                with torch.no_grad():
-                    self.activity[name].update(args[0], output if act is None else act(output))
+            if not self._wanted(module):
+                return
+            if isinstance(act, nn.Module):  # post comes from the activation's own forward
+                self._pending[id(act)].append((name, args[0].detach()))
+                return
+            with torch.no_grad():
+                post = output.detach() if act is None else act(output.detach().clone())
+                self.activity[name].update(args[0], post)
+
+        return hook
+
+    def _post_hook(self, key: int):
+        def hook(module: nn.Module, args: tuple, output: Tensor) -> None:
+            pending = self._pending[key]
+            if pending:  # empty when the module runs after a layer that is not recorded
+                name, pre = pending.pop(0)
+                self.activity[name].update(pre, output.detach())
 
         return hook
 
@@ -91,6 +114,8 @@ class Recorder:
                 g.div_(torch.distributed.get_world_size())
 
     def reset(self) -> None:
+        for pending in self._pending.values():
+            pending.clear()
         for stats in self.activity.values():
             stats.reset()
         for name in self.grad:

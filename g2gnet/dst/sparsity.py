@@ -12,6 +12,7 @@ it is in ``state_dict()``, so a resumed run rewires exactly like an uninterrupte
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 import torch.nn as nn
@@ -94,6 +95,11 @@ class DynamicSparsity:
         self.step_count = 0
         self.ever_active = {n: layer.mask.clone() for n, layer in self.layers.items()}
         uses = {getattr(self.prune_fn, "needs", None), getattr(self.grow_fn, "needs", None)}
+        raw = [n for n, layer in self.layers.items() if layer.post_activation is None]
+        if "activity" in uses and raw:
+            warnings.warn(f"DST's Hebbian rule reads the raw output of {', '.join(raw)} as 'post' activity: no "
+                          "non-linearity is known to follow them (set layer.post_activation, or "
+                          "sparsify(..., post_activation=...), before creating DynamicSparsity)", stacklevel=2)
         self.recorder = Recorder(self.layers, activity="activity" in uses, gradient="gradient" in uses)
         self._update_recording()
 

@@ -52,8 +52,8 @@ def choose(layer, x: Tensor) -> str | None:
     if flag is False or _reference_forced():
         return None
     p = layer.values
-    if x.device.type != "cpu" or p.device.type != "cpu" or p.dtype != torch.float32 or x.dim() == 0:
-        return None
+    if x.device.type != "cpu" or p.device.type != "cpu" or p.dtype != torch.float32 or x.dim() == 0 or x.numel() == 0:
+        return None  # (an empty batch: the reference gives the empty result)
     if x.dtype != torch.float32 and not torch.is_autocast_enabled("cpu"):
         return None  # a mixed-dtype call fails in F.linear with PyTorch's own message
     if not native.available():

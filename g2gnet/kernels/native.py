@@ -23,6 +23,8 @@ import threading
 import warnings
 from pathlib import Path
 
+import torch
+
 from ..cache import user_cache
 
 SOURCE = Path(__file__).resolve().parent.parent / "csrc" / "g2g_kernels.cpp"
@@ -87,8 +89,6 @@ def _load() -> ctypes.CDLL:
     cxx = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
     if not cxx:
         raise RuntimeError("no C++ compiler (g++/c++) on PATH")
-    import torch  # noqa: F401  (loads torch's libgomp first so the kernels share its pool)
-
     lib = ctypes.CDLL(str(_build(cxx)))
     for name, argtypes in SIGNATURES.items():
         fn = getattr(lib, name)
@@ -116,6 +116,7 @@ def get() -> ctypes.CDLL | None:
     return _lib
 
 
+@torch.compiler.assume_constant_result  # torch.compile asks it while tracing: no lock in the graph
 def available() -> bool:
     return get() is not None
 

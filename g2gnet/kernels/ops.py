@@ -95,8 +95,8 @@ def _check_params(intra: Tensor, values: Tensor, lay: Layout) -> None:
 
 
 def _check_args(x: Tensor, intra: Tensor, values: Tensor, bias: Tensor | None, lay: Layout) -> None:
-    if x.dim() != 2 or x.shape[1] != lay.n_in:
-        raise G2GError(f"g2gnet op: x must be [N, {lay.n_in}], got {tuple(x.shape)}")
+    if x.dim() != 2 or x.shape[1] != lay.n_in or x.shape[0] == 0:
+        raise G2GError(f"g2gnet op: x must be [N, {lay.n_in}] with N >= 1, got {tuple(x.shape)}")
     _check("x", x, torch.float32, contiguous=False)
     if x.stride(0) < 0 or x.stride(1) < 0:
         raise G2GError("g2gnet op: x must not have negative strides")
@@ -168,7 +168,8 @@ def _workspace(name: str, numel: int, dtype: torch.dtype = torch.float32) -> Ten
         ws = _scratch.buffers = {}
     t = ws.get(name)
     if t is None or t.numel() < numel or t.dtype != dtype:
-        t = ws[name] = torch.empty(numel, dtype=dtype)
+        with torch.inference_mode(False):  # a buffer first made under inference_mode serves training too
+            t = ws[name] = torch.empty(numel, dtype=dtype)
     return t[:numel]
 
 
@@ -225,8 +226,8 @@ def linear_bwd(gy: Tensor, xs: Tensor, intra: Tensor, values: Tensor, layout: Se
                meta: Sequence[int], need_x: bool, need_w: bool) -> tuple[Tensor, Tensor, Tensor]:
     """(grad x, grad intra, grad values); the ones not asked for are empty."""
     lay = unpack_layout(layout, meta)
-    if gy.dim() != 2 or gy.shape[1] != lay.n_out:
-        raise G2GError(f"g2gnet op: grad of y must be [N, {lay.n_out}], got {tuple(gy.shape)}")
+    if gy.dim() != 2 or gy.shape[1] != lay.n_out or gy.shape[0] == 0:
+        raise G2GError(f"g2gnet op: grad of y must be [N, {lay.n_out}] with N >= 1, got {tuple(gy.shape)}")
     _check("grad y", gy, torch.float32, contiguous=False)
     n = gy.shape[0]
     bp = padded(n)
