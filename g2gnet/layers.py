@@ -34,7 +34,7 @@ class SparseLinear(nn.Module):
         bias: whether to learn an additive bias.
         in_groups, out_groups: optional LongTensor group ids of the inputs/outputs (G2G layers).
             They never change the result; they say which diagonal blocks to store dense. Without
-            them the ensembles are looked for in the mask (``topology.find_groups``), once.
+            them the ensembles are looked for in the mask (``ensembles.find_groups``), once.
         generator: RNG for the initialisation (reproducible models without global seeding).
     """
 

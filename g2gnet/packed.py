@@ -26,7 +26,7 @@ from torch import Tensor
 
 from .errors import G2GError
 from .kernels.layout import Layout, blocks_pay, build_layout, check_block_groups, pack_bits, unpack_bits
-from .topology import find_groups
+from .ensembles import find_groups
 
 _INIT_ROWS = 512  # rows scaled at once by the init (bounds its temporary memory)
 
@@ -68,7 +68,7 @@ class PackedWeight(nn.Module):
     Args:
         mask: BoolTensor[out, in], the active connections.
         out_groups, in_groups: LongTensor group ids of the outputs and inputs (G2G layers), or
-            None: then the ensembles are looked for in ``mask`` (``topology.find_groups``).
+            None: then the ensembles are looked for in ``mask`` (``ensembles.find_groups``).
         blocks: store the ensembles' diagonal blocks dense; None = decide from the mask
             (``kernels.layout.blocks_pay``). Decided here, once.
     """

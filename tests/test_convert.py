@@ -3,13 +3,15 @@ TransformerEncoder), with DST training them; TensorBoard mirroring of a run."""
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from g2gnet import G2GError, SparseLinear, sparsify
-from g2gnet.convert import summary
+from g2gnet.convert import densify, explain, plan, summary
 from g2gnet.dst import GROW, PRUNE, DynamicSparsity
 from g2gnet.optim import adam
 
@@ -107,3 +109,136 @@ def test_tensorboard_mirrors_a_run(tiny_fmnist, tmp_path):
     tags = events.Tags()["scalars"]
     assert "epoch/test_acc" in tags and len(events.Scalars("epoch/test_acc")) == 2
     assert "dst/blocks.0.linear/intra_fraction" in tags
+
+
+# -- sparsify explains itself; ties, frozen layers, meta (reliability-audit-2 P3, P4, P13, P15, P16) ----------
+
+def test_P3_a_module_used_twice_stays_one_shared_sparse_layer():
+    lin = nn.Linear(64, 64)
+    m = nn.Sequential(lin, nn.ReLU(), lin, nn.ReLU(), nn.Linear(64, 10))
+    sparsify(m)
+    assert isinstance(m[0], SparseLinear) and m[0] is m[2]
+
+
+def test_P4_a_weight_tied_to_an_embedding_is_kept_with_a_reason():
+    class Tied(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb, self.mid, self.dec = nn.Embedding(64, 64), nn.Linear(64, 64), nn.Linear(64, 64)
+            self.dec.weight = self.emb.weight
+
+        def forward(self, t):
+            return self.dec(torch.relu(self.mid(self.emb(t))))
+
+    m = Tied()
+    decisions = {d.name: d for d in plan(m, include=["dec", "mid"])}
+    assert not decisions["dec"].replace and "shared with emb" in decisions["dec"].reason
+    sparsify(m, include=["dec", "mid"])
+    assert type(m.dec) is nn.Linear and m.dec.weight is m.emb.weight and isinstance(m.mid, SparseLinear)
+
+
+def test_P13_meta_models_are_one_error():
+    m = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10)).to("meta")
+    with pytest.raises(G2GError, match="meta device"):
+        sparsify(m)
+
+
+def test_P15_frozen_layers_stay_frozen():
+    m = _mlp()
+    m[0].requires_grad_(False)
+    sparsify(m)
+    assert not any(p.requires_grad for p in m[0].parameters())
+    assert all(p.requires_grad for p in m[2].parameters())
+
+
+@pytest.mark.parametrize("act", [nn.ReLU(inplace=True), nn.LeakyReLU(0.1, inplace=True), nn.ELU(inplace=True),
+                                 nn.SiLU(inplace=True), nn.LeakyReLU(0.1)], ids=str)
+def test_P16_recording_never_changes_the_forward(act):
+    torch.manual_seed(0)
+    m = sparsify(nn.Sequential(nn.Linear(64, 64), act, nn.Linear(64, 10)))
+    assert m[0].post_activation is act
+    dst = DynamicSparsity(m, adam(m.parameters(), lr=1e-3), prune="magnitude", grow="hebbian", interval=10,
+                          window="all")
+    x = torch.randn(32, 64)
+    dst.recorder.recording = True
+    y_rec = m(x).detach()
+    dst.recorder.recording = False
+    assert torch.equal(y_rec, m(x).detach())
+    stats = dst.recorder.activity["0"]  # post = the activation's own output
+    expected = act.__class__(**({"negative_slope": 0.1} if isinstance(act, nn.LeakyReLU) else {}))(m[0](x).detach())
+    torch.testing.assert_close(stats.sy, expected.double().sum(0))
+
+
+def test_hebbian_rule_warns_when_it_falls_back_to_the_raw_output():
+    class FunctionalMLP(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.fc2, self.out = nn.Linear(64, 64), nn.Linear(64, 64), nn.Linear(64, 10)
+
+        def forward(self, x):
+            return self.out(F.gelu(self.fc2(F.gelu(self.fc1(x)))))
+
+    m = sparsify(FunctionalMLP())
+    with pytest.warns(UserWarning, match="raw output of fc1, fc2"):
+        DynamicSparsity(m, None, prune="magnitude", grow="hebbian")
+    m = sparsify(FunctionalMLP(), post_activation=F.gelu)
+    assert m.fc1.post_activation is F.gelu
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        dst = DynamicSparsity(m, None, prune="magnitude", grow="hebbian", window="all", interval=5)
+    x = torch.randn(8, 64)
+    dst.recorder.recording = False
+    expected = F.gelu(m.fc1(x)).detach().double().sum(0)
+    dst.recorder.recording = True
+    m(x)
+    torch.testing.assert_close(dst.recorder.activity["fc1"].sy, expected)
+    m = sparsify(FunctionalMLP(), post_activation={"fc1": F.gelu})
+    assert m.fc1.post_activation is F.gelu and m.fc2.post_activation is None
+
+
+def test_plan_says_why_and_sparsify_warns_when_nothing_is_replaced():
+    m = nn.Sequential(nn.Linear(784, 300), nn.ReLU(), nn.Linear(300, 100), nn.ReLU(), nn.Linear(100, 10))
+    text = explain(plan(m))
+    assert "0: kept (groups=8 does not divide 784->300)" in text and "4: kept (final classifier)" in text
+    with pytest.warns(UserWarning, match="replaced no layer"):
+        sparsify(m)
+    assert not any(isinstance(x, SparseLinear) for x in m.modules())
+    assert [d.replace for d in plan(_mlp())] == [True, True, False]
+
+
+def test_densify_is_the_way_back():
+    m = sparsify(_mlp(), seed=3)
+    x = torch.randn(4, 64)
+    y = m(x)
+    densify(m)
+    assert not any(isinstance(x, SparseLinear) for x in m.modules()) and type(m[0]) is nn.Linear
+    torch.testing.assert_close(m(x), y)
+    lin = nn.Linear(64, 64)
+    shared = sparsify(nn.Sequential(lin, nn.ReLU(), lin, nn.ReLU(), nn.Linear(64, 10)))
+    densify(shared)
+    assert shared[0] is shared[2] and type(shared[0]) is nn.Linear
+
+
+def test_A2_dst_attached_after_training_steps_with_a_live_graph():
+    torch.manual_seed(0)
+    m = sparsify(nn.Sequential(nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10)))
+    opt = torch.optim.Adam(m.parameters())
+    x, t = torch.randn(32, 256), torch.randint(0, 10, (32,))
+    for _ in range(5):
+        loss = F.cross_entropy(m(x), t)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()  # ``loss`` keeps this step's graph alive
+    before = {n: p.detach().clone() for n, p in m.named_parameters()}
+    dst = DynamicSparsity(m, opt, prune="magnitude", grow="random", interval=2, fraction=0.1, check=True)
+    assert all(torch.equal(p.detach()[: before[n].numel()].view_as(before[n]), before[n])
+               for n, p in m.named_parameters())  # the reserve only appends room
+    params = {id(p) for g in opt.param_groups for p in g["params"]}
+    assert all(id(p) in params for p in m.parameters())  # the optimizer holds the new values
+    for _ in range(5):
+        loss = F.cross_entropy(m(x), t)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        dst.step()
+    assert dst.step_count == 5 and all(opt.state[p]["exp_avg"].shape == p.shape for p in m.parameters())

@@ -7,7 +7,7 @@ import torch
 
 from g2gnet import G2GError
 from g2gnet.topology import (
-    er_mask, expected_density, find_groups, fit_tile, group_ids, modular_mask, network_groups,
+    er_mask, expected_density, fit_tile, group_ids, modular_mask, network_groups,
 )
 
 
@@ -130,30 +130,3 @@ def test_rectangular_tiles_and_fit_tile():
         modular_mask(og, ig, 1.0, 0.5, inter_tile=8)
     with pytest.raises(G2GError, match="inter_tile must be"):
         modular_mask(og, ig, 1.0, 0.5, inter_tile=(0, 2))
-
-
-def _same_partition(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """Equal up to relabelling the groups."""
-    return torch.equal(a[:, None] == a[None, :], b[:, None] == b[None, :])
-
-
-# (scheme, groups, p_inter, inter_tile): element-wise masks of every scheme, and tiled ones that
-# stricter similarity thresholds are needed for (outputs of different ensembles share whole tiles)
-@pytest.mark.parametrize("scheme,groups,p_inter,tile", [
-    ("contiguous", 4, 0.15, 1), ("interleaved", 8, 0.3, 1), ("random", 8, 0.15, 1),
-    ("random", 4, 0.15, 16), ("interleaved", 4, 0.15, 16),
-])
-def test_find_groups_recovers_the_partition_from_the_mask(scheme, groups, p_inter, tile):
-    g = torch.Generator().manual_seed(0)
-    og, ig = group_ids(512, groups, scheme, g), group_ids(512, groups, scheme, g)
-    found = find_groups(modular_mask(og, ig, 1.0, p_inter, g, inter_tile=tile))
-    assert found is not None
-    assert _same_partition(found.out_groups, og) and _same_partition(found.in_groups, ig)
-
-
-def test_find_groups_none_without_ensembles_and_checks_input():
-    g = torch.Generator().manual_seed(0)
-    assert find_groups(er_mask(256, 256, 0.3, g)) is None
-    assert find_groups(torch.ones(256, 256, dtype=torch.bool)) is None
-    with pytest.raises(G2GError, match="bool"):
-        find_groups(torch.ones(8, 8))

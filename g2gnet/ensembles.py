@@ -1,0 +1,143 @@
+"""Ensembles read back from a mask: ``find_groups`` recovers the partition a G2G mask was drawn
+from, and ``ensemble_fill`` says how full every ensemble pair's block is (after DST: which
+ensembles survive).
+
+``find_groups`` fits the two-density block model of SPEC §2 (each connection active with one
+probability inside an ensemble and another between ensembles) for every number of ensembles G
+that divides both widths: outputs are clustered by their input patterns (spherical k-means,
+deterministic seeds), then output and input groups are refined in turn, each unit joining the
+group whose block it fills most, with every group kept at n / G units. Of the partitions whose
+blocks are at least half full and clearly denser than the rest, the one under which the mask is
+most likely (the block model's log-likelihood) is the answer. Labels, order and interleaving do
+not matter (index, random, mixer groupings look alike to it); tiled inter links, a thinned
+ensemble (after DST) and an Erdős–Rényi mask (no answer: None) are handled by the same fit.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from .errors import G2GError
+from .topology import LayerGroups
+
+MAX_GROUPS = 64  # the largest G tried
+MIN_GROUP = 2  # units per group at least (on both sides)
+MIN_FILL = 0.5  # an ensemble's block is at least this full ...
+MIN_GAP = 0.2  # ... and this much denser than the links between ensembles
+_RESTARTS = 2  # k-means seeds per G (the best fit is kept)
+_ITERATIONS = 20
+
+
+def _balanced(scores: Tensor) -> Tensor:
+    """Group ids [n] maximising the scores [n, G] greedily with exactly n / G units per group:
+    every unit asks for its best open group; an over-asked group keeps its highest scorers."""
+    n, g = scores.shape
+    cap = n // g
+    ids = torch.full((n,), -1, dtype=torch.long)
+    count = torch.zeros(g, dtype=torch.long)
+    while bool((ids < 0).any()):
+        free = (ids < 0).nonzero().squeeze(1)
+        choice = scores[free].masked_fill((count >= cap)[None, :], -math.inf).argmax(1)
+        for j in choice.unique().tolist():
+            asked = free[choice == j]
+            room = cap - int(count[j])
+            if asked.numel() > room:
+                asked = asked[scores[asked, j].topk(room).indices]
+            ids[asked] = j
+            count[j] += asked.numel()
+    return ids
+
+
+def _kmeans(rows: Tensor, g: int, generator: torch.Generator) -> Tensor:
+    """Cosine scores [n, G] of unit-norm rows against G centroids (k-means++ seeds, Lloyd)."""
+    n = rows.shape[0]
+    seeds = [int(torch.randint(n, (1,), generator=generator))]
+    dist = (1 - rows @ rows[seeds[0]]).clamp_min(0)
+    for _ in range(g - 1):
+        seeds.append(int(torch.multinomial(dist.square() + 1e-12, 1, generator=generator)))
+        dist = torch.minimum(dist, (1 - rows @ rows[seeds[-1]]).clamp_min(0))
+    centroids = rows[seeds]
+    ids = None
+    for _ in range(_ITERATIONS):
+        new = (rows @ centroids.T).argmax(1)
+        if ids is not None and torch.equal(new, ids):
+            break
+        ids = new
+        sums = torch.zeros_like(centroids).index_add_(0, ids, rows)
+        norms = sums.norm(dim=1, keepdim=True)
+        centroids = torch.where(norms > 0, sums / norms.clamp_min(1e-12), centroids)  # an empty cluster stays
+    return rows @ centroids.T
+
+
+def _one_hot(ids: Tensor, g: int) -> Tensor:
+    return torch.nn.functional.one_hot(ids, g).float()
+
+
+def _fit(m: Tensor, g: int, generator: torch.Generator) -> tuple[float, Tensor, Tensor] | None:
+    """(log-likelihood, out ids, in ids) of the best G-ensemble partition found, if valid."""
+    n_out, n_in = m.shape
+    rows = m / m.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    best = None
+    for _ in range(_RESTARTS):
+        out_ids = _balanced(_kmeans(rows, g, generator))
+        in_ids = None
+        for _ in range(_ITERATIONS):  # each side joins the block it fills most, in turn
+            new_in = _balanced((_one_hot(out_ids, g).T @ m).T)  # [in, G]: links from each out group
+            new_out = _balanced(m @ _one_hot(new_in, g))  # [out, G]: links into each in group
+            if in_ids is not None and torch.equal(new_in, in_ids) and torch.equal(new_out, out_ids):
+                break
+            in_ids, out_ids = new_in, new_out
+        blocks = _one_hot(out_ids, g).T @ m @ _one_hot(in_ids, g)  # [G, G] links per block
+        n_intra, total = n_out * n_in / g, n_out * n_in
+        intra = float(blocks.diagonal().sum())
+        p_in, p_out = intra / n_intra, (float(blocks.sum()) - intra) / (total - n_intra)
+        if p_in < MIN_FILL or p_in - p_out < MIN_GAP:
+            continue
+        ll = -(n_intra * _entropy(p_in) + (total - n_intra) * _entropy(p_out))
+        if best is None or ll > best[0]:
+            best = (ll, out_ids, in_ids)
+    return best
+
+
+def _entropy(p: float) -> float:
+    return 0.0 if p <= 0.0 or p >= 1.0 else -(p * math.log(p) + (1 - p) * math.log(1 - p))
+
+
+def find_groups(mask: Tensor, max_groups: int = MAX_GROUPS) -> LayerGroups | None:
+    """The ensembles of a G2G-structured mask [out, in], found from the mask alone, or None.
+
+    The answer splits both sides into G >= 2 equal groups (G divides both widths, at most
+    ``max_groups``) whose diagonal blocks are at least half full and clearly denser than the
+    rest; among those, the partition that best explains the mask (see the module docstring).
+    Deterministic: the same mask gives the same ids.
+    """
+    if not isinstance(mask, Tensor) or mask.dim() != 2 or mask.dtype != torch.bool:
+        raise G2GError(f"find_groups needs a bool [out, in] mask, got "
+                       f"{f'{mask.dtype} {tuple(mask.shape)}' if isinstance(mask, Tensor) else type(mask).__name__}")
+    m = mask.detach().cpu().float()
+    n_out, n_in = m.shape
+    common = math.gcd(n_out, n_in)
+    generator = torch.Generator().manual_seed(0)
+    best = None
+    for g in range(2, min(max_groups, common) + 1):
+        if common % g or min(n_out, n_in) // g < MIN_GROUP:
+            continue
+        fit = _fit(m, g, generator)
+        if fit is not None and (best is None or fit[0] > best[0]):
+            best = fit
+    return None if best is None else LayerGroups(out_groups=best[1], in_groups=best[2])
+
+
+def ensemble_fill(mask: Tensor, out_groups: Tensor, in_groups: Tensor) -> Tensor:
+    """[G, G] float: the fraction of active links in every (output ensemble, input ensemble)
+    block of ``mask``; the diagonal is each ensemble's own block."""
+    if mask.dim() != 2 or tuple(mask.shape) != (out_groups.numel(), in_groups.numel()):
+        raise G2GError(f"mask {tuple(mask.shape)} does not match {out_groups.numel()} output and "
+                       f"{in_groups.numel()} input group ids")
+    g = int(max(out_groups.max(), in_groups.max())) + 1
+    oh_out, oh_in = _one_hot(out_groups.cpu(), g), _one_hot(in_groups.cpu(), g)
+    links = oh_out.T @ mask.detach().cpu().float() @ oh_in
+    return links / torch.outer(oh_out.sum(0), oh_in.sum(0)).clamp_min(1)
