@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from g2gnet import bench
-from g2gnet.bench import (BenchConfig, EpochJob, bench_epochs, bench_layer, bench_model, bench_table, config_label,
-                          dense_baseline, epoch_jobs, epoch_table, median_repeat, read_configs, time_epoch,
-                          time_pairs)
+from g2gnet import bench, epoch_speed
+from g2gnet.bench import TRAIN_MODES, BenchConfig, bench_layer, bench_model, bench_table
+from g2gnet.epoch_speed import (EpochJob, bench_epochs, config_label, dense_baseline, epoch_jobs, epoch_table,
+                                read_configs, time_epoch)
+from g2gnet.timing import STATISTIC, median_repeat, time_pairs
 from g2gnet.cli import build_parser, main
 from g2gnet.config import Config
 from g2gnet.data import load_dataset
@@ -68,8 +69,8 @@ def test_time_pairs_alternates_sides_and_times_with_a_fake_clock():
         time_pairs({"a": lambda: None}, repeats=1)
 
 
-_ROW = re.compile(r"^\| (?P<what>[^|]+) \| (?P<mode>[^|]+) \| (?P<batch>\d+) \| \w+ \| (?P<d>[\d.]+) \| (?P<g>[\d.]+) \| "
-                  r"(?P<r>[\d.]+)x \| (?P<lo>[\d.]+)-(?P<hi>[\d.]+) \|$")
+_ROW = re.compile(r"^\| (?P<what>[^|]+) \| (?P<mode>[^|]+) \| (?P<batch>\d+) \| \w+ \| (?P<d>[\d.]+) \| "
+                  r"(?P<g>[\d.]+) \| (?P<r>[\d.]+)x \| (?P<lo>[\d.]+)-(?P<hi>[\d.]+) \|$")
 
 
 def _fake_row(rng: random.Random, repeats: int) -> dict:
@@ -80,7 +81,7 @@ def _fake_row(rng: random.Random, repeats: int) -> dict:
         s = [base * rng.uniform(0.2, 3) * rng.lognormvariate(0, 0.5) for _ in range(repeats)]
         return bench._entry({"dense": d, "sparse": s}, batch, "native", 1)
 
-    return {"width": 64, "inter_tile": 1, "dtype": "float32", "modes": {m: entry(256) for m in bench.TRAIN_MODES},
+    return {"width": 64, "inter_tile": 1, "dtype": "float32", "modes": {m: entry(256) for m in TRAIN_MODES},
             "inference": [entry(b) for b in (1, 8, 64, 256)]}
 
 
@@ -157,7 +158,7 @@ def test_whole_bench_cli_with_inference_rows(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "median repeat" in r.stdout and "| 256x256 tile 1 float32 | inference | 128 |" in r.stdout
     doc = json.loads(out.read_text())
-    assert doc["kind"] == "bench" and doc["models"] == [] and doc["statistic"] == bench.STATISTIC
+    assert doc["kind"] == "bench" and doc["models"] == [] and doc["statistic"] == STATISTIC
     layer = doc["layers"][0]
     assert layer["width"] == 256 and [e["batch"] for e in layer["inference"]] == [64, 128]
     assert doc["machine"]["git_sha"] is None or len(doc["machine"]["git_sha"]) == 40
@@ -170,7 +171,7 @@ def test_summarize_reads_new_and_old_bench_files(tmp_path):
            "epochs": {"kind": "epoch-speed", "dataset": "cifar10", "rows": [{"label": "g2g-index p_inter=0.01",
                                                                               "ratio_median": 2.5}]}}
     old = {"machine": {"threads": 2}, "layers": [{"width": 64, "inter_tile": 1, "modes": {
-        m: {"ratio_median_of_pairs": 2.0} for m in bench.TRAIN_MODES}}],
+        m: {"ratio_median_of_pairs": 2.0} for m in TRAIN_MODES}}],
            "epochs": {"dataset": "fashion-mnist", "median_seconds": {"dense": 6.0, "g2g-mixer": 3.0}}}
     paths = []
     for name, doc in (("new.json", new), ("old.json", old)):
@@ -236,15 +237,16 @@ def test_bench_epochs_interleaves_pairs_and_reports_per_repeat_ratios():
     row = doc["rows"][0]
     assert set(row) == EPOCH_ROW_KEYS and row["label"] == "a" and row["config"] == jobs[0].config.to_dict()
     assert row["seconds"] == [4.0, 3.0, 5.0] and row["baseline_seconds"] == [8.0, 9.0, 8.0]
-    assert row["ratio"] == [2.0, 3.0, 1.6] and (row["ratio_median"], row["ratio_min"], row["ratio_max"]) == (2.0, 1.6, 3.0)
+    assert row["ratio"] == [2.0, 3.0, 1.6]
+    assert (row["ratio_median"], row["ratio_min"], row["ratio_max"]) == (2.0, 1.6, 3.0)
     assert "| a | 8.000 | 4.000 | 2.00x | 1.60-3.00 |" in epoch_table(doc)
     assert "the first 7 steps of each epoch" in epoch_table(doc)
 
 
 def test_time_epoch_runs_warmup_then_the_asked_steps(tiny_fmnist, monkeypatch):
     steps = []
-    real = bench.train_step
-    monkeypatch.setattr(bench, "train_step", lambda *a: steps.append(1) or real(*a))
+    real = epoch_speed.train_step
+    monkeypatch.setattr(epoch_speed, "train_step", lambda *a: steps.append(1) or real(*a))
     ds = load_dataset("fashion-mnist", tiny_fmnist)  # 512 images: 2 batches of 256
     cfg = _config("g2g-mixer").resolve(20, False)
     assert time_epoch(cfg, ds, BenchConfig(warmup=1, epoch_steps=1), repeat=0) > 0 and len(steps) == 2
@@ -343,8 +345,8 @@ def test_bench_options_build_the_bench_config(monkeypatch):
     (["--epoch-config", "x.json", "--epoch-steps", "0"], "epoch_steps must be >= 1"),
     (["--epoch-config", "/nonexistent/config.json"], "not found"),
     (["--epoch-config", "/nonexistent/*/config.json"], "matches no file"),
-    (["--epoch-json", "/tmp/e.json"], "--epoch-json needs configurations"),
-    (["--epoch", "dense", "--epoch-json", "/tmp/e.json"], "--epoch-json needs configurations"),
+    (["--epoch-json", "/tmp/e.json"], "no epochs to time"),
+    (["--epoch", "dense"], "dense is the baseline"),
     (["--widths", "1000000"], "GiB"),
     (["--json", "/nonexistent/dir/b.json"], "does not exist"),
     (["--epoch-json", "/nonexistent/dir/e.json"], "does not exist"),
@@ -359,5 +361,6 @@ def test_bad_bench_arguments_are_one_line_errors(capsys, args, pattern):
 def test_epoch_configs_of_two_datasets_are_one_line_errors(tmp_path, capsys):
     for name, dataset in (("a", "fashion-mnist"), ("b", "cifar10")):
         (tmp_path / f"{name}.json").write_text(json.dumps(_config(dataset=dataset).to_dict()))
-    assert main(["bench", "--tables", "none", "--epoch-config", str(tmp_path / "a.json"), str(tmp_path / "b.json")]) == 2
+    configs = [str(tmp_path / "a.json"), str(tmp_path / "b.json")]
+    assert main(["bench", "--tables", "none", "--epoch-config", *configs]) == 2
     assert "several datasets (cifar10, fashion-mnist)" in capsys.readouterr().err
