@@ -39,7 +39,7 @@ PATHS = {"auto": None, "fast": True, "reference": False}  # -> SparseLinear.fast
 TRAIN_MODES = ("forward", "forward_backward", "step")
 MODES = (*TRAIN_MODES, "inference")
 TABLES = ("layer", "model")
-# An inference call at batch 1 lasts microseconds, where timer and scheduler noise dominate: each
+# An inference call at batch 1 lasts well under a millisecond, where timer and scheduler noise weigh: each
 # repeat times as many calls as make up this many rows (256 calls at batch 1, 1 at batch 256).
 ROWS_PER_REPEAT = 256
 
@@ -98,6 +98,8 @@ class BenchConfig(_Section):
         dataset_info(self.dataset)
         for name in self.epoch_models:
             lookup(MODELS, name, "model")
+        if not self.tables and not (self.epoch_models or self.epoch_configs):
+            raise G2GError("nothing to time: --tables none needs --epoch or --epoch-config")
         if self.dtype != "float32" and not self.device.startswith("cuda"):
             raise G2GError(f"{self.dtype} is benchmarked on CUDA only (the CPU kernels are float32)")
         # The widest layer's dense weight, gradient, Adam state and activations must fit: say so

@@ -1,7 +1,8 @@
 """The ``g2g`` command line: argument parsing only; every subcommand calls one library function.
 
 The options of ``g2g train`` are derived from the fields of ``g2gnet.config`` (name, type, help,
-default), so a new config field is a new option without touching this file. User mistakes print
+default), and those of ``g2g bench`` from ``bench.BenchConfig``, so a new field is a new option
+without touching this file. User mistakes print
 one line ``g2g: error: ...`` and exit with status 2 (SPEC §9).
 """
 

@@ -338,6 +338,7 @@ def test_bench_options_build_the_bench_config(monkeypatch):
     (["--modes", "backward"], "modes must be a list of forward, forward_backward, step, inference"),
     (["--modes", "none"], "(at least one)"),
     (["--tables", "layer,epoch"], "tables must be a list of layer, model"),
+    (["--tables", "none"], "nothing to time"),
     (["--model", "resnet"], "unknown model 'resnet'"),
     (["--dataset", "imagenet"], "unknown dataset 'imagenet'"),
     (["--epoch", "dense,nope"], "unknown model 'nope'"),
