@@ -1,7 +1,11 @@
-"""Median over repeated `g2g bench --json` runs: python benchmarks/summarize.py RUN.json [RUN.json ...]
+"""Median over repeated `g2g bench` runs: python benchmarks/summarize.py RUN.json [RUN.json ...]
 
-Prints one Markdown row per (width, tile): the median over runs of each mode's median-of-pairs
-speed-up (nn.Linear time / SparseLinear time), with the min-max over runs, and the epoch ratios.
+Reads `g2g bench --json` files (and `--epoch-json` epoch-speed files). Every cell is the median
+over the runs of each run's speed-up (dense time / G2G time; in a run, the speed-up of its median
+repeat, see g2gnet.bench.STATISTIC), with the min-max over the runs in parentheses. Tables: the
+layer training rows per (width, tile), the inference rows per batch size, the whole-model rows,
+and the epochs per configuration. Files of older versions (no inference rows, epochs as
+per-model medians) are read too.
 """
 
 import json
@@ -9,25 +13,65 @@ import statistics
 import sys
 from collections import defaultdict
 
-rows: dict[tuple[int, int], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-epochs: dict[str, list[float]] = defaultdict(list)
-for path in sys.argv[1:]:
-    run = json.load(open(path))
-    for layer in run["layers"]:
-        for mode, m in layer["modes"].items():
-            rows[(layer["width"], layer["inter_tile"])][mode].append(m["ratio_median_of_pairs"])
-    for name, secs in (run.get("epochs") or {}).get("median_seconds", {}).items():
-        epochs[name].append(secs)
+TRAIN = {"forward": "forward", "forward_backward": "forward + backward", "step": "Adam step"}
 
-print("| width | tile | forward | forward + backward | Adam step | runs |")
-print("|---|---|---|---|---|---|")
-for (width, tile), modes in sorted(rows.items()):
-    cells = [f"{statistics.median(v):.2f}x ({min(v):.2f}-{max(v):.2f})" for v in modes.values()]
-    print(f"| {width} | {tile} | " + " | ".join(cells) + f" | {len(next(iter(modes.values())))} |")
-if epochs:
-    base = epochs.get("dense")
-    for name, secs in epochs.items():
-        ratios = [b / s for b, s in zip(base, secs)] if base else []
-        print(f"epoch {name}: median {statistics.median(secs):.2f} s over {len(secs)} runs"
-              + (f", speed-up vs dense median {statistics.median(ratios):.2f}x "
-                 f"({min(ratios):.2f}-{max(ratios):.2f})" if ratios else ""))
+
+def cell(values: list[float]) -> str:
+    return f"{statistics.median(values):.2f}x ({min(values):.2f}-{max(values):.2f})"
+
+
+def old_epoch_ratios(epochs: dict) -> dict[str, float]:
+    """A run of g2g bench before the epoch-speed document: per-model median seconds."""
+    med = epochs.get("median_seconds", {})
+    return {name: med["dense"] / secs for name, secs in med.items() if name != "dense" and "dense" in med}
+
+
+def read(paths: list[str]):
+    training = defaultdict(lambda: defaultdict(list))  # (what, threads) -> mode -> ratios
+    inference = defaultdict(lambda: defaultdict(list))  # (what, threads) -> batch -> ratios
+    epochs = defaultdict(list)  # (dataset, label) -> ratios
+    for path in paths:
+        run = json.load(open(path))
+        if run.get("kind") == "epoch-speed":
+            run = {"epochs": run}
+        threads = run.get("machine", {}).get("threads", "?")
+        rows = [(f"layer {r['width']} tile {r['inter_tile']}", r) for r in run.get("layers", [])]
+        rows += [(f"{r['model']} {r['shape']} tile {r['inter_tile']}", r) for r in run.get("models", [])]
+        for what, r in rows:
+            for mode, m in r["modes"].items():
+                training[(what, threads)][mode].append(m["ratio_median_of_pairs"])
+            for m in r.get("inference", []):
+                inference[(what, threads)][m["batch"]].append(m["ratio"])
+        ep = run.get("epochs") or {}
+        if "rows" in ep:
+            for row in ep["rows"]:
+                epochs[(ep["dataset"], row["label"])].append(row["ratio_median"])
+        else:
+            for name, ratio in old_epoch_ratios(ep).items():
+                epochs[(ep.get("dataset", "?"), name)].append(ratio)
+    return training, inference, epochs
+
+
+def main(paths: list[str]) -> None:
+    training, inference, epochs = read(paths)
+    print("Speed-up over dense: median over runs of each run's median-repeat speed-up (min-max over runs).\n")
+    if training:
+        print("| layer or model | threads | " + " | ".join(TRAIN.values()) + " | runs |")
+        print("|---|---|" + "---|" * (len(TRAIN) + 1))
+        for (what, threads), modes in training.items():
+            cells = [cell(modes[m]) if modes.get(m) else "" for m in TRAIN]
+            print(f"| {what} | {threads} | " + " | ".join(cells) + f" | {max(map(len, modes.values()))} |")
+    if inference:
+        batches = sorted({b for per in inference.values() for b in per})
+        print("\nInference (eval() under torch.inference_mode()):\n")
+        print("| layer or model | threads | " + " | ".join(f"batch {b}" for b in batches) + " | runs |")
+        print("|---|---|" + "---|" * (len(batches) + 1))
+        for (what, threads), per in inference.items():
+            cells = [cell(per[b]) if per.get(b) else "" for b in batches]
+            print(f"| {what} | {threads} | " + " | ".join(cells) + f" | {max(map(len, per.values()))} |")
+    for (dataset, label), ratios in epochs.items():
+        print(f"epoch {dataset} {label}: speed-up vs dense {cell(ratios)} over {len(ratios)} runs")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,229 +1,359 @@
-"""``g2g bench``: a G2G SparseLinear against nn.Linear of the same shape, and whole training epochs.
+"""``g2g bench``: G2G against dense in one process. Three tables: a layer (SparseLinear against
+nn.Linear of the same shape), a whole model (e.g. the Fashion-MNIST g2g-mixer against the dense
+MLP, random inputs), both with training rows and inference rows at several batch sizes, and
+training epochs of any configuration against dense at its widths (``epoch_speed``).
 
-Shared machines make single timings meaningless, so every repeat times the dense and the sparse
-side back to back (alternating which goes first), and the result reports per-side medians and the
-median of the per-repeat ratios (dense time / sparse time, > 1 = sparse faster), with the
-conditions (device, threads, dtype, shapes, code version) stored next to them.
+Every row reports one statistic, the median repeat of interleaved pairs (``timing.STATISTIC``):
+the speed-up shown is always dense time / G2G time of the two times shown. The raw times and the
+conditions (device, threads, dtype, shapes, code version) are stored with the numbers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
-import statistics
-import time
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
-from .config import _Section, knob
-from .data import Batches, load_dataset
+from .config import Config, ModelConfig, TrainConfig, _Section, knob
+from .data.datasets import dataset_info
+from .epoch_speed import bench_epochs, epoch_jobs, epoch_table, read_configs
 from .errors import G2GError, lookup
-from .layers import SparseLinear
-from .models import build_model
+from .layers import SparseLinear, sparse_layers
+from .models import MODELS, build_model
 from .optim import adam
 from .runs import environment
+from .timing import STATISTIC, format_ms, median_repeat, sync_for, time_pairs
 from .topology import group_ids, modular_mask
-from .train import resolve_device, train_step
+from .train import resolve_device
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-MODES = ("forward", "forward_backward", "step")
 PATHS = {"auto": None, "fast": True, "reference": False}  # -> SparseLinear.fast
+TRAIN_MODES = ("forward", "forward_backward", "step")
+MODES = (*TRAIN_MODES, "inference")
+TABLES = ("layer", "model")
+# An inference call at batch 1 lasts well under a millisecond, where timer and scheduler noise weigh: each
+# repeat times as many calls as make up this many rows (256 calls at batch 1, 1 at batch 256).
+ROWS_PER_REPEAT = 256
+
+
+def _subset_of(choices: tuple[str, ...], empty_ok: bool) -> dict:
+    return {"check": lambda v: set(v) <= set(choices) and (empty_ok or len(v) > 0),
+            "expect": f"a list of {', '.join(choices)}" + ("" if empty_ok else " (at least one)")}
 
 
 @dataclass(frozen=True)
 class BenchConfig(_Section):
-    widths: tuple[int, ...] = knob((1024, 2048, 4096), "layer widths (in = out)",
+    """What ``g2g bench`` times and how: every option of ``g2g bench`` is one of these knobs."""
+
+    widths: tuple[int, ...] = knob((1024, 2048, 4096), "layer table: widths of the layers (in = out)",
                                    check=lambda v: len(v) > 0 and min(v) >= 8, expect="widths >= 8")
-    batch: int = knob(256, "batch size", check=lambda v: v >= 1, expect=">= 1")
+    batch: int = knob(256, "batch size of the training rows (forward, forward_backward, step)",
+                      check=lambda v: v >= 1, expect=">= 1")
+    infer_batches: tuple[int, ...] = knob((1, 8, 64, 256), "batch sizes of the inference rows",
+                                          check=lambda v: len(v) > 0 and min(v) >= 1, expect="batch sizes >= 1")
+    modes: tuple[str, ...] = knob(MODES, "rows of the layer and model tables: forward (no grad), forward_backward "
+                                  "(input, weight and bias gradients), step (forward, backward, Adam), inference "
+                                  "(eval() forward under torch.inference_mode())", **_subset_of(MODES, False))
+    tables: tuple[str, ...] = knob(TABLES, "tables to time besides the epochs: layer (SparseLinear vs nn.Linear), "
+                                   "model (a whole model vs the dense MLP); none: epochs only",
+                                   **_subset_of(TABLES, True))
+    model: str = knob("g2g-mixer", "model table: this model against dense, at --dataset's input size and "
+                      "classes with the default hidden widths, on random inputs")
     device: str = knob("cpu", "cpu | cuda | cuda:N")
-    dtype: str = knob("float32", "float32 | bfloat16 | float16")
-    threads: int | None = knob(None, "CPU threads", check=lambda v: v >= 1, expect=">= 1")
-    repeats: int = knob(15, "timed repeats per side", check=lambda v: v >= 1, expect=">= 1")
-    inter_tile: int = knob(1, "inter-group tile side", check=lambda v: v >= 1, expect=">= 1")
-    path: str = knob("auto", "SparseLinear path: auto | fast | reference")
-    epoch_models: tuple[str, ...] = ()
-    dataset: str = knob("fashion-mnist", "dataset of the epoch timings")
-    epoch_repeats: int = knob(3, "timed epochs per model", check=lambda v: v >= 1, expect=">= 1")
+    dtype: str = knob("float32", "float32 | bfloat16 | float16 (layer table)")
+    threads: int | None = knob(None, "CPU threads (default: torch's)", check=lambda v: v >= 1, expect=">= 1")
+    repeats: int = knob(15, "timed repeats of each layer and model row (each times both sides)",
+                        check=lambda v: v >= 1, expect=">= 1")
+    warmup: int = knob(3, "untimed calls of each side before a row is timed (epochs: untimed training steps)",
+                       check=lambda v: v >= 0, expect=">= 0")
+    inter_tile: int = knob(1, "inter-group tile side of the G2G layers and models (1 = element-wise)",
+                           check=lambda v: v >= 1, expect=">= 1")
+    path: str = knob("auto", "SparseLinear execution path: auto (the dispatcher's choice) | fast | reference")
+    dataset: str = knob("fashion-mnist", "dataset of the model table's input size and of --epoch")
+    epoch_models: tuple[str, ...] = knob((), "time training epochs of these models (their default configuration on "
+                                         "--dataset, with --inter-tile) against dense, e.g. g2g-mixer,er",
+                                         flag="--epoch", metavar="MODELS")
+    epoch_configs: tuple[str, ...] = knob((), "time training epochs of these configurations against dense at their "
+                                          "widths: config.json files, run directories, globs of them, suite files "
+                                          "(suites/*.toml: their cells); configurations that differ only in the "
+                                          "seed are timed once", flag="--epoch-config", metavar="CONFIG")
+    epoch_repeats: int = knob(3, "timed epochs of each configuration and of its dense baseline",
+                              check=lambda v: v >= 1, expect=">= 1")
+    epoch_steps: int | None = knob(None, "time only the first N training steps of each epoch (a partial epoch, for a "
+                                   "quicker ratio; default: whole epochs)", check=lambda v: v >= 1,
+                                   expect=">= 1", metavar="N")
 
     def validate(self) -> None:
         lookup(DTYPES, self.dtype, "dtype")
         lookup(PATHS, self.path, "path")
+        lookup(MODELS, self.model, "model")
+        dataset_info(self.dataset)
+        for name in self.epoch_models:
+            lookup(MODELS, name, "model")
+        if not self.tables and not (self.epoch_models or self.epoch_configs):
+            raise G2GError("nothing to time: --tables none needs --epoch or --epoch-config")
         if self.dtype != "float32" and not self.device.startswith("cuda"):
             raise G2GError(f"{self.dtype} is benchmarked on CUDA only (the CPU kernels are float32)")
         # The widest layer's dense weight, gradient, Adam state and activations must fit: say so
         # before allocating, not in a traceback.
         need = 4 * max(self.widths) ** 2 * DTYPES[self.dtype].itemsize * 2
-        if need > 64 * 2**30:
+        if "layer" in self.tables and need > 64 * 2**30:
             raise G2GError(f"width {max(self.widths)} needs about {need / 2**30:.0f} GiB for the dense "
                            "side; use smaller --widths")
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _runner(layer: nn.Module, x: torch.Tensor, gy: torch.Tensor, mode: str,
-            opt: torch.optim.Optimizer) -> Callable[[], None]:
+def _train_call(module: nn.Module, x: torch.Tensor, backward: Callable[[torch.Tensor], None], mode: str,
+                opt: torch.optim.Optimizer) -> Callable[[], None]:
     def forward() -> None:
         with torch.no_grad():
-            layer(x)
+            module(x)
 
     def forward_backward() -> None:
-        for p in layer.parameters():
-            p.grad = None
+        module.zero_grad(set_to_none=True)
         x.grad = None
-        layer(x).backward(gy)
+        backward(module(x))
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
         x.grad = None
-        layer(x).backward(gy)
+        backward(module(x))
         opt.step()
 
     return {"forward": forward, "forward_backward": forward_backward, "step": step}[mode]
 
 
-def bench_layer(
-    width: int,
-    batch: int = 256,
-    *,
-    groups: int = 8,
-    p_intra: float = 1.0,
-    p_inter: float = 0.15,
-    scheme: str = "random",
-    inter_tile: int = 1,
-    dtype: torch.dtype = torch.float32,
-    device: str | torch.device = "cpu",
-    repeats: int = 20,
-    warmup: int = 3,
-    seed: int = 0,
-    modes: tuple[str, ...] = MODES,
-    path: str = "auto",
-) -> dict:
-    """Time forward, forward+backward (input, weight and bias grads) and an Adam step of a
-    ``width`` x ``width`` G2G layer against ``nn.Linear``; returns a JSON-able dict."""
-    device = torch.device(device)
+def _infer_call(module: nn.Module, x: torch.Tensor) -> Callable[[], None]:
+    def infer() -> None:
+        with torch.inference_mode():
+            module(x)
+
+    return infer
+
+
+def _paths(module: nn.Module, x: torch.Tensor, inference: bool) -> str:
+    """The execution path(s) the dispatcher picks for the module's sparse layers at this input, in
+    the mode of the rows (a training forward, or an inference one)."""
+    seen: list[str] = []
+    hooks = [layer.register_forward_pre_hook(lambda m, args: seen.append(m.execution_path(args[0])))
+             for _, layer in sparse_layers(module)]
+    try:
+        with torch.inference_mode() if inference else contextlib.nullcontext():
+            module(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return "+".join(sorted(set(seen))) or "dense"
+
+
+def _entry(times: dict[str, list[float]], batch: int, path: str, per_repeat: int) -> dict:
+    s = median_repeat(times["dense"], times["sparse"])
+    return {"batch": batch, "path": path, "dense_ms": s["dense"], "sparse_ms": s["g2g"], "ratio": s["ratio"],
+            "ratio_min": s["ratio_min"], "ratio_max": s["ratio_max"],
+            "ratio_median_of_pairs": s["ratio"],  # the name of this statistic in older bench files
+            "calls_per_repeat": per_repeat, "dense_times_ms": times["dense"], "sparse_times_ms": times["sparse"]}
+
+
+@dataclass
+class Contest:
+    """A G2G module against its dense counterpart: the row's description, the two modules, how to
+    make inputs of a batch size, and how to backpropagate an output of batch ``cfg.batch``."""
+
+    row: dict
+    dense: nn.Module
+    sparse: nn.Module
+    inputs: Callable[[int], torch.Tensor]
+    backward: Callable[[torch.Tensor], None]
+    input_grad: bool  # a layer's input gradient is part of its backward; a model's is not
+
+
+def training_rows(c: Contest, cfg: BenchConfig) -> dict[str, dict]:
+    """The training modes of ``cfg.modes`` at batch ``cfg.batch``, by mode."""
+    sync = sync_for(torch.device(cfg.device))
+    sides = {"dense": c.dense, "sparse": c.sparse}
+    modes = [m for m in cfg.modes if m in TRAIN_MODES]
+    if not modes:
+        return {}
+    x = c.inputs(cfg.batch).requires_grad_(c.input_grad)
+    train = TrainConfig()  # the Adam of g2g train (its weight decay costs a little per step)
+    opts = {k: adam(m.parameters(), lr=train.lr, weight_decay=train.weight_decay) for k, m in sides.items()}
+    path = _paths(c.sparse, x, inference=False)
+    rows = {}
+    for mode in modes:
+        calls = {k: _train_call(m, x, c.backward, mode, opts[k]) for k, m in sides.items()}
+        rows[mode] = _entry(time_pairs(calls, cfg.repeats, cfg.warmup, sync=sync), cfg.batch, path, 1)
+    return rows
+
+
+def inference_rows(c: Contest, cfg: BenchConfig) -> list[dict]:
+    """eval() forwards under ``torch.inference_mode()`` at every ``cfg.infer_batches``. The modules
+    stay in eval mode: time inference after training, as a trained model is served."""
+    if "inference" not in cfg.modes:
+        return []
+    sync = sync_for(torch.device(cfg.device))
+    sides = {"dense": c.dense.eval(), "sparse": c.sparse.eval()}
+    rows = []
+    for b in cfg.infer_batches:
+        x = c.inputs(b)
+        per = max(1, ROWS_PER_REPEAT // b)
+        calls = {k: _infer_call(m, x) for k, m in sides.items()}
+        times = time_pairs(calls, cfg.repeats, cfg.warmup, per_repeat=per, sync=sync)
+        rows.append(_entry(times, b, _paths(c.sparse, x, inference=True), per))
+    return rows
+
+
+def _set_path(module: nn.Module, path: str) -> None:
+    for _, layer in sparse_layers(module):
+        layer.fast = PATHS[path]
+
+
+def layer_contest(width: int, cfg: BenchConfig, seed: int = 0) -> Contest:
+    """A ``width`` x ``width`` G2G layer against ``nn.Linear``. Its topology is the model's defaults
+    (``ModelConfig``: G, p_intra, p') with ``cfg.inter_tile`` and random groups on both sides: a
+    G2G layer of no particular place in a network."""
+    device, dtype = torch.device(cfg.device), DTYPES[cfg.dtype]
+    m = ModelConfig()
     gen = torch.Generator().manual_seed(seed)
-    out_g = group_ids(width, groups, scheme, gen)
-    in_g = group_ids(width, groups, scheme, gen)
-    mask = modular_mask(out_g, in_g, p_intra, p_inter, gen, inter_tile=inter_tile)
+    out_g, in_g = group_ids(width, m.groups, "random", gen), group_ids(width, m.groups, "random", gen)
+    mask = modular_mask(out_g, in_g, m.p_intra, m.p_inter, gen, inter_tile=cfg.inter_tile)
     sparse = SparseLinear(width, width, mask, in_groups=in_g, out_groups=out_g, generator=gen)
-    sparse.fast = PATHS[path]
+    _set_path(sparse, cfg.path)
     dense = nn.Linear(width, width)
     sparse.to(device=device, dtype=dtype)
     dense.to(device=device, dtype=dtype)
-    x = torch.randn(batch, width, generator=gen).to(device=device, dtype=dtype).requires_grad_(True)
-    gy = torch.randn(batch, width, generator=gen).to(device=device, dtype=dtype)
 
-    layers = {"dense": dense, "sparse": sparse}
-    opts = {k: adam(m.parameters(), lr=1e-4) for k, m in layers.items()}
-    times: dict[str, dict[str, list[float]]] = {m: {"dense": [], "sparse": []} for m in modes}
-    for mode in modes:
-        runs = {k: _runner(m, x, gy, mode, opts[k]) for k, m in layers.items()}
-        for _ in range(warmup):
-            for run in runs.values():
-                run()
-        for i in range(repeats):
-            for k in ("dense", "sparse") if i % 2 == 0 else ("sparse", "dense"):
-                _sync(device)
-                t = time.perf_counter()
-                runs[k]()
-                _sync(device)
-                times[mode][k].append((time.perf_counter() - t) * 1e3)
-    result: dict = {
-        "width": width, "batch": batch, "in_features": width, "out_features": width,
-        "groups": groups, "p_intra": p_intra, "p_inter": p_inter, "scheme": scheme, "inter_tile": inter_tile,
-        "density": float(mask.float().mean()), "dtype": str(dtype).replace("torch.", ""),
-        "device": str(device), "threads": torch.get_num_threads(), "path": sparse.execution_path(x),
-        "repeats": repeats, "modes": {},
-    }
-    for mode in modes:
-        d, s = times[mode]["dense"], times[mode]["sparse"]
-        dm, sm = statistics.median(d), statistics.median(s)
-        result["modes"][mode] = {
-            "dense_ms": round(dm, 3), "sparse_ms": round(sm, 3), "ratio": round(dm / sm, 3),
-            "ratio_median_of_pairs": round(statistics.median(a / b for a, b in zip(d, s)), 3),
-        }
-    return result
+    def inputs(batch: int) -> torch.Tensor:
+        return torch.randn(batch, width, generator=gen).to(device=device, dtype=dtype)
+
+    gy = inputs(cfg.batch)
+    row = {"width": width, "batch": cfg.batch, "in_features": width, "out_features": width, "groups": m.groups,
+           "p_intra": m.p_intra, "p_inter": m.p_inter, "scheme": "random", "inter_tile": cfg.inter_tile,
+           "density": float(mask.float().mean()), "dtype": cfg.dtype, "device": str(device),
+           "threads": torch.get_num_threads(), "repeats": cfg.repeats}
+    return Contest(row, dense, sparse, inputs, lambda out: out.backward(gy), input_grad=True)
 
 
-def layer_table(rows: list[dict]) -> str:
-    """Markdown: median ms of nn.Linear and SparseLinear and the median of per-pair ratios."""
-    lines = ["| width | tile | dtype | path | mode | nn.Linear ms | SparseLinear ms | speed-up |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        for mode, m in r["modes"].items():
-            lines.append(f"| {r['width']} | {r['inter_tile']} | {r['dtype']} | {r['path']} | {mode} | "
-                         f"{m['dense_ms']:.3f} | {m['sparse_ms']:.3f} | {m['ratio_median_of_pairs']:.2f}x |")
-    return "\n".join(lines)
+def model_contest(cfg: BenchConfig, seed: int = 0) -> Contest:
+    """``cfg.model`` against the dense MLP at ``cfg.dataset``'s input size and classes (default
+    hidden widths, ``cfg.inter_tile``), on random inputs and labels."""
+    device = torch.device(cfg.device)
+    info = dataset_info(cfg.dataset)
+    n_in = math.prod(info.shape)
+    sparse = build_model(cfg.model, n_in, info.num_classes, input_shape=info.shape, seed=seed,
+                         inter_tile=cfg.inter_tile).to(device)
+    dense = build_model("dense", n_in, info.num_classes, input_shape=info.shape, seed=seed).to(device)
+    _set_path(sparse, cfg.path)
+    gen = torch.Generator().manual_seed(seed)
+
+    def inputs(batch: int) -> torch.Tensor:
+        return torch.randn(batch, *info.shape, generator=gen).to(device)
+
+    y = torch.randint(0, info.num_classes, (cfg.batch,), generator=gen).to(device)
+    shape = "-".join(map(str, (n_in, *ModelConfig().hidden, info.num_classes)))
+    row = {"model": cfg.model, "baseline": "dense", "dataset": cfg.dataset, "shape": shape,
+           "inter_tile": cfg.inter_tile, "density": _density(sparse), "batch": cfg.batch, "device": str(device),
+           "threads": torch.get_num_threads(), "repeats": cfg.repeats}
+    return Contest(row, dense, sparse, inputs, lambda out: F.cross_entropy(out, y).backward(), input_grad=False)
 
 
-def epoch_times(
-    models: list[str],
-    dataset: str = "fashion-mnist",
-    repeats: int = 3,
-    batch_size: int = 256,
-    device: str = "cpu",
-    data_dir: str | None = None,
-    seed: int = 0,
-    **model_options,
-) -> dict:
-    """Seconds per training epoch (forward, backward, Adam step) of each model, interleaved.
-
-    The models train for ``repeats`` epochs each, taking turns, so slow phases of a shared machine
-    hit all of them; reported is the median epoch per model and each model's ratio to the first.
-    """
-    resolve_device(device)
-    ds = load_dataset(dataset, data_dir).to(device)
-    shape = tuple(ds.train_x.shape[1:])
-    nets = {}
-    for name in models:
-        model = build_model(name, math.prod(shape), ds.num_classes, input_shape=shape, seed=seed,
-                            **model_options).to(device)
-        nets[name] = (model, adam(model.parameters(), lr=1e-3, weight_decay=1e-4))
-    times: dict[str, list[float]] = {n: [] for n in models}
-    for r in range(repeats):
-        for name in models if r % 2 == 0 else reversed(models):
-            model, opt = nets[name]
-            gen = torch.Generator().manual_seed(seed + r)
-            t = time.perf_counter()
-            for x, y in Batches(ds.train_x, ds.train_y, batch_size, ds.mean, ds.std, shuffle=True, generator=gen):
-                train_step(model, opt, x, y)
-            _sync(torch.device(device))
-            times[name].append(time.perf_counter() - t)
-    med = {n: statistics.median(v) for n, v in times.items()}
-    return {"dataset": dataset, "batch_size": batch_size, "repeats": repeats, "seconds": times,
-            "median_seconds": med, "speedup_vs_first": {n: med[models[0]] / med[n] for n in models}}
+def finish(c: Contest, modes: dict[str, dict], inference: list[dict]) -> dict:
+    """The JSON row of a contest: its description, the training path, its rows."""
+    return {**c.row, "path": next(iter(modes.values()), {}).get("path"), "modes": modes, "inference": inference}
 
 
-def run(cfg: BenchConfig, json_path: Path | None = None, data_dir: str | None = None, verbose: bool = True) -> dict:
-    """The whole ``g2g bench``: layer table, optional epoch timings, optional JSON file."""
+def bench_layer(width: int, cfg: BenchConfig, seed: int = 0) -> dict:
+    """The training and inference rows of one layer (``layer_contest``)."""
+    c = layer_contest(width, cfg, seed)
+    return finish(c, training_rows(c, cfg), inference_rows(c, cfg))
+
+
+def bench_model(cfg: BenchConfig, seed: int = 0) -> dict:
+    """The training and inference rows of the whole model (``model_contest``)."""
+    c = model_contest(cfg, seed)
+    return finish(c, training_rows(c, cfg), inference_rows(c, cfg))
+
+
+def _density(model: nn.Module) -> float | None:
+    layers = [layer for _, layer in sparse_layers(model)]
+    total = sum(layer.in_features * layer.out_features for layer in layers)
+    return sum(layer.nnz for layer in layers) / total if total else None
+
+
+_MODE_NAMES = {"forward": "forward", "forward_backward": "forward + backward", "step": "Adam step",
+               "inference": "inference"}
+
+
+def _lines(what: str, row: dict) -> Iterator[str]:
+    entries = [(_MODE_NAMES[mode], e) for mode, e in row["modes"].items()]
+    entries += [(_MODE_NAMES["inference"], e) for e in row["inference"]]
+    for mode, e in entries:
+        yield (f"| {what} | {mode} | {e['batch']} | {e['path']} | {format_ms(e['dense_ms'])} | "
+               f"{format_ms(e['sparse_ms'])} | {e['ratio']:.2f}x | {e['ratio_min']:.2f}-{e['ratio_max']:.2f} |")
+
+
+def bench_table(layers: list[dict], models: list[dict], repeats: int) -> str:
+    """Markdown: one row per (table row, mode, batch), the statistic stated above it."""
+    head = [f"Milliseconds per call; {repeats} repeats; {STATISTIC}. Inference: eval() under "
+            f"torch.inference_mode(), {ROWS_PER_REPEAT}/batch calls per repeat.", "",
+            "| layer or model | mode | batch | path | dense ms | G2G ms | speed-up | min-max |",
+            "|---|---|---|---|---|---|---|---|"]
+    lines = [line for r in layers for line in _lines(f"{r['width']}x{r['width']} tile {r['inter_tile']} "
+                                                      f"{r['dtype']}", r)]
+    lines += [line for r in models for line in _lines(f"{r['model']} {r['shape']}", r)]
+    return "\n".join(head + lines)
+
+
+def _model_configs(cfg: BenchConfig) -> list[Config]:
+    return [Config().replace(data={"dataset": cfg.dataset}, model={"name": m, "inter_tile": cfg.inter_tile})
+            for m in cfg.epoch_models]
+
+
+def _write(path: Path | None, doc: dict) -> None:
+    if path is None:
+        return
+    try:
+        path.write_text(json.dumps(doc, indent=2) + "\n")
+    except OSError as e:
+        raise G2GError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def run(cfg: BenchConfig, json_path: Path | None = None, data_dir: str | None = None, verbose: bool = True,
+        epoch_json: Path | None = None) -> dict:
+    """The whole ``g2g bench``: the layer and model tables, the epochs of ``cfg.epoch_models`` and
+    ``cfg.epoch_configs``; everything in ``json_path``, the epoch-speed document in ``epoch_json``."""
     resolve_device(cfg.device)
-    if json_path is not None and not json_path.parent.is_dir():  # fail before the long part
-        raise G2GError(f"--json: directory {json_path.parent} does not exist")
+    for path in (json_path, epoch_json):  # fail before the long part
+        if path is not None and not path.parent.is_dir():
+            raise G2GError(f"directory {path.parent} of {path} does not exist")
+    jobs = epoch_jobs(_model_configs(cfg) + read_configs(cfg.epoch_configs))
+    if not jobs and (epoch_json is not None or cfg.epoch_models or cfg.epoch_configs):
+        raise G2GError("no epochs to time: give --epoch or --epoch-config configurations other than dense "
+                       "(dense is the baseline of every epoch row)")
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
-    rows = [bench_layer(w, cfg.batch, inter_tile=cfg.inter_tile, dtype=DTYPES[cfg.dtype], device=cfg.device,
-                        repeats=cfg.repeats, path=cfg.path) for w in cfg.widths]
-    result = {"machine": environment(cfg.device), "config": cfg.to_dict(), "layers": rows}
+    contests = [layer_contest(w, cfg) for w in cfg.widths] if "layer" in cfg.tables else []
+    n_layers = len(contests)
+    contests += [model_contest(cfg)] if "model" in cfg.tables else []
+    # Every training row and epoch first, then every inference row: a trained model is served,
+    # and training in a process that ran inference_mode once failed (issue 16 item 3).
+    training = [training_rows(c, cfg) for c in contests]
+    result: dict = {"kind": "bench", "machine": environment(cfg.device), "config": cfg.to_dict(),
+                    "statistic": STATISTIC}
+    if jobs:
+        log = (lambda line: print(line, file=sys.stderr)) if verbose else None
+        result["epochs"] = bench_epochs(jobs, cfg, data_dir, log=log)
+        _write(epoch_json, result["epochs"])
+    rows = [finish(c, t, inference_rows(c, cfg)) for c, t in zip(contests, training)]
+    result["layers"], result["models"] = rows[:n_layers], rows[n_layers:]
     if verbose:
-        print(layer_table(rows))
-    if cfg.epoch_models:
-        ep = epoch_times(list(cfg.epoch_models), cfg.dataset, repeats=cfg.epoch_repeats, batch_size=cfg.batch,
-                         device=cfg.device, data_dir=data_dir, inter_tile=cfg.inter_tile)
-        result["epochs"] = ep
-        if verbose:
-            for m in cfg.epoch_models:
-                print(f"{cfg.dataset} epoch, {m}: {ep['median_seconds'][m]:.2f} s "
-                      f"(x{ep['speedup_vs_first'][m]:.2f} vs {cfg.epoch_models[0]})")
-    if json_path is not None:
-        try:
-            json_path.write_text(json.dumps(result, indent=2) + "\n")
-        except OSError as e:
-            raise G2GError(f"cannot write {json_path}: {e.strerror or e}") from None
+        tables = [bench_table(result["layers"], result["models"], cfg.repeats)] if rows else []
+        print("\n\n".join(tables + ([epoch_table(result["epochs"])] if jobs else [])))
+    _write(json_path, result)
     return result

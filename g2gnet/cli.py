@@ -1,7 +1,8 @@
 """The ``g2g`` command line: argument parsing only; every subcommand calls one library function.
 
 The options of ``g2g train`` are derived from the fields of ``g2gnet.config`` (name, type, help,
-default), so a new config field is a new option without touching this file. User mistakes print
+default), and those of ``g2g bench`` from ``bench.BenchConfig``, so a new field is a new option
+without touching this file. User mistakes print
 one line ``g2g: error: ...`` and exit with status 2 (SPEC §9).
 """
 
@@ -12,7 +13,7 @@ import sys
 from pathlib import Path
 
 from .errors import G2GError
-from .options import ArgParser, add_config_options, config_from_args, int_list
+from .options import ArgParser, add_config_options, add_knob_options, config_from_args, knob_values
 from .version import __version__
 
 
@@ -86,33 +87,31 @@ def _cmd_report(args) -> int:
 
 
 def _add_bench(sub) -> None:
-    p = sub.add_parser("bench", help="time SparseLinear against nn.Linear",
-                       description="Time SparseLinear against nn.Linear of the same shape in one process.")
-    p.add_argument("--widths", type=int_list, default=(1024, 2048, 4096))
-    p.add_argument("--batch", type=int, default=256)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--repeats", type=int, default=15)
-    p.add_argument("--inter-tile", type=int, default=1)
-    p.add_argument("--path", default="auto", help="SparseLinear execution path: auto | fast | reference")
-    p.add_argument("--epoch", default=None, metavar="MODELS",
-                   help="also time whole training epochs of these models, e.g. dense,g2g-mixer")
-    p.add_argument("--dataset", default="fashion-mnist", help="dataset for --epoch")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--epoch-repeats", type=int, default=3)
-    p.add_argument("--json", default=None, help="write the results here")
+    from .bench import BenchConfig
+
+    p = sub.add_parser("bench", help="time G2G against dense: a layer, a whole model, training epochs",
+                       description="Time G2G against dense in one process, interleaved: SparseLinear against "
+                                   "nn.Linear of the same shape, a whole model against the dense MLP (training "
+                                   "and inference rows), and training epochs of models or of any run's "
+                                   "configuration against dense at the same widths. Every row shows the median "
+                                   "repeat: speed-up = dense time / G2G time of the times shown.")
+    # Every option but the three below is a BenchConfig knob (its default, check and help live there).
+    add_knob_options(p.add_argument_group("what to time and how"), BenchConfig,
+                     extra={"epoch_configs": {"type": str, "nargs": "+", "action": "extend"}})
+    p.add_argument("--data-dir", default=None, help="dataset root of the epoch timings "
+                                                     "(default: $G2G_DATA, cache, system, download)")
+    p.add_argument("--json", default=None, metavar="FILE", help="write every result here (JSON)")
+    p.add_argument("--epoch-json", default=None, metavar="FILE",
+                   help="write the epoch timings here as an epoch-speed document (JSON)")
     p.set_defaults(func=_cmd_bench)
 
 
 def _cmd_bench(args) -> int:
     from .bench import BenchConfig, run
 
-    models = tuple(m.strip() for m in args.epoch.split(",") if m.strip()) if args.epoch else ()
-    cfg = BenchConfig(widths=tuple(args.widths), batch=args.batch, device=args.device, dtype=args.dtype,
-                      threads=args.threads, repeats=args.repeats, inter_tile=args.inter_tile, path=args.path,
-                      epoch_models=models, dataset=args.dataset, epoch_repeats=args.epoch_repeats)
-    run(cfg, json_path=Path(args.json) if args.json else None, data_dir=args.data_dir)
+    cfg = BenchConfig(**knob_values(args, BenchConfig))
+    run(cfg, json_path=Path(args.json) if args.json else None, data_dir=args.data_dir,
+        epoch_json=Path(args.epoch_json) if args.epoch_json else None)
     return 0
 
 

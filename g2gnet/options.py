@@ -1,6 +1,7 @@
-"""The command-line options of ``g2g train`` derived from ``g2gnet.config``: one option per config
-field (name, type, help and default from the field), so a new field is a new option. Shared by the
-CLI and ``g2g sweep``, which parses every cell of a grid with the same options.
+"""Command-line options derived from knobs (``config.knob``): one option per field of a section
+(name, type, help and default from the field), so a new field is a new option. ``g2g train``'s
+come from ``g2gnet.config`` (shared with ``g2g sweep``, which parses every cell of a grid with the
+same options), ``g2g bench``'s from ``bench.BenchConfig``.
 """
 
 from __future__ import annotations
@@ -36,6 +37,12 @@ _PREFIX = {"data": "", "model": "", "train": "", "dst": "dst-"}
 _TITLES = {"data": "data", "model": "model options", "train": "training", "dst": "dynamic sparse training"}
 
 
+def word_list(text: str) -> tuple[str, ...]:
+    """Comma-separated words; ``none`` is the empty list."""
+    words = tuple(w.strip() for w in text.split(",") if w.strip())
+    return () if words == ("none",) else words
+
+
 def _int_or_word(text: str) -> int | str:
     return int(text) if text.strip().lstrip("-").isdigit() else text
 
@@ -59,31 +66,52 @@ def _argument(hint) -> dict:
     if options == {str}:
         nullable = isinstance(hint, types.UnionType)
         return {"type": _optional_word if nullable else str}
-    if all(typing.get_origin(t) is tuple for t in options):
+    if options == {tuple[int, ...]}:
         return {"type": int_list, "metavar": "N,N,..."}
+    if options == {tuple[str, ...]}:
+        return {"type": word_list, "metavar": "A,B,..."}
     raise TypeError(f"no CLI type for {hint}")  # pragma: no cover (a new kind of field)
+
+
+def _flag(f: dataclasses.Field, prefix: str) -> str:
+    return f.metadata.get("flag") or "--" + prefix + f.name.replace("_", "-")
 
 
 def option_name(section: str, name: str) -> str:
     """The CLI option of config field ``section.name`` (e.g. ``--p-inter``, ``--dst-interval``)."""
     f = next(f for f in dataclasses.fields(SECTIONS[section]) if f.name == name)
-    return f.metadata.get("flag") or "--" + _PREFIX[section] + name.replace("_", "-")
+    return _flag(f, _PREFIX[section])
+
+
+def add_knob_options(group, cls: type, prefix: str = "", dest_prefix: str = "",
+                     extra: dict[str, dict] | None = None) -> None:
+    """One option per knob of ``cls`` (``--<prefix><name>`` or the knob's ``flag``), its help text
+    ending with the knob's default. Options default to 'not given' (``argparse.SUPPRESS``), so the
+    dataclass supplies every default and ``--config`` + flags works. ``extra``: argparse keywords
+    of a field's option beyond those derived from its type (e.g. ``nargs``)."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        default = f.default
+        shown = (",".join(map(str, default)) or "none") if isinstance(default, tuple) else default
+        help_text = f.metadata["help"] + ("" if default is None else f" (default: {shown})")
+        kw = {**_argument(hints[f.name]), **(extra or {}).get(f.name, {})}
+        if kw.get("action") is not argparse.BooleanOptionalAction:  # a flag takes no value
+            kw["metavar"] = f.metadata.get("metavar") or kw.get("metavar") or f.name.upper()
+        group.add_argument(_flag(f, prefix), dest=dest_prefix + f.name, default=argparse.SUPPRESS,
+                           help=help_text, **kw)
+
+
+def knob_values(args: argparse.Namespace, cls: type) -> dict:
+    """The options of ``add_knob_options(..., cls)`` that were given, by field name."""
+    given = vars(args)
+    return {f.name: given[f.name] for f in dataclasses.fields(cls) if f.name in given}
 
 
 def add_config_options(p: argparse.ArgumentParser) -> None:
     """One option per config field, defaulting to 'not given' so that ``--config`` + flags works."""
     for section, cls in SECTIONS.items():
         group = p.add_argument_group(_TITLES[section])
-        hints = typing.get_type_hints(cls)
-        for f in dataclasses.fields(cls):
-            default = f.default
-            shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-            help_text = f.metadata["help"] + ("" if default is None else f" (default: {shown})")
-            kw = _argument(hints[f.name])
-            if "action" not in kw:
-                kw["metavar"] = f.metadata.get("metavar") or kw.get("metavar") or f.name.upper()
-            group.add_argument(option_name(section, f.name), dest=f"{section}.{f.name}", default=argparse.SUPPRESS,
-                               help=help_text, **kw)
+        add_knob_options(group, cls, _PREFIX[section], f"{section}.")
         if section == "dst":
             group.add_argument("--dst", dest="dst_pair", metavar="PRUNE:GROW", default=argparse.SUPPRESS,
                                help="shorthand for --dst-prune PRUNE --dst-grow GROW, e.g. magnitude:hebbian; "

@@ -1,32 +1,35 @@
 #!/usr/bin/env bash
-# CPU timings of the README's Performance section: the layer table (element-wise mask, 16x16 and
-# 32x32 tiles) and Fashion-MNIST and CIFAR-10 training epochs of dense vs g2g-mixer, each
-# repeated RUNS times (a shared machine is noisy: the summary is the median over runs of each
-# run's median-of-pairs speed-up); the masked reference path, the per-part costs at 2048, and
-# the shared checks (layer speed, memory, compile/autocast). Run on an otherwise idle machine,
-# with the CIFAR-10 files under $G2G_DATA.
+# CPU timings of the README's Performance section, each repeated RUNS times (a shared machine is
+# noisy: the summary is the median over runs of each run's median-repeat speed-up, min-max over
+# runs): the layer table (training rows at batch 256 and inference rows at batch 1, 8, 64, 256;
+# element-wise mask, 16x16 and 32x32 tiles), the whole Fashion-MNIST g2g-mixer against the dense
+# MLP (training and inference rows), the inference rows on one thread, and Fashion-MNIST and
+# CIFAR-10 training epochs of g2g-mixer against dense; then the masked reference path, the
+# per-part costs at 2048, and the shared checks (layer speed, inference, memory, compile/autocast).
+# Run on an otherwise idle machine, with the CIFAR-10 files under $G2G_DATA.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=results/bench/cpu; mkdir -p "$out"
 g2g=.venv/bin/g2g
 for r in $(seq 1 "${RUNS:-3}"); do
-  $g2g bench --widths 1024,2048,4096 --threads 2 --repeats 15 --epoch dense,g2g-mixer \
+  $g2g bench --widths 1024,2048,4096 --threads 2 --epoch g2g-mixer \
     --json "$out/elementwise-r$r.json" > "$out/elementwise-r$r.txt"
-  $g2g bench --widths 1024 --threads 2 --repeats 3 --epoch dense,g2g-mixer --dataset cifar10 \
+  $g2g bench --tables none --threads 2 --epoch g2g-mixer --dataset cifar10 \
     --json "$out/cifar10-epoch-r$r.json" > "$out/cifar10-epoch-r$r.txt"
   for t in 16 32; do
-    $g2g bench --widths 1024,2048,4096 --threads 2 --repeats 15 --inter-tile "$t" \
+    $g2g bench --tables layer --widths 1024,2048,4096 --threads 2 --inter-tile "$t" \
       --json "$out/tile$t-r$r.json" > "$out/tile$t-r$r.txt"
   done
+  $g2g bench --modes inference --widths 1024,2048,4096 --threads 1 \
+    --json "$out/inference-1thread-r$r.json" > "$out/inference-1thread-r$r.txt"
 done
-$g2g bench --widths 1024,2048 --threads 2 --repeats 15 --path reference \
+$g2g bench --tables layer --widths 1024,2048 --threads 2 --path reference \
   --json "$out/reference-path.json" > "$out/reference-path.txt"
 .venv/bin/python benchmarks/parts.py 2048 > "$out/parts-2048.txt"
 .venv/bin/python benchmarks/parts.py 2048 32 > "$out/parts-2048-tile32.txt"
-for check in perf-layer perf-memory compile-amp; do
+for check in perf-layer perf-tiles perf-infer perf-memory compile-amp; do
   [ -f ../shared/checks/$check.sh ] && bash ../shared/checks/$check.sh > "$out/check-$check.txt" 2>&1
 done
-{ .venv/bin/python benchmarks/summarize.py "$out"/elementwise-r*.json "$out"/tile*-r*.json
-  .venv/bin/python benchmarks/summarize.py "$out"/cifar10-epoch-r*.json | grep '^epoch' | sed 's/^epoch/cifar10 epoch/'
-} > "$out/summary.md"
+.venv/bin/python benchmarks/summarize.py "$out"/elementwise-r*.json "$out"/tile*-r*.json \
+  "$out"/inference-1thread-r*.json "$out"/cifar10-epoch-r*.json > "$out/summary.md"
 cat "$out/summary.md"

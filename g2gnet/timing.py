@@ -1,0 +1,70 @@
+"""Paired timings and the one statistic of every ``g2g bench`` row.
+
+Shared machines make single timings meaningless, so every repeat times the dense and the G2G
+side back to back, alternating which goes first, and a row shows the *median repeat*: the repeat
+whose ratio dense time / G2G time is the median over the repeats, with that repeat's two times.
+The speed-up shown is therefore always the ratio of the times shown (a table that printed
+per-side medians beside a median of ratios once read ``2.101 | 2.264 | 1.29x``); the spread is
+the ratio's min-max over the repeats.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+
+STATISTIC = ("each repeat times the dense and the G2G side back to back, alternating which goes first; "
+             "a row is the median repeat (its ratio dense time / G2G time is the median over the repeats, "
+             "the lower median for an even count) with that repeat's two times, so speed-up = dense / G2G "
+             "on every row; min-max: the ratio's range over the repeats")
+
+
+def time_pairs(calls: dict[str, Callable[[], None]], repeats: int, warmup: int = 0, *, per_repeat: int = 1,
+               clock: Callable[[], float] = time.perf_counter,
+               sync: Callable[[], None] = lambda: None) -> dict[str, list[float]]:
+    """Milliseconds per call of each of the two ``calls`` in each repeat (``per_repeat`` calls
+    timed together). The first goes first in even repeats, the second in odd ones, so a drift of
+    a shared machine hits both alike; ``warmup`` untimed calls of each come before."""
+    if len(calls) != 2:
+        raise ValueError(f"time_pairs compares two sides, got {list(calls)}")
+    for _ in range(warmup):
+        for call in calls.values():
+            call()
+    names = list(calls)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for i in range(repeats):
+        for name in names if i % 2 == 0 else names[::-1]:
+            sync()
+            start = clock()
+            for _ in range(per_repeat):
+                calls[name]()
+            sync()
+            times[name].append((clock() - start) * 1e3 / per_repeat)
+    return times
+
+
+def median_repeat(dense: Sequence[float], g2g: Sequence[float]) -> dict[str, float]:
+    """The statistic of every row (``STATISTIC``): the repeat whose ratio dense / g2g is the median
+    (the lower median for an even count), its two times, and the ratio's min and max."""
+    if not dense or len(dense) != len(g2g):
+        raise ValueError(f"need the same number (>= 1) of times per side, got {len(dense)} and {len(g2g)}")
+    if min(*dense, *g2g) <= 0:
+        raise ValueError("times must be positive")
+    ratios = [d / g for d, g in zip(dense, g2g)]
+    k = sorted(range(len(ratios)), key=ratios.__getitem__)[(len(ratios) - 1) // 2]
+    return {"dense": dense[k], "g2g": g2g[k], "ratio": dense[k] / g2g[k], "ratio_min": min(ratios),
+            "ratio_max": max(ratios)}
+
+
+def sync_for(device: torch.device) -> Callable[[], None]:
+    if device.type == "cuda":
+        return lambda: torch.cuda.synchronize(device)
+    return lambda: None
+
+
+def format_ms(v: float) -> str:
+    """Four significant digits, never in exponent form (0.01234, 1.234, 1234)."""
+    return f"{v:.{max(0, 3 - math.floor(math.log10(v)))}f}"
