@@ -60,9 +60,8 @@ def _add_report(sub) -> None:
     p.add_argument("--baseline", default=None, metavar="KEY=VALUE",
                    help="compare every row with the row where KEY=VALUE (e.g. model=dense), paired by seed")
     p.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--results", default=None, metavar="RESULTS.md",
-                   help="write the whole results document (every suite and the claims table) for the "
-                        "results/ directory given")
+    # The study's document (RESULTS.md) moved out of the library; the old flag says where to.
+    p.add_argument("--results", default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=_cmd_report)
 
 
@@ -70,14 +69,8 @@ def _cmd_report(args) -> int:
     from .report import build_report
 
     if args.results:
-        from .report.results import build_results
-
-        if len(args.runs) != 1:
-            raise G2GError("--results takes one directory: the results/ root")
-        build_results(Path(args.runs[0]), Path(args.results))
-        print(f"wrote {args.results}")
-        return 0
-
+        raise G2GError("g2g report --results moved out of the library: run "
+                       f"`python -m studies.g2gnet_paper {args.runs[0]} {args.results}` in the repository")
     by = [k.strip() for k in args.by.split(",") if k.strip()] if args.by else None
     text = build_report([Path(r) for r in args.runs], out=Path(args.out) if args.out else None, by=by,
                         baseline=args.baseline, plots=args.plots)

@@ -86,33 +86,8 @@ def test_bad_baselines_are_clear_errors(baseline, pattern):
         paired(cs, baseline)
 
 
-def _write_run(path: Path, acc: float, seed: int, **model) -> None:
-    path.mkdir(parents=True)
-    config = Config().replace(data={"dataset": "cifar10"}, model=model, train={"seed": seed})
-    (path / "config.json").write_text(json.dumps(config.to_dict()))
-    sparse = str(model["name"]).startswith("g2g")
-    (path / "summary.json").write_text(json.dumps({
-        "test_acc": acc / 100, "active_params": 250 if sparse else 1000, "density": 0.25 if sparse else None,
-        "seconds_per_epoch": 1.0, "wall_time": 30.0, "flops_per_sample": 500 if sparse else 2000}))
-
-
-def test_results_document_verdicts_by_hand(tmp_path):
-    from g2gnet.report.results import build_results
-    root = tmp_path / "results"
-    for s, (dense, g2g) in enumerate([(50.0, 55.0), (51.0, 56.5), (52.0, 56.0)]):  # diffs 5, 5.5, 4
-        _write_run(root / "cifar10" / "table1" / f"dense-s{s}", dense, s, name="dense")
-        _write_run(root / "cifar10" / "table1" / f"g2g-index-s{s}", g2g, s, name="g2g-index")
-    for s, (dense, g2g) in enumerate([(60.0, 58.0), (61.0, 58.5), (62.0, 60.0)]):  # diffs -2, -2.5, -2
-        _write_run(root / "cifar10" / "patch" / f"dense-s{s}", dense, s, name="dense", frontend="patch")
-        _write_run(root / "cifar10" / "patch" / f"g2g-mixer-s{s}", g2g, s, name="g2g-mixer", frontend="patch")
-    text = build_results(root, tmp_path / "RESULTS.md")
-    # mean 4.83, sample std 0.764, half-width 4.303 * 0.764 / sqrt(3) = 1.90
-    assert ("| at least dense accuracy with far fewer parameters | CIFAR-10 | best grouping g2g-index 55.83 ± 0.76 "
-            "(n = 3) vs dense 51.00 ± 1.00 (n = 3); +4.83 points [+2.94, +6.73], n = 3: better; 0.25x the "
-            "parameters | holds |") in text
-    assert "| accuracy up to +4.3% | CIFAR-10 |" in text and "+4.83 points [+2.94, +6.73], n = 3: better | reached |" in text
-    # -2.17 +- 4.303 * 0.289 / sqrt(3) = 0.72
-    assert ("| ... and with a conv front end (patch) | CIFAR-10 | best grouping g2g-mixer 58.83 ± 1.04 (n = 3) vs "
-            "dense 61.00 ± 1.00 (n = 3): -2.17 points [-2.88, -1.45], n = 3: worse | does not hold |") in text
-    assert "0.25x the FLOPs per sample of dense" in text
-    assert "6 runs (6 on CPU (30 s per run, 30-30)" in text
+def test_report_results_flag_points_to_the_study(capsys):
+    from g2gnet.cli import main
+    assert main(["report", "results", "--results", "RESULTS.md"]) == 2
+    err = capsys.readouterr().err
+    assert "python -m studies.g2gnet_paper results RESULTS.md" in err and len(err.strip().splitlines()) == 1

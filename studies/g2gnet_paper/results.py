@@ -1,5 +1,5 @@
 """RESULTS.md: every committed experiment of ``results/`` in one document, with a verdict per claim
-of the paper's abstract and dataset (``g2g report results --results RESULTS.md``).
+of the paper's abstract and dataset (``python -m studies.g2gnet_paper results RESULTS.md``).
 
 It knows the layout the suites write (``results/<dataset>/<suite>/<cell>``); every number comes
 from run directories through ``runs.find_runs`` and the statistics of ``tables``.
@@ -11,9 +11,9 @@ import statistics
 from collections import Counter
 from pathlib import Path
 
-from ..errors import G2GError
-from ..runs import RunRecord, find_runs
-from .tables import Cell, Paired, cells, columns, count, fmt, ordered, pair, paired, paired_table, table
+from g2gnet.errors import G2GError
+from g2gnet.runs import RunRecord, find_runs
+from g2gnet.report.tables import Cell, Paired, cells, columns, count, fmt, ordered, pair, paired, paired_table, table
 
 DATASETS = {"cifar10": "CIFAR-10", "fmnist": "Fashion-MNIST"}
 PAPER_GAIN = 4.3  # "improving accuracy by up to 4.3%" (abstract)
@@ -189,7 +189,7 @@ def build_results(root: Path, out: Path) -> str:
     if not root.is_dir():
         raise G2GError(f"{root} is not a directory of results")
     doc = ["# Results\n",
-           "Written by `g2g report results --results RESULTS.md` from the run directories under `results/` "
+           "Written by `python -m studies.g2gnet_paper results RESULTS.md` from the run directories under `results/` "
            "(each holds its config, environment with code version, per-epoch metrics and summary; "
            "checkpoints are not committed). Final-model test accuracy in %, mean ± sample std over n "
            "seeds; a row is one configuration. Paired differences match runs by seed (same data order "
