@@ -54,11 +54,12 @@ def _add_report(sub) -> None:
                                    "plots from run directories; optionally differences paired by seed.")
     p.add_argument("runs", nargs="+", help="run directories, or folders searched for them")
     p.add_argument("--out", default=None, help="write report.md and plots here (default: print the table)")
-    p.add_argument("--by", default=None,
-                   help="config keys shown as columns, e.g. model.name,dst.prune (default: those that vary); "
-                        "rows are still one configuration each")
+    p.add_argument("--by", default=None, metavar="KEYS",
+                   help="config keys (section.field) shown as columns, e.g. model.name,model.p_inter (default: "
+                        "those that vary); rows are still one configuration each")
     p.add_argument("--baseline", default=None, metavar="KEY=VALUE",
-                   help="compare every row with the row where KEY=VALUE (e.g. model=dense), paired by seed")
+                   help="compare every row with the row where KEY=VALUE[,KEY=VALUE] (e.g. model.name=dense), "
+                        "paired by seed")
     p.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True)
     # The study's document (RESULTS.md) moved out of the library; the old flag says where to.
     p.add_argument("--results", default=None, help=argparse.SUPPRESS)
@@ -67,12 +68,12 @@ def _add_report(sub) -> None:
 
 def _cmd_report(args) -> int:
     from .report import build_report
+    from .report.keys import parse_by
 
     if args.results:
         raise G2GError("g2g report --results moved out of the library: run "
                        f"`python -m studies.g2gnet_paper {args.runs[0]} {args.results}` in the repository")
-    by = [k.strip() for k in args.by.split(",") if k.strip()] if args.by else None
-    text = build_report([Path(r) for r in args.runs], out=Path(args.out) if args.out else None, by=by,
+    text = build_report([Path(r) for r in args.runs], out=Path(args.out) if args.out else None, by=parse_by(args.by),
                         baseline=args.baseline, plots=args.plots)
     print(text)
     return 0
@@ -133,6 +134,7 @@ def _add_sweep(sub) -> None:
 
 def _cmd_sweep(args) -> int:
     from .report import build_report
+    from .report.keys import parse_by
     from .sweep import cell_parser, load_suite, run_sweep
 
     if args.workers < 1 or (args.threads is not None and args.threads < 1):
@@ -155,8 +157,8 @@ def _cmd_sweep(args) -> int:
         report.add_argument("--by", default=None)
         for suite in suites:
             opts = report.parse_args(suite.report)
-            by = [k.strip() for k in opts.by.split(",")] if opts.by else None
-            print(build_report([suite.out, *suite.include], out=suite.out, by=by, baseline=opts.baseline))
+            print(build_report([suite.out, *suite.include], out=suite.out, by=parse_by(opts.by),
+                               baseline=opts.baseline))
     return 0
 
 

@@ -10,8 +10,10 @@ import pytest
 
 from g2gnet import G2GError
 from g2gnet.config import Config
+from g2gnet.report.keys import parse_baseline, resolve
 from g2gnet.report.tables import cells, columns, ordered, paired, paired_table, t975
 from g2gnet.runs import RunRecord
+from rundirs import write_run
 
 
 def _run(acc: float, seed: int, **model) -> RunRecord:
@@ -33,7 +35,7 @@ def test_paired_difference_interval_and_verdict_by_hand():
     runs += [_run(a, s, name="g2g-index") for s, a in enumerate([53.0, 55.0, 54.0])]
     runs += [_run(a, s, name="er") for s, a in enumerate([51.0, 50.0, 53.0])]
     cs = cells(runs)
-    (g2g, er) = sorted(paired(cs, "model=dense"), key=lambda p: p.cell.identity["model"], reverse=True)
+    (g2g, er) = sorted(paired(cs, "model=dense"), key=lambda p: p.cell.identity["model.name"], reverse=True)
     # differences 3, 4, 2: mean 3, sample std 1, half-width t(2) / sqrt(3) = 4.303 / 1.732 = 2.484
     assert g2g.diffs == pytest.approx([3.0, 4.0, 2.0])
     mean, low, high = g2g.interval()
@@ -41,7 +43,7 @@ def test_paired_difference_interval_and_verdict_by_hand():
     assert g2g.verdict() == "better"
     # differences 1, -1, 1: mean 1/3, interval contains 0
     assert er.diffs == pytest.approx([1.0, -1.0, 1.0]) and er.verdict() == "within noise"
-    row = paired_table([g2g], ["model"], "model=dense").splitlines()[-1]
+    row = paired_table([g2g], ["model.name"], "model.name=dense").splitlines()[-1]
     assert row == "| g2g-index | 3 | +3.00 | [+0.52, +5.48] | better |"
 
 
@@ -63,7 +65,7 @@ def test_cells_group_by_configuration_and_refuse_a_repeated_seed():
             _run(52.0, 0, name="er", p_inter=0.2)]
     cs = cells(runs)
     assert sorted(len(c.runs) for c in cs) == [1, 2]
-    assert columns(cs, None) == ["p_inter"]  # only what varies is shown
+    assert columns(cs, None) == ["model.p_inter"]  # only what varies is shown
     with pytest.raises(G2GError, match="same configuration and seed 0"):
         cells(runs + [_run(49.0, 0, name="er", p_inter=0.2)])
 
@@ -71,14 +73,15 @@ def test_cells_group_by_configuration_and_refuse_a_repeated_seed():
 def test_rows_ordered_by_shown_keys_numbers_by_value():
     runs = [_run(50.0, 0, name=m, p_inter=p) for m, p in
             [("g2g-index", 0.2), ("dense", 0.15), ("g2g-index", 0.05), ("g2g-index", 0.1), ("er", 0.15)]]
-    cs = ordered(cells(runs), ["model", "p_inter"])
-    assert [(c.identity["model"], c.identity["p_inter"]) for c in cs] == [
+    cs = ordered(cells(runs), ["model.name", "model.p_inter"])
+    assert [(c.identity["model.name"], c.identity["model.p_inter"]) for c in cs] == [
         ("dense", 0.15), ("er", 0.15), ("g2g-index", 0.05), ("g2g-index", 0.1), ("g2g-index", 0.2)]
 
 
 @pytest.mark.parametrize("baseline, pattern", [
     ("dense", "must be KEY=VALUE"), ("nosuch=1", "unknown --baseline key 'nosuch'"),
-    ("model=mlp-mixer", "no runs with model=mlp-mixer"),
+    ("model=mlp-mixer", "no runs with model.name=mlp-mixer"),
+    ("model.name=dense,model.dropout", "must be KEY=VALUE"),
 ])
 def test_bad_baselines_are_clear_errors(baseline, pattern):
     cs = cells([_run(50.0, 0, name="dense"), _run(52.0, 0, name="er")])
@@ -91,3 +94,36 @@ def test_report_results_flag_points_to_the_study(capsys):
     assert main(["report", "results", "--results", "RESULTS.md"]) == 2
     err = capsys.readouterr().err
     assert "python -m studies.g2gnet_paper results RESULTS.md" in err and len(err.strip().splitlines()) == 1
+
+
+def test_one_key_vocabulary_with_the_short_keys_as_aliases():
+    runs = [_run(50.0, 0, name="dense"), _run(52.0, 0, name="g2g-index", p_inter=0.05),
+            _run(53.0, 0, name="g2g-index", p_inter=0.1)]
+    cs = cells(runs)
+    valid = list(cs[0].identity)
+    assert "model.p_inter" in valid and "train.epochs" in valid and "train.seed" not in valid
+    # the dotted key and its 0.1 alias name the same column; dst names both criteria
+    assert columns(cs, ["model.p_inter"]) == columns(cs, ["p_inter"]) == ["model.p_inter", "model.name"]
+    assert resolve("dst", valid, "--by key") == ["dst.prune", "dst.grow"]
+    assert resolve("dst_interval", valid, "--by key") == ["dst.interval"]
+    with pytest.raises(G2GError, match="unknown --by key 'model.nope'; valid: data.dataset"):
+        columns(cs, ["model.nope"])
+    assert parse_baseline("model=dense,dropout=0", valid) == {"model.name": "dense", "model.dropout": "0"}
+    assert parse_baseline("dst=static", valid) == {"dst.prune": "none", "dst.grow": "none"}
+    assert parse_baseline("dst=magnitude:hebbian", valid) == {"dst.prune": "magnitude", "dst.grow": "hebbian"}
+    assert parse_baseline("model.hidden=64,64,model.name=er", valid) == {"model.hidden": "64,64", "model.name": "er"}
+    # the same pairs whichever spelling names the baseline
+    a, b = paired(cs, "model=dense"), paired(cs, "model.name=dense")
+    assert [p.diffs for p in a] == [p.diffs for p in b] == [[2.0], [3.0]]
+
+
+def test_cli_by_help_example_is_accepted(tmp_path, capsys):
+    from g2gnet.cli import build_parser, main
+    report = next(a for a in build_parser()._subparsers._group_actions[0].choices["report"]._actions
+                  if a.dest == "by")
+    example = report.help.split("e.g. ")[1].split(" ")[0]
+    for name, acc in [("dense", 50.0), ("g2g-index", 55.0)]:
+        write_run(tmp_path / f"{name}-s0", acc, 0, name=name)
+    assert main(["report", str(tmp_path), "--by", example, "--baseline", "model.name=dense", "--no-plots"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].startswith("| " + " | ".join(example.split(",")) + " |")
+

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from g2gnet.cli import main
-from g2gnet.config import Config
+from rundirs import write_run
 from studies.g2gnet_paper.results import build_results
 
 SMALL = ["--hidden", "32,32", "--groups", "4", "--batch-size", "64", "--lr", "0.005"]
@@ -18,13 +18,7 @@ def _train(data, out, *extra):
 
 
 def _write_run(path: Path, acc: float, seed: int, **model) -> None:
-    path.mkdir(parents=True)
-    config = Config().replace(data={"dataset": "cifar10"}, model=model, train={"seed": seed})
-    (path / "config.json").write_text(json.dumps(config.to_dict()))
-    sparse = str(model["name"]).startswith("g2g")
-    (path / "summary.json").write_text(json.dumps({
-        "test_acc": acc / 100, "active_params": 250 if sparse else 1000, "density": 0.25 if sparse else None,
-        "seconds_per_epoch": 1.0, "wall_time": 30.0, "flops_per_sample": 500 if sparse else 2000}))
+    write_run(path, acc, seed, **model)
 
 
 def test_results_document_verdicts_by_hand(tmp_path):

@@ -13,7 +13,7 @@ from pathlib import Path
 from ..errors import G2GError
 from ..runs import find_runs
 from .plots import draw_all
-from .tables import cells, columns, count, ordered, paired, paired_table, table, topology_table
+from .tables import baseline_name, cells, columns, count, ordered, paired, paired_table, table, topology_table
 
 __all__ = ["build_report"]
 
@@ -27,6 +27,7 @@ def build_report(paths: list[Path], out: Path | None = None, by: list[str] | Non
     cs = ordered(cs, keys)
     text = table(cs, keys)
     pairs = paired(cs, baseline) if baseline else []
+    baseline = baseline_name(cs, baseline) if baseline else None
     if pairs:
         text += "\n\n" + paired_table(pairs, keys, baseline)
     if out is None:

@@ -45,17 +45,17 @@ def accuracy_vs_density(cs: list[Cell], keys: list[str], path: Path) -> bool:
 
 def accuracy_vs_pinter(cs: list[Cell], path: Path) -> bool:
     """One line per G2G grouping over p', dense (no dropout) as a mean ± std band."""
-    g2g = [c for c in cs if str(c.identity["model"]).startswith("g2g-")]
-    if len({c.identity["p_inter"] for c in g2g}) < 2:
+    g2g = [c for c in cs if str(c.identity["model.name"]).startswith("g2g-")]
+    if len({c.identity["model.p_inter"] for c in g2g}) < 2:
         return False
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4))
-    for model in sorted({c.identity["model"] for c in g2g}):
-        pts = sorted((c.identity["p_inter"], *c.mean_std()) for c in g2g if c.identity["model"] == model)
+    for model in sorted({c.identity["model.name"] for c in g2g}):
+        pts = sorted((c.identity["model.p_inter"], *c.mean_std()) for c in g2g if c.identity["model.name"] == model)
         ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o", capsize=3,
                     label=model)
     for c in cs:
-        if c.identity["model"] == "dense" and not c.identity.get("dropout"):
+        if c.identity["model.name"] == "dense" and not c.identity.get("model.dropout"):
             m, s = c.mean_std()
             ax.axhspan(m - s, m + s, color="grey", alpha=0.25, label=f"dense ({m:.2f} ± {s:.2f})")
             break

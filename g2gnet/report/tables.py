@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..errors import G2GError
 from ..runs import RunRecord
+from .keys import DST_RULE, baseline_text, identity, identity_key, parse_baseline, resolve, show
 
 # Two-sided 95% quantiles of Student's t for 1..30 degrees of freedom (standard tables).
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
@@ -40,7 +41,7 @@ class Cell:
     """The runs of one configuration (its repeats over seeds)."""
 
     key: str  # JSON of the configuration identity: equal for repeats
-    identity: dict
+    identity: dict  # dotted key -> value (keys.identity)
     runs: list[RunRecord]
 
     def accs(self) -> dict[int, float]:
@@ -56,8 +57,8 @@ def cells(records: list[RunRecord]) -> list[Cell]:
     (a report must not count a repeat twice)."""
     out: dict[str, Cell] = {}
     for r in records:
-        ident = r.config.identity()
-        key = json.dumps(ident, sort_keys=True)
+        ident = identity(r.config)
+        key = identity_key(ident)
         cell = out.setdefault(key, Cell(key, ident, []))
         seed = r.config.train.seed
         twin = next((o for o in cell.runs if o.config.train.seed == seed), None)
@@ -69,17 +70,13 @@ def cells(records: list[RunRecord]) -> list[Cell]:
 
 
 def columns(cs: list[Cell], by: list[str] | None) -> list[str]:
-    """The config keys shown: ``by`` (checked) plus every key that still varies between rows, so
-    no two rows look alike; by default the keys that vary."""
+    """The config keys shown (dotted): ``by`` (checked; aliases resolved) plus every key that still
+    varies between rows, so no two rows look alike; by default the keys that vary."""
     keys = list(cs[0].identity) if cs else []
-    if by:
-        unknown = [k for k in by if k not in keys]
-        if unknown:
-            raise G2GError(f"unknown --by key(s) {', '.join(unknown)}; valid: {', '.join(keys)}")
-    varying = [k for k in keys if len({json.dumps(c.identity[k]) for c in cs}) > 1]
-    shown = list(by or [])
-    shown += [k for k in varying if k not in shown]
-    return shown or ["model"]
+    shown = [name for k in by or [] for name in resolve(k, keys, "--by key")]
+    shown = list(dict.fromkeys(shown))
+    shown += [k for k in keys if k not in shown and len({json.dumps(c.identity[k]) for c in cs}) > 1]
+    return shown or ["model.name"]
 
 
 def ordered(cs: list[Cell], keys: list[str]) -> list[Cell]:
@@ -100,12 +97,7 @@ def count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-def fmt(value) -> str:
-    if isinstance(value, list):
-        return ",".join(map(str, value))
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
+fmt = show  # a config value as the tables print it
 
 
 def table(cs: list[Cell], keys: list[str]) -> str:
@@ -151,26 +143,6 @@ class Paired:
         return "better" if ci[1] > 0 else "worse" if ci[2] < 0 else "within noise"
 
 
-def parse_baseline(text: str, keys: list[str]) -> dict[str, str]:
-    """``KEY=VALUE[,KEY=VALUE...]`` -> {key: value as the tables print it}."""
-    out = {}
-    for item in text.split(","):
-        key, sep, value = item.partition("=")
-        if not sep or not key or not value:
-            raise G2GError(f"--baseline must be KEY=VALUE[,KEY=VALUE] (e.g. model=dense), got {text!r}")
-        if key not in keys:
-            raise G2GError(f"unknown --baseline key {key!r}; valid: {', '.join(keys)}")
-        out[key] = fmt(_number(value))
-    return out
-
-
-def _number(text: str):
-    try:
-        return float(text) if any(c in text for c in ".e") else int(text)
-    except ValueError:
-        return text
-
-
 def paired(cs: list[Cell], baseline: str) -> list[Paired]:
     """Each row against the baseline row (the one matching ``KEY=VALUE``) that differs from it in
     the fewest other keys; rows matched by several baselines equally well are left out, and
@@ -179,7 +151,7 @@ def paired(cs: list[Cell], baseline: str) -> list[Paired]:
     want = parse_baseline(baseline, keys)
     bases = [c for c in cs if all(fmt(c.identity[k]) == v for k, v in want.items())]
     if not bases:
-        raise G2GError(f"no runs with {baseline}")
+        raise G2GError(f"no runs with {baseline_text(want)}")
     out = []
     for c in cs:
         if c in bases:
@@ -250,5 +222,22 @@ def topology_table(cs: list[Cell], keys: list[str]) -> str | None:
 
 
 def label(c: Cell, keys: list[str]) -> str:
-    return ", ".join(fmt(c.identity[k]) if k in ("model", "dataset", "dst") else f"{k}={fmt(c.identity[k])}"
-                     for k in keys)
+    """A row's short name for plots: the model by name, a DST rule as ``PRUNE:GROW`` (or static),
+    other keys as ``field=value``."""
+    parts = []
+    for k in keys:
+        v = c.identity[k]
+        if k in ("model.name", "data.dataset"):
+            parts.append(fmt(v))
+        elif k in DST_RULE:
+            if k == DST_RULE[0] or DST_RULE[0] not in keys:
+                prune, grow = (c.identity[d] for d in DST_RULE)
+                parts.append("static" if prune is None else f"{prune}:{grow}")
+        else:
+            parts.append(f"{k.split('.', 1)[1]}={fmt(v)}")
+    return ", ".join(parts)
+
+
+def baseline_name(cs: list[Cell], baseline: str) -> str:
+    """The baseline as the tables name it: dotted keys, aliases resolved (``model.name=dense``)."""
+    return baseline_text(parse_baseline(baseline, list(cs[0].identity) if cs else []))

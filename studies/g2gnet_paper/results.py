@@ -25,7 +25,9 @@ def _load(root: Path, dataset: str, suite: str) -> list[RunRecord]:
 
 
 def _find(cs: list[Cell], **want) -> Cell | None:
-    """The cell whose identity matches every ``key=value`` (values compared as tables print them)."""
+    """The cell whose identity matches every ``field=value`` (``model_name`` for ``model.name``;
+    values compared as tables print them)."""
+    want = {k.replace("_", ".", 1): v for k, v in want.items()}
     hits = [c for c in cs if all(fmt(c.identity.get(k)) == fmt(v) for k, v in want.items())]
     return hits[0] if len(hits) == 1 else None
 
@@ -40,7 +42,7 @@ def _pair(a: Cell | None, b: Cell | None) -> Paired | None:
 
 def _best_g2g(cs: list[Cell]) -> Cell | None:
     """The G2G configuration with the highest mean test accuracy."""
-    return max((c for c in cs if str(c.identity["model"]).startswith("g2g-")), key=lambda c: c.mean_std()[0],
+    return max((c for c in cs if str(c.identity["model.name"]).startswith("g2g-")), key=lambda c: c.mean_std()[0],
                default=None)
 
 
@@ -127,9 +129,9 @@ def _dropout_choice(select: list[RunRecord]) -> tuple[float | None, str]:
 def _claims(dataset: str, t1: list[Cell], pinter: list[Cell], dst: list[Cell], chosen_p: float | None,
             patch: list[Cell]) -> list[list[str]]:
     name = DATASETS[dataset]
-    dense = _find(t1, model="dense", dropout=0)
-    g2g = [c for c in t1 + pinter if str(c.identity["model"]).startswith("g2g-") and c.identity["dst"] == "static"]
-    default = [c for c in g2g if c.identity["p_inter"] == 0.15 and c.identity["frontend"] == "none"]
+    dense = _find(t1, model_name="dense", model_dropout=0)
+    g2g = [c for c in t1 + pinter if str(c.identity["model.name"]).startswith("g2g-") and c.identity["dst.prune"] is None]
+    default = [c for c in g2g if c.identity["model.p_inter"] == 0.15 and c.identity["model.frontend"] == "none"]
     rows = []
     dens = [r.summary["density"] for c in default for r in c.runs if r.summary.get("density") is not None]
     if dens:
@@ -142,35 +144,35 @@ def _claims(dataset: str, t1: list[Cell], pinter: list[Cell], dst: list[Cell], c
         ratio = statistics.fmean(r.summary["active_params"] for r in best.runs) / \
             statistics.fmean(r.summary["active_params"] for r in dense.runs)
         rows.append(["at least dense accuracy with far fewer parameters", name,
-                     f"best grouping {best.identity['model']} {_mean(best)} vs dense {_mean(dense)}; "
+                     f"best grouping {best.identity['model.name']} {_mean(best)} vs dense {_mean(dense)}; "
                      f"{_diff_text(p)}; {ratio:.2f}x the parameters", _at_least_dense(p)])
-        versus = [("... and vs a dense net of equal parameters", _find(t1, model="dense-matched"), "dense-matched")]
+        versus = [("... and vs a dense net of equal parameters", _find(t1, model_name="dense-matched"), "dense-matched")]
         if chosen_p:
             versus.append(("... and vs dense with dropout (P chosen on validation)",
-                           _find(t1, model="dense", dropout=chosen_p), f"dense, dropout {chosen_p:g}"))
+                           _find(t1, model_name="dense", model_dropout=chosen_p), f"dense, dropout {chosen_p:g}"))
         for claim, other, label in versus:
             if other is not None:
                 q = _pair(best, other)
-                rows.append([claim, name, f"{best.identity['model']} − {label}: {_diff_text(q)}",
+                rows.append([claim, name, f"{best.identity['model.name']} − {label}: {_diff_text(q)}",
                              q.verdict() if q else "–"])
-    patch_dense, patch_best = _find(patch, model="dense"), _best_g2g(patch)
+    patch_dense, patch_best = _find(patch, model_name="dense"), _best_g2g(patch)
     p = _pair(patch_best, patch_dense)
     if p is not None:
         rows.append(["... and with a conv front end (patch)", name,
-                     f"best grouping {patch_best.identity['model']} {_mean(patch_best)} vs dense "
+                     f"best grouping {patch_best.identity['model.name']} {_mean(patch_best)} vs dense "
                      f"{_mean(patch_dense)}: {_diff_text(p)}", _at_least_dense(p)])
     gains = [(p, c) for c in g2g if (p := _pair(c, dense)) is not None and p.n >= 2]
     if gains:
         p, c = max(gains, key=lambda pc: statistics.fmean(pc[0].diffs))
         top = statistics.fmean(p.diffs)
         rows.append([f"accuracy up to +{PAPER_GAIN}%", name,
-                     f"largest mean gain over dense: {c.identity['model']} at p' = {c.identity['p_inter']:g}: "
+                     f"largest mean gain over dense: {c.identity['model.name']} at p' = {c.identity['model.p_inter']:g}: "
                      f"{_diff_text(p)}",
                      "reached" if top >= PAPER_GAIN else f"not reached (+{top:.2f} of +{PAPER_GAIN})"])
-    static = _find(t1, model="g2g-mixer", dst="static", p_inter=0.15, frontend="none")
-    heb = _find(dst, model="g2g-mixer", dst="magnitude:hebbian")
-    for label, other in (("static mask", static), ("random growth (SET)", _find(dst, model="g2g-mixer", dst="magnitude:random")),
-                         ("gradient growth (RigL)", _find(dst, model="g2g-mixer", dst="magnitude:gradient"))):
+    static = _find(t1, model_name="g2g-mixer", dst_prune=None, model_p_inter=0.15, model_frontend="none")
+    heb = _find(dst, model_name="g2g-mixer", dst_prune="magnitude", dst_grow="hebbian")
+    for label, other in (("static mask", static), ("random growth (SET)", _find(dst, model_name="g2g-mixer", dst_prune="magnitude", dst_grow="random")),
+                         ("gradient growth (RigL)", _find(dst, model_name="g2g-mixer", dst_prune="magnitude", dst_grow="gradient"))):
         p = _pair(heb, other)
         if p is not None:
             rows.append(["the Hebbian rule helps", name, f"g2g-mixer magnitude:hebbian − {label}: {_diff_text(p)}",
@@ -210,41 +212,41 @@ def build_results(root: Path, out: Path) -> str:
         rec = {s: _load(root, dataset, s) for s in ("table1", "dropout-select", "pinter", "dst", "patch", "mixer",
                                                    "tiles", "recheck")}
         chosen, choice_text = _dropout_choice(rec["dropout-select"])
-        base = "model=dense,dropout=0" if any(r.config.model.dropout for r in rec["table1"]) else "model=dense"
-        part, t1 = _section("Table I", rec["table1"], ["model", "dropout"], base,
+        base = "model.name=dense,model.dropout=0" if any(r.config.model.dropout for r in rec["table1"]) else "model.name=dense"
+        part, t1 = _section("Table I", rec["table1"], ["model.name", "model.dropout"], base,
                             "The paper's models on raw pixels" + (f"; dense with dropout P chosen on a validation "
                                                                   f"split: **P = {chosen:g}** (mean validation "
                                                                   f"accuracy {choice_text})." if chosen is not None
                                                                   else "."), f"results/{dataset}/table1")
         doc += part
         if rec["dropout-select"]:
-            part, _ = _section("Dropout chosen on validation", rec["dropout-select"], ["dropout"], None,
+            part, _ = _section("Dropout chosen on validation", rec["dropout-select"], ["model.dropout"], None,
                                "Dense trained on the training set less 5,000 held-out images; the held-out "
                                "accuracy picks P (test accuracy shown, not used).", f"results/{dataset}/dropout-select")
             doc += part
         part, pin = _section("p' sweep", rec["pinter"] + [r for r in rec["table1"] if r.config.model.name.startswith("g2g")
                                                            or (r.config.model.name == "dense" and not r.config.model.dropout)],
-                             ["model", "p_inter"], "model=dense",
+                             ["model.name", "model.p_inter"], "model.name=dense",
                              "Inter-ensemble probability p' for the three groupings (p' = 0.15 are Table I's runs).",
                              f"results/{dataset}/pinter")
         doc += part
         dst_records = rec["dst"] + [r for r in rec["table1"] if r.config.model.name in ("g2g-mixer", "er")]
-        part, dst = _section("Dynamic sparse training", dst_records, ["model", "dst"], "dst=static",
+        part, dst = _section("Dynamic sparse training", dst_records, ["model.name", "dst.prune", "dst.grow"], "dst.prune=none",
                              "Prune × grow rules every 1000 steps, ζ = 0.1; static rows are Table I's.",
                              f"results/{dataset}/dst")
         doc += part
         extra: dict[str, list[Cell]] = {}
         for key, title2, note, by, baseline in (
                 ("patch", "Patch front end", "A trainable 8×8/8 conv (32 channels) before the hidden layers.",
-                 ["model"], "model=dense"),
+                 ["model.name"], "model.name=dense"),
                 ("mixer", "MLP-Mixer with G2G blocks (beyond the paper)",
-                 "A 4-block MLP-Mixer (width 128) whose MLPs are dense, G2G, or G2G + DST.", ["model", "dst"],
-                 "model=mlp-mixer"),
+                 "A 4-block MLP-Mixer (width 128) whose MLPs are dense, G2G, or G2G + DST.", ["model.name", "dst.prune", "dst.grow"],
+                 "model.name=mlp-mixer"),
                 ("tiles", "Tiled inter-ensemble links", "g2g-mixer with T × T tiles (element-wise row: Table I).",
-                 ["model", "inter_tile"], None),
+                 ["model.name", "model.inter_tile"], None),
                 ("recheck", "Table I's g2g-mixer on the packed layers",
                  "The same configuration and seeds as Table I's g2g-mixer row, run by the current code "
-                 "(packed parameters, custom ops, a different draw order of masks and init).", ["model"], None)):
+                 "(packed parameters, custom ops, a different draw order of masks and init).", ["model.name"], None)):
             if rec[key]:
                 part, extra[key] = _section(title2, rec[key], by, baseline, note, f"results/{dataset}/{key}")
                 doc += part
