@@ -11,14 +11,14 @@ from g2gnet.config import Config
 
 def write_run(path: Path, acc: float, seed: int, *, dataset: str = "cifar10", epochs: int = 30,
               curve: list[float] | None = None, version: str | None = None, resumed: list[str] = (),
-              train: dict | None = None, **model) -> Path:
+              train: dict | None = None, dst: dict | None = None, **model) -> Path:
     """A finished run of ``model`` (ModelConfig fields) with final test accuracy ``acc`` (%).
 
     ``curve``: per-epoch test accuracies (%) for metrics.jsonl; ``version``: env.json's
     source_sha256, ``resumed``: one resume entry per code version given."""
     path.mkdir(parents=True)
     config = Config().replace(data={"dataset": dataset, "augment": dataset == "cifar10"}, model=model,
-                              train={"seed": seed, "epochs": epochs, **(train or {})})
+                              train={"seed": seed, "epochs": epochs, **(train or {})}, dst=dst or {})
     (path / "config.json").write_text(json.dumps(config.to_dict()))
     sparse = model.get("name", "g2g-mixer") not in ("dense", "dense-matched")
     (path / "summary.json").write_text(json.dumps({

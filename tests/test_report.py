@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from g2gnet import G2GError
 from g2gnet.config import Config
@@ -125,7 +126,8 @@ def test_cli_by_help_example_is_accepted(tmp_path, capsys):
     for name, acc in [("dense", 50.0), ("g2g-index", 55.0)]:
         write_run(tmp_path / f"{name}-s0", acc, 0, name=name)
     assert main(["report", str(tmp_path), "--by", example, "--baseline", "model.name=dense", "--no-plots"]) == 0
-    assert capsys.readouterr().out.splitlines()[0].startswith("| " + " | ".join(example.split(",")) + " |")
+    header = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("| "))
+    assert header.startswith("| " + " | ".join(example.split(",")) + " |")
 
 
 @pytest.mark.parametrize("report, argv", [
@@ -149,3 +151,135 @@ def test_suite_report_table_unknown_key_is_an_error(tmp_path):
     path.write_text(f'out = "{tmp_path}"\n[report]\nbaseline = "model.name=dense"\nbasline = "x"\n')
     with pytest.raises(G2GError, match="unknown report key.*basline; valid: baseline, by"):
         load_suite(path, [], [], None, cell_parser())
+
+
+# -- item: reports fit for a paper -----------------------------------------------------------------
+
+def _records(root: Path):
+    from g2gnet.runs import find_runs
+    return find_runs([root])
+
+
+def test_shared_settings_and_one_seed_without_spread(tmp_path):
+    from g2gnet.report.tables import shared, table
+    write_run(tmp_path / "dense-s0", 50.0, 0, name="dense", epochs=7)
+    write_run(tmp_path / "g2g-s0", 55.0, 0, name="g2g-index", epochs=7)
+    write_run(tmp_path / "g2g-s1", 57.0, 1, name="g2g-index", epochs=7)
+    cs = cells(_records(tmp_path))
+    keys = columns(cs, None)
+    assert keys == ["model.name"]
+    line = shared(cs, keys)
+    for item in ("`data.dataset=cifar10`", "`train.epochs=7`", "`model.hidden=1024,1024,1024`", "`dst.prune=none`"):
+        assert item in line
+    assert "model.name" not in line and "dst.interval" not in line  # shown, and DST is off everywhere
+    rows = {r.split(" | ")[0][2:]: r.split(" | ") for r in table(ordered(cs, keys), keys).splitlines()[2:]}
+    assert rows["dense"][1:3] == ["1", "50.00"]            # n = 1: the value, no "± 0.00"
+    assert rows["g2g-index"][1:3] == ["2", "56.00 ± 1.41"]  # sample std of 55, 57 = sqrt(2)
+
+
+def test_dst_settings_are_shared_when_rows_rewire(tmp_path):
+    from g2gnet.report.tables import shared
+    for s, rule in enumerate(["random", "hebbian"]):
+        write_run(tmp_path / f"a{s}", 50.0, 0, name="g2g-mixer", dst={"prune": "magnitude", "grow": rule})
+    cs = cells(_records(tmp_path))
+    keys = columns(cs, None)
+    assert keys == ["dst.grow"]
+    line = shared(cs, keys)
+    assert "`dst.prune=magnitude`" in line and "`dst.interval=1000`" in line and "dst.grow" not in line
+
+
+def test_pairs_across_code_versions_are_marked(tmp_path):
+    from g2gnet.report.tables import MIXED, table
+    for s, (d, a, b) in enumerate([(50.0, 53.0, 52.0), (51.0, 55.0, 52.5)]):
+        write_run(tmp_path / f"dense-s{s}", d, s, name="dense", version="A")
+        # seed 1 of g2g-index was resumed under another code version
+        write_run(tmp_path / f"idx-s{s}", a, s, name="g2g-index", version="A", resumed=["B"] if s else [])
+        write_run(tmp_path / f"mix-s{s}", b, s, name="g2g-mixer", version="A", resumed=["A"])  # same version
+    cs = cells(_records(tmp_path))
+    pairs = {p.cell.identity["model.name"]: p for p in paired(cs, "model.name=dense")}
+    assert pairs["g2g-index"].mixed and not pairs["g2g-mixer"].mixed
+    assert pairs["g2g-index"].diffs == pytest.approx([3.0, 4.0])
+    text = paired_table(list(pairs.values()), ["model.name"], "model.name=dense")
+    marked = [l.split(" | ")[0][2:] for l in text.splitlines() if f" {MIXED} |" in l]
+    assert marked == ["g2g-index"] and text.count(MIXED) == 2  # the row's mark and the footnote's
+    rows = [l for l in table(cs, ["model.name"]).splitlines() if f" {MIXED} |" in l]
+    assert [r.split(" | ")[0][2:] for r in rows] == ["g2g-index"]
+    # a pair only of seeds that share a version is not marked
+    one = [p for p in paired(cells([r for r in _records(tmp_path) if r.config.train.seed == 0]),
+                             "model.name=dense")]
+    assert not any(p.mixed for p in one)
+
+
+def test_learning_curve_band_is_mean_and_sample_std(tmp_path):
+    from g2gnet.report.plots import curve
+    a = write_run(tmp_path / "a", 52.0, 0, name="dense", curve=[40.0, 50.0, 52.0])
+    b = write_run(tmp_path / "b", 54.0, 1, name="dense", curve=[42.0, 54.0, 54.0, 60.0])
+    runs = _records(tmp_path)
+    pts = curve(runs)
+    assert len(pts) == 3  # up to the shortest run
+    assert pts[0] == pytest.approx((41.0, 2 ** 0.5)) and pts[1] == pytest.approx((52.0, 8 ** 0.5))
+    assert curve([r for r in runs if r.path == a])[2] == pytest.approx((52.0, 0.0))
+    assert b.exists()
+
+
+def test_equal_sizes_are_set_side_by_side_in_order():
+    from g2gnet.report.plots import spread
+    xs = spread([1000.0, 1001.0, 5000.0, 1000.5])
+    assert xs[2] == 5000.0                       # alone: where it is
+    assert xs[0] < xs[3] < xs[1]                 # a cluster keeps its order, spread apart
+    assert min(abs(xs[i] / xs[j] - 1) for i, j in ((0, 3), (3, 1))) > 0.02
+
+
+def _figures(monkeypatch):
+    """Capture the figures a plot function saves."""
+    from g2gnet.report import plots
+    saved = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: saved.append(fig))
+    return saved
+
+
+def test_plots_name_their_baseline_and_use_readable_fonts(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from matplotlib.text import Text
+
+    from g2gnet.report import plots
+    for s, (d, g) in enumerate([(50.0, 53.0), (51.0, 55.0), (52.0, 54.0)]):
+        write_run(tmp_path / f"d{s}", d, s, name="dense", curve=[d - 5, d])
+        write_run(tmp_path / f"g{s}", g, s, name="g2g-index", curve=[g - 5, g])
+        write_run(tmp_path / f"e{s}", g - 1, s, name="er", curve=[g - 6, g - 1])
+    cs = ordered(cells(_records(tmp_path)), ["model.name"])
+    pairs = paired(cs, "model.name=dense")
+    saved = _figures(monkeypatch)
+    assert plots.paired_differences(pairs, ["model.name"], "model.name=dense", tmp_path / "p.png")
+    assert plots.learning_curves(cs, ["model.name"], tmp_path / "l.png")
+    assert plots.accuracy_vs_params(cs, ["model.name"], tmp_path / "a.png")
+    assert "model.name=dense" in saved[0].axes[0].get_title()
+    for fig in saved:
+        fig.canvas.draw()
+        texts = [t for t in fig.findobj(Text) if t.get_text()]
+        assert texts and min(t.get_fontsize() for t in texts) >= 10
+    # the learning curves shade one band per multi-seed row
+    assert len(saved[1].axes[0].collections) == 3
+
+
+def test_masks_show_a_g2g_run_rebuilt_from_its_config(tmp_path):
+    pytest.importorskip("matplotlib")
+    from g2gnet.report.plots import mask_run, masks
+    small = {"hidden": [32, 32], "groups": 4}
+    write_run(tmp_path / "er-s0", 50.0, 0, name="er", dataset="fashion-mnist", **small)
+    write_run(tmp_path / "dense-s0", 50.0, 0, name="dense", dataset="fashion-mnist", **small)
+    write_run(tmp_path / "idx-s0", 51.0, 0, name="g2g-index", p_inter=0.0, dataset="fashion-mnist", **small)
+    cs = cells(_records(tmp_path))
+    run = mask_run(cs)
+    assert run.config.model.name == "g2g-index"
+    how = masks(run, tmp_path / "masks.png")
+    assert how and "config.json" in how and (tmp_path / "masks.png").stat().st_size > 1000
+    # p' = 0 with 4 ensembles: sorted by ensemble, each mask is exactly its 4 diagonal blocks
+    from g2gnet.layers import masks_from_state
+    from g2gnet.report.plots import _mask_state
+    for mask in masks_from_state(_mask_state(run)[0]).values():
+        o, i = mask.shape
+        blocks = torch.zeros(o, i, dtype=torch.bool)
+        for g in range(4):
+            blocks[g * o // 4:(g + 1) * o // 4, g * i // 4:(g + 1) * i // 4] = True
+        assert torch.equal(mask, blocks)

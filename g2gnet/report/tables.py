@@ -1,6 +1,7 @@
 """The statistics and Markdown tables of a report (standard library only): runs grouped into
-configurations, mean ± sample std over seeds, differences paired by seed against a baseline with a
-95% t-interval and a verdict, and topology under DST."""
+configurations, mean ± sample std over seeds, the settings every row shares, differences paired by
+seed against a baseline with a 95% t-interval and a verdict, and topology under DST. Rows and pairs
+whose runs come from different code versions carry a mark (†) and a footnote."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from ..errors import G2GError
 from ..runs import RunRecord
+from .records import accuracy, fact, versions
 from .keys import DST_RULE, baseline_text, identity, identity_key, parse_baseline, resolve, show
 
 # Two-sided 95% quantiles of Student's t for 1..30 degrees of freedom (standard tables).
@@ -46,10 +48,19 @@ class Cell:
 
     def accs(self) -> dict[int, float]:
         """Test accuracy (%) by seed."""
-        return {r.config.train.seed: 100 * r.summary["test_acc"] for r in self.runs}
+        return {r.config.train.seed: accuracy(r) for r in self.runs}
 
     def mean_std(self) -> tuple[float, float]:
         return mean_std(list(self.accs().values()))
+
+    def mean(self, key: str) -> float | None:
+        """The mean of a summary value over the seeds (None where a run lacks it)."""
+        values = [fact(r, key) for r in self.runs]
+        return None if any(v is None for v in values) else statistics.fmean(values)
+
+    def versions(self, seeds: set[int] | None = None) -> set[str]:
+        """The code versions its runs (of ``seeds``, default all) ran under."""
+        return {v for r in self.runs if seeds is None or r.config.train.seed in seeds for v in versions(r)}
 
 
 def cells(records: list[RunRecord]) -> list[Cell]:
@@ -100,20 +111,48 @@ def count(n: int, noun: str) -> str:
 fmt = show  # a config value as the tables print it
 
 
-def table(cs: list[Cell], keys: list[str]) -> str:
-    """Markdown: one row per configuration, test accuracy mean ± std (sample std) over seeds."""
+MIXED = "†"  # marks a row or a pair whose runs ran under different code versions
+_MIXED_ROW = (f"{MIXED} the seeds of this row ran under different code versions (env.json source_sha256, or "
+              "the git commit where it was not recorded; resumes included): the same distribution of models, "
+              "not bit-identical ones.")
+_MIXED_PAIR = (f"{MIXED} pairs runs of different code versions (env.json source_sha256, or the git commit where "
+               "it was not recorded; resumes included): a seed gives bit-identical models only within one "
+               "version, so such a difference also holds the versions' draw of masks and weights.")
+
+
+def mean_text(m: float, s: float, n: int) -> str:
+    """``m ± s``; one seed has no spread, so ``m`` alone."""
+    return f"{m:.2f}" if n == 1 else f"{m:.2f} ± {s:.2f}"
+
+
+def shared(cs: list[Cell], shown: list[str]) -> str | None:
+    """The settings every row shares (the config keys not shown as columns), as one Markdown line;
+    the DST section's details are left out where no row rewires."""
+    if not cs:
+        return None
+    static = all(c.identity[DST_RULE[0]] is None for c in cs)
+    items = [f"`{k}={fmt(v)}`" for k, v in cs[0].identity.items() if k not in shown
+             and not (static and k.startswith("dst.") and k not in DST_RULE)]
+    return "Shared by every row: " + " ".join(items) + "." if items else None
+
+
+def table(cs: list[Cell], keys: list[str], expected: dict[str, int] | None = None) -> str:
+    """Markdown: one row per configuration, test accuracy mean ± std (sample std) over seeds.
+    ``expected``: seeds planned per cell key, shown as "n of N" (a suite still running)."""
     header = [*keys, "n", "test acc (%)", "active params", "density", "s/epoch"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    mixed = False
     for c in cs:
         m, s = c.mean_std()
-        params = statistics.fmean(r.summary["active_params"] for r in c.runs)
-        dens = [r.summary.get("density") for r in c.runs]
-        dens_txt = "1 (dense)" if dens[0] is None else f"{statistics.fmean(dens):.4f}"
-        spe = statistics.fmean(r.summary["seconds_per_epoch"] for r in c.runs)
-        cells_ = [*(fmt(c.identity[k]) for k in keys), str(len(c.runs)), f"{m:.2f} ± {s:.2f}",
-                  f"{params:,.0f}", dens_txt, f"{spe:.1f}"]
+        density = c.mean("density")
+        n = f"{len(c.runs)}" + (f" of {expected[c.key]}" if expected and c.key in expected else "")
+        if len(c.versions()) > 1:
+            n, mixed = f"{n} {MIXED}", True
+        cells_ = [*(fmt(c.identity[k]) for k in keys), n, mean_text(m, s, len(c.runs)),
+                  f"{c.mean('active_params'):,.0f}", "1 (dense)" if density is None else f"{density:.4f}",
+                  f"{c.mean('seconds_per_epoch'):.1f}"]
         lines.append("| " + " | ".join(cells_) + " |")
-    return "\n".join(lines)
+    return "\n".join(lines) + (f"\n\n{_MIXED_ROW}" if mixed else "")
 
 
 @dataclass
@@ -124,9 +163,19 @@ class Paired:
     base: Cell
     diffs: list[float]
 
+    seeds: tuple[int, ...] = ()
+
     @property
     def n(self) -> int:
         return len(self.diffs)
+
+    @property
+    def mixed(self) -> bool:
+        """Whether the paired runs ran under more than one code version."""
+        return len(self.cell.versions(set(self.seeds)) | self.base.versions(set(self.seeds))) > 1
+
+    def mean(self) -> float | None:
+        return statistics.fmean(self.diffs) if self.diffs else None
 
     def interval(self) -> tuple[float, float, float] | None:
         """(mean, low, high) of the 95% t-interval; None with fewer than 2 pairs."""
@@ -170,19 +219,23 @@ def paired(cs: list[Cell], baseline: str) -> list[Paired]:
 def pair(cell: Cell, base: Cell) -> Paired:
     """``cell`` minus ``base`` on the seeds both have."""
     a, b = cell.accs(), base.accs()
-    return Paired(cell, base, [a[s] - b[s] for s in sorted(set(a) & set(b))])
+    seeds = tuple(sorted(set(a) & set(b)))
+    return Paired(cell, base, [a[s] - b[s] for s in seeds], seeds)
 
 
 def paired_table(pairs: list[Paired], keys: list[str], baseline: str) -> str:
+    """Markdown: each pair's mean difference, 95% t-interval and verdict; ``baseline`` names the
+    baseline in the header (``baseline_name``)."""
     header = [*keys, "n pairs", f"Δ vs {baseline} (points)", "95% CI", "verdict"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for p in pairs:
         ci = p.interval()
-        mean = statistics.fmean(p.diffs) if p.diffs else float("nan")
+        mean = p.mean()
         ci_txt = "–" if ci is None else f"[{ci[1]:+.2f}, {ci[2]:+.2f}]"
-        cells_ = [*(fmt(p.cell.identity[k]) for k in keys), str(p.n), f"{mean:+.2f}", ci_txt, p.verdict()]
+        cells_ = [*(fmt(p.cell.identity[k]) for k in keys), f"{p.n} {MIXED}" if p.mixed else str(p.n),
+                  "–" if mean is None else f"{mean:+.2f}", ci_txt, p.verdict()]
         lines.append("| " + " | ".join(cells_) + " |")
-    return "\n".join(lines)
+    return "\n".join(lines) + (f"\n\n{_MIXED_PAIR}" if any(p.mixed for p in pairs) else "")
 
 
 def topology_series(run: RunRecord) -> list[tuple[int, float | None, float]]:
