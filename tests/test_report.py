@@ -3,7 +3,6 @@ pairing by seed, the 95% t-interval and its verdict, row order, baseline parsing
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest

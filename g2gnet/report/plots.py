@@ -148,6 +148,33 @@ def paired_differences(pairs: list[Paired], keys: list[str], baseline: str, path
     return True
 
 
+def accuracy_vs_speedup(points: list[tuple[str, tuple[float, float, float], tuple[float, float, int], bool]],
+                        path: Path) -> bool:
+    """Accuracy against measured epoch speed-up over dense (dense at 1×): one point per
+    configuration, ``(label, (median, min, max) speed-up, (mean, std, n) accuracy, on the front)``;
+    horizontal bars span the repeats' min–max, vertical bars ± 1 std; the Pareto front is joined."""
+    if len(points) < 2:
+        return False
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for i, (name, (x, lo, hi), (m, s, n), front) in enumerate(points):
+        st = style(i)
+        ax.errorbar(x, m, xerr=[[x - lo], [hi - x]], yerr=s if n > 1 else None, capsize=3, linestyle="none",
+                    color=st["color"], marker=st["marker"], markersize=9 if front else 6,
+                    markeredgecolor="black" if front else st["color"], label=name + (" (front)" if front else ""))
+    edge = sorted((x, m) for _, (x, _, _), (m, _, _), front in points if front)
+    if len(edge) > 1:
+        ax.plot([e[0] for e in edge], [e[1] for e in edge], color="black", lw=1, linestyle="--", zorder=0,
+                label="Pareto front")
+    ax.axvline(1.0, color="grey", lw=0.8)
+    ax.set_xlabel("epoch speed-up over dense (measured; bars: min–max of repeats)")
+    ax.set_ylabel("final test accuracy (%)")
+    ax.set_title(f"vertical bars: {STD}")
+    _legend(ax, len(points) + 1)
+    _save(fig, path)
+    return True
+
+
 def curve(runs: list[RunRecord], key: str = "test_acc") -> list[tuple[float, float]]:
     """Per epoch (up to the shortest run): mean and sample std (0 for one run) over the runs, in %."""
     n = min((len(r.metrics) for r in runs), default=0)
@@ -158,8 +185,9 @@ def curve(runs: list[RunRecord], key: str = "test_acc") -> list[tuple[float, flo
     return out
 
 
-def learning_curves(cs: list[Cell], keys: list[str], path: Path) -> bool:
-    """Test accuracy per epoch, mean over seeds with a ± 1 std band."""
+def learning_curves(cs: list[Cell], keys: list[str], path: Path, target: tuple[float, str] | None = None) -> bool:
+    """Test accuracy per epoch, mean over seeds with a ± 1 std band; ``target``: a level to mark
+    (accuracy, its name), e.g. the baseline's best."""
     rows = [(c, curve(c.runs)) for c in cs]
     rows = [(c, pts) for c, pts in rows if pts]
     if not rows:
@@ -170,14 +198,17 @@ def learning_curves(cs: list[Cell], keys: list[str], path: Path) -> bool:
         st = style(i)
         epochs = range(1, len(pts) + 1)
         mean = [p[0] for p in pts]
-        ax.plot(epochs, mean, color=st["color"], linestyle=st["linestyle"], label=f"{label(c, keys)} (n = {len(c.runs)})")
+        ax.plot(epochs, mean, color=st["color"], linestyle=st["linestyle"],
+                label=f"{label(c, keys)} (n = {len(c.runs)})")
         if len(c.runs) > 1:
             ax.fill_between(epochs, [p[0] - p[1] for p in pts], [p[0] + p[1] for p in pts], color=st["color"],
                             alpha=0.2, linewidth=0)
+    if target is not None:
+        ax.axhline(target[0], color="black", lw=0.8, linestyle="--", label=target[1])
     ax.set_xlabel("epoch")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(f"line and band: {STD}")
-    _legend(ax, len(rows))
+    _legend(ax, len(rows) + (target is not None))
     _save(fig, path)
     return True
 
@@ -269,11 +300,13 @@ def draw_all(cs: list[Cell], keys: list[str], pairs: list[Paired], baseline: str
         return ["Plots skipped: matplotlib is not installed (`pip install 'g2gnet[plot]'`).\n"]
     md = ["## Plots\n"]
     drawn = [
-        ("accuracy_vs_params.png", "accuracy vs active parameters", accuracy_vs_params(cs, keys, out / "accuracy_vs_params.png")),
+        ("accuracy_vs_params.png", "accuracy vs active parameters",
+         accuracy_vs_params(cs, keys, out / "accuracy_vs_params.png")),
         ("accuracy_vs_pinter.png", "accuracy vs p'", accuracy_vs_pinter(cs, out / "accuracy_vs_pinter.png")),
         ("paired.png", f"paired differences against {baseline}",
          bool(pairs) and paired_differences(pairs, keys, str(baseline), out / "paired.png")),
-        ("learning_curves.png", "learning curves with seed bands", learning_curves(cs, keys, out / "learning_curves.png")),
+        ("learning_curves.png", "learning curves with seed bands",
+         learning_curves(cs, keys, out / "learning_curves.png")),
         ("topology.png", "topology over training", topology(cs, keys, out / "topology.png")),
     ]
     md += [f"![{alt}]({name})\n" for name, alt, ok in drawn if ok]

@@ -9,7 +9,6 @@ import json
 import math
 import statistics
 from dataclasses import dataclass
-from pathlib import Path
 
 from ..errors import G2GError
 from ..runs import RunRecord
@@ -178,18 +177,27 @@ class Paired:
         return statistics.fmean(self.diffs) if self.diffs else None
 
     def interval(self) -> tuple[float, float, float] | None:
-        """(mean, low, high) of the 95% t-interval; None with fewer than 2 pairs."""
-        if self.n < 2:
-            return None
-        m, s = mean_std(self.diffs)
-        half = t975(self.n - 1) * s / math.sqrt(self.n)
-        return m, m - half, m + half
+        return interval(self.diffs)
 
     def verdict(self) -> str:
-        ci = self.interval()
-        if ci is None:
-            return "n < 2"
-        return "better" if ci[1] > 0 else "worse" if ci[2] < 0 else "within noise"
+        return verdict(self.diffs)
+
+
+def interval(diffs: list[float]) -> tuple[float, float, float] | None:
+    """(mean, low, high) of the 95% t-interval of paired differences; None with fewer than 2."""
+    if len(diffs) < 2:
+        return None
+    m, s = mean_std(diffs)
+    half = t975(len(diffs) - 1) * s / math.sqrt(len(diffs))
+    return m, m - half, m + half
+
+
+def verdict(diffs: list[float]) -> str:
+    """better / worse when the 95% interval excludes 0, else within noise; n < 2 without one."""
+    ci = interval(diffs)
+    if ci is None:
+        return "n < 2"
+    return "better" if ci[1] > 0 else "worse" if ci[2] < 0 else "within noise"
 
 
 def paired(cs: list[Cell], baseline: str) -> list[Paired]:
