@@ -282,3 +282,9 @@ def test_masks_show_a_g2g_run_rebuilt_from_its_config(tmp_path):
         for g in range(4):
             blocks[g * o // 4:(g + 1) * o // 4, g * i // 4:(g + 1) * i // 4] = True
         assert torch.equal(mask, blocks)
+
+
+def test_a_large_group_of_equal_sizes_stays_narrow():
+    from g2gnet.report.plots import spread
+    xs = spread([1000.0] * 20)
+    assert len(set(xs)) == 20 and max(xs) / min(xs) <= 1.0 + 0.18  # at most e^0.16 wide

@@ -62,9 +62,10 @@ def _save(fig, path: Path) -> None:
     _plt().close(fig)
 
 
-def spread(xs: list[float], rel: float = 0.03) -> list[float]:
+def spread(xs: list[float], rel: float = 0.03, width: float = 0.16) -> list[float]:
     """Log-scale x positions with points that (nearly) coincide pushed apart side by side, in their
-    order, so equal-sized models do not hide each other; ``rel``: the gap as a fraction of x."""
+    order, so equal-sized models do not hide each other; ``rel``: the gap as a fraction of x, narrowed
+    so that a group spans at most ``width`` (a large group must not look like different sizes)."""
     out = list(xs)
     order = sorted(range(len(xs)), key=lambda i: xs[i])
     group: list[int] = []
@@ -72,8 +73,9 @@ def spread(xs: list[float], rel: float = 0.03) -> list[float]:
         if i is not None and group and abs(math.log(xs[i]) - math.log(xs[group[0]])) < rel:
             group.append(i)
             continue
+        gap = min(rel, width / max(len(group) - 1, 1))
         for k, j in enumerate(group):
-            out[j] = xs[j] * math.exp(rel * (k - (len(group) - 1) / 2))
+            out[j] = xs[j] * math.exp(gap * (k - (len(group) - 1) / 2))
         group = [i] if i is not None else []
     return out
 
