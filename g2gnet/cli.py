@@ -55,32 +55,26 @@ def _add_report(sub) -> None:
                                    "plots from run directories; optionally differences paired by seed.")
     p.add_argument("runs", nargs="+", help="run directories, or folders searched for them")
     p.add_argument("--out", default=None, help="write report.md and plots here (default: print the table)")
-    p.add_argument("--by", default=None,
-                   help="config keys shown as columns, e.g. model.name,dst.prune (default: those that vary); "
-                        "rows are still one configuration each")
+    p.add_argument("--by", default=None, metavar="KEYS",
+                   help="config keys (section.field) shown as columns, e.g. model.name,model.p_inter (default: "
+                        "those that vary); rows are still one configuration each")
     p.add_argument("--baseline", default=None, metavar="KEY=VALUE",
-                   help="compare every row with the row where KEY=VALUE (e.g. model=dense), paired by seed")
+                   help="compare every row with the row where KEY=VALUE[,KEY=VALUE] (e.g. model.name=dense), "
+                        "paired by seed")
     p.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--results", default=None, metavar="RESULTS.md",
-                   help="write the whole results document (every suite and the claims table) for the "
-                        "results/ directory given")
+    # The study's document (RESULTS.md) moved out of the library; the old flag says where to.
+    p.add_argument("--results", default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=_cmd_report)
 
 
 def _cmd_report(args) -> int:
     from .report import build_report
+    from .report.keys import parse_by
 
     if args.results:
-        from .report.results import build_results
-
-        if len(args.runs) != 1:
-            raise G2GError("--results takes one directory: the results/ root")
-        build_results(Path(args.runs[0]), Path(args.results))
-        print(f"wrote {args.results}")
-        return 0
-
-    by = [k.strip() for k in args.by.split(",") if k.strip()] if args.by else None
-    text = build_report([Path(r) for r in args.runs], out=Path(args.out) if args.out else None, by=by,
+        raise G2GError("g2g report --results moved out of the library: run "
+                       f"`python -m studies.g2gnet_paper {args.runs[0]} {args.results}` in the repository")
+    text = build_report([Path(r) for r in args.runs], out=Path(args.out) if args.out else None, by=parse_by(args.by),
                         baseline=args.baseline, plots=args.plots)
     print(text)
     return 0
@@ -139,6 +133,7 @@ def _add_sweep(sub) -> None:
 
 def _cmd_sweep(args) -> int:
     from .report import build_report
+    from .report.keys import parse_by
     from .sweep import cell_parser, load_suite, run_sweep
 
     if args.workers < 1 or (args.threads is not None and args.threads < 1):
@@ -161,8 +156,8 @@ def _cmd_sweep(args) -> int:
         report.add_argument("--by", default=None)
         for suite in suites:
             opts = report.parse_args(suite.report)
-            by = [k.strip() for k in opts.by.split(",")] if opts.by else None
-            print(build_report([suite.out, *suite.include], out=suite.out, by=by, baseline=opts.baseline))
+            print(build_report([suite.out, *suite.include], out=suite.out, by=parse_by(opts.by),
+                               baseline=opts.baseline))
     return 0
 
 

@@ -214,8 +214,9 @@ class Config:
             data={"augment": self.data.augment if self.data.augment is not None else default_augment})
 
     def flat(self) -> dict:
-        """One level of short keys (``model``, ``p_inter``, ``dst``, ``dst_interval``, ...), as
-        tables and ``--by`` name them; ``dst`` is ``PRUNE:GROW`` or ``static``."""
+        """One level of short keys (``model``, ``p_inter``, ``dst``, ``dst_interval``, ...), the layout
+        of g2gnet 0.1's config.json (reports name keys ``section.field`` and take these as aliases,
+        report/keys.py); ``dst`` is ``PRUNE:GROW`` or ``static``."""
         d = {key: getattr(getattr(self, s), name) for key, (s, name) in _FLAT.items()
              if key not in ("dst_prune", "dst_grow")}
         d["dst"] = self.dst.label

@@ -3,8 +3,11 @@
 A suite is a TOML file (committed under ``suites/``)::
 
     out = "results/cifar10/table1"          # run directories go here, one per cell
-    report = ["--baseline", "model=dense"]  # options of the closing g2g report (optional)
     names = { p-inter = "p" }               # short name parts of numeric axes (optional)
+
+    [report]                                # the closing g2g report's options (optional)
+    baseline = "model.name=dense"           # (the older form, report = ["--baseline", "..."], works too)
+    by = ["model.name"]
 
     [fixed]                                 # options of every cell (g2g train option names)
     dataset = "cifar10"
@@ -127,11 +130,26 @@ def load_suite(path: Path | None, grid: list[str], fixed: list[str], out: str | 
     out_dir = out or spec.get("out")
     if not out_dir:
         raise G2GError("a sweep needs an output directory: 'out' in the suite or --out")
-    for key in ("report", "include"):
-        if not isinstance(spec.get(key, []), list):
-            raise G2GError(f"suite {path}: {key} must be a list")
+    if not isinstance(spec.get("include", []), list):
+        raise G2GError(f"suite {path}: include must be a list")
     cells = expand(fixed_values, grids, dict(spec.get("names", {})), parse)
-    return Suite(Path(out_dir), cells, list(spec.get("report", [])), [Path(p) for p in spec.get("include", [])])
+    return Suite(Path(out_dir), cells, _report_options(spec.get("report", []), path),
+                 [Path(p) for p in spec.get("include", [])])
+
+
+def _report_options(report, path: Path | None) -> list[str]:
+    """A suite's ``[report]`` table (``baseline``, ``by``) as options of the closing g2g report;
+    the older form, a list of those options, is taken as it is."""
+    if isinstance(report, list):
+        return [str(a) for a in report]
+    if not isinstance(report, dict):
+        raise G2GError(f"suite {path}: report must be a table (baseline, by) or a list of g2g report options")
+    unknown = set(report) - {"baseline", "by"}
+    if unknown:
+        raise G2GError(f"suite {path}: unknown report key(s) {', '.join(sorted(unknown))}; valid: baseline, by")
+    by = report.get("by", [])
+    by = ",".join(by) if isinstance(by, list) else str(by)
+    return [*(["--baseline", str(report["baseline"])] if "baseline" in report else []), *(["--by", by] if by else [])]
 
 
 def _literal(text: str):

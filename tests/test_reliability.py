@@ -237,7 +237,8 @@ def test_23_reports_never_pool_different_configurations(tiny_fmnist, tmp_path, c
     for name, extra in (("a", ["--epochs", "1"]), ("b", ["--epochs", "2"]), ("c", ["--epochs", "1", "--seed", "1"])):
         assert _train(tiny_fmnist, tmp_path / "runs" / name, *extra) == 0
     capsys.readouterr()
-    _one_line(capsys, main(["report", str(tmp_path / "runs"), "--by", "nosuchkey"]), "unknown --by key(s) nosuchkey")
+    _one_line(capsys, main(["report", str(tmp_path / "runs"), "--by", "nosuchkey"]),
+              "unknown --by key 'nosuchkey'; valid: data.dataset")
     assert main(["report", str(tmp_path / "runs"), "--by", "model"]) == 0
     table = capsys.readouterr().out
     rows = [l for l in table.splitlines() if l.startswith("| g2g-mixer")]

@@ -1,6 +1,7 @@
-"""Reports from run directories only (SPEC §6, §10): one row per configuration (runs that differ
-in nothing but seed, device and threads), mean ± sample std over its seeds, and, against a named
-baseline row, differences paired by seed with a 95% t-interval and a verdict.
+"""Reports from run directories only (SPEC §6, §10): the settings every row shares, one row per
+configuration (runs that differ in nothing but seed, device and threads), mean ± sample std over
+its seeds, and, against a named baseline row, differences paired by seed with a 95% t-interval and
+a verdict. Rows and pairs that mix code versions say so.
 
 ``tables`` needs the standard library only; ``plots`` needs matplotlib and is skipped with a note
 when it is missing. Run directories are read through ``g2gnet.runs``, which checks them.
@@ -13,7 +14,8 @@ from pathlib import Path
 from ..errors import G2GError
 from ..runs import find_runs
 from .plots import draw_all
-from .tables import cells, columns, count, ordered, paired, paired_table, table, topology_table
+from .tables import (baseline_name, cells, columns, count, ordered, paired, paired_table, shared, table,
+                     topology_table)
 
 __all__ = ["build_report"]
 
@@ -25,8 +27,10 @@ def build_report(paths: list[Path], out: Path | None = None, by: list[str] | Non
     cs = cells(records)
     keys = columns(cs, by)
     cs = ordered(cs, keys)
-    text = table(cs, keys)
+    settings = shared(cs, keys)
+    text = (settings + "\n\n" if settings else "") + table(cs, keys)
     pairs = paired(cs, baseline) if baseline else []
+    baseline = baseline_name(cs, baseline) if baseline else None
     if pairs:
         text += "\n\n" + paired_table(pairs, keys, baseline)
     if out is None:
@@ -38,8 +42,9 @@ def build_report(paths: list[Path], out: Path | None = None, by: list[str] | Non
     except OSError as e:
         raise G2GError(f"cannot create {out}: {e.strerror or e}") from None
     parts = [f"# Report\n\n{count(len(records), 'run')} in {count(len(cs), 'configuration')}. Final-model test accuracy, "
-             "mean ± sample std over n seeds; a row is one configuration (runs differing only in seed, "
-             "device and threads).\n", table(cs, keys), ""]
+             "mean ± sample std over n seeds (the value alone for n = 1); a row is one configuration (runs "
+             "differing only in seed, device and threads).\n", *([settings + "\n"] if settings else []),
+             table(cs, keys), ""]
     if pairs:
         parts += [f"## Paired by seed against {baseline}\n",
                   "Δ = row minus baseline in percentage points, mean over the seeds both have; 95% "
@@ -51,7 +56,7 @@ def build_report(paths: list[Path], out: Path | None = None, by: list[str] | Non
                   "intra fraction = share of active links inside an ensemble (– for starts without "
                   "ensembles), ever active = share of all positions active at some point.\n", topo, ""]
     if plots:
-        parts += draw_all(cs, keys, pairs, out)
+        parts += draw_all(cs, keys, pairs, baseline, out)
     try:
         (out / "report.md").write_text("\n".join(parts))
     except OSError as e:

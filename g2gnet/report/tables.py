@@ -1,6 +1,7 @@
 """The statistics and Markdown tables of a report (standard library only): runs grouped into
-configurations, mean ± sample std over seeds, differences paired by seed against a baseline with a
-95% t-interval and a verdict, and topology under DST."""
+configurations, mean ± sample std over seeds, the settings every row shares, differences paired by
+seed against a baseline with a 95% t-interval and a verdict, and topology under DST. Rows and pairs
+whose runs come from different code versions carry a mark (†) and a footnote."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ import json
 import math
 import statistics
 from dataclasses import dataclass
-from pathlib import Path
 
 from ..errors import G2GError
 from ..runs import RunRecord
+from .records import accuracy, fact, versions
+from .keys import DST_RULE, baseline_text, identity, identity_key, parse_baseline, resolve, show
 
 # Two-sided 95% quantiles of Student's t for 1..30 degrees of freedom (standard tables).
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
@@ -40,15 +42,24 @@ class Cell:
     """The runs of one configuration (its repeats over seeds)."""
 
     key: str  # JSON of the configuration identity: equal for repeats
-    identity: dict
+    identity: dict  # dotted key -> value (keys.identity)
     runs: list[RunRecord]
 
     def accs(self) -> dict[int, float]:
         """Test accuracy (%) by seed."""
-        return {r.config.train.seed: 100 * r.summary["test_acc"] for r in self.runs}
+        return {r.config.train.seed: accuracy(r) for r in self.runs}
 
     def mean_std(self) -> tuple[float, float]:
         return mean_std(list(self.accs().values()))
+
+    def mean(self, key: str) -> float | None:
+        """The mean of a summary value over the seeds (None where a run lacks it)."""
+        values = [fact(r, key) for r in self.runs]
+        return None if any(v is None for v in values) else statistics.fmean(values)
+
+    def versions(self, seeds: set[int] | None = None) -> set[str]:
+        """The code versions its runs (of ``seeds``, default all) ran under."""
+        return {v for r in self.runs if seeds is None or r.config.train.seed in seeds for v in versions(r)}
 
 
 def cells(records: list[RunRecord]) -> list[Cell]:
@@ -56,8 +67,8 @@ def cells(records: list[RunRecord]) -> list[Cell]:
     (a report must not count a repeat twice)."""
     out: dict[str, Cell] = {}
     for r in records:
-        ident = r.config.identity()
-        key = json.dumps(ident, sort_keys=True)
+        ident = identity(r.config)
+        key = identity_key(ident)
         cell = out.setdefault(key, Cell(key, ident, []))
         seed = r.config.train.seed
         twin = next((o for o in cell.runs if o.config.train.seed == seed), None)
@@ -69,17 +80,13 @@ def cells(records: list[RunRecord]) -> list[Cell]:
 
 
 def columns(cs: list[Cell], by: list[str] | None) -> list[str]:
-    """The config keys shown: ``by`` (checked) plus every key that still varies between rows, so
-    no two rows look alike; by default the keys that vary."""
+    """The config keys shown (dotted): ``by`` (checked; aliases resolved) plus every key that still
+    varies between rows, so no two rows look alike; by default the keys that vary."""
     keys = list(cs[0].identity) if cs else []
-    if by:
-        unknown = [k for k in by if k not in keys]
-        if unknown:
-            raise G2GError(f"unknown --by key(s) {', '.join(unknown)}; valid: {', '.join(keys)}")
-    varying = [k for k in keys if len({json.dumps(c.identity[k]) for c in cs}) > 1]
-    shown = list(by or [])
-    shown += [k for k in varying if k not in shown]
-    return shown or ["model"]
+    shown = [name for k in by or [] for name in resolve(k, keys, "--by key")]
+    shown = list(dict.fromkeys(shown))
+    shown += [k for k in keys if k not in shown and len({json.dumps(c.identity[k]) for c in cs}) > 1]
+    return shown or ["model.name"]
 
 
 def ordered(cs: list[Cell], keys: list[str]) -> list[Cell]:
@@ -100,28 +107,51 @@ def count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-def fmt(value) -> str:
-    if isinstance(value, list):
-        return ",".join(map(str, value))
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
+fmt = show  # a config value as the tables print it
 
 
-def table(cs: list[Cell], keys: list[str]) -> str:
-    """Markdown: one row per configuration, test accuracy mean ± std (sample std) over seeds."""
+MIXED = "†"  # marks a row or a pair whose runs ran under different code versions
+_MIXED_ROW = (f"{MIXED} the seeds of this row ran under different code versions (env.json source_sha256, or "
+              "the git commit where it was not recorded; resumes included): the same distribution of models, "
+              "not bit-identical ones.")
+_MIXED_PAIR = (f"{MIXED} pairs runs of different code versions (env.json source_sha256, or the git commit where "
+               "it was not recorded; resumes included): a seed gives bit-identical models only within one "
+               "version, so such a difference also holds the versions' draw of masks and weights.")
+
+
+def mean_text(m: float, s: float, n: int) -> str:
+    """``m ± s``; one seed has no spread, so ``m`` alone."""
+    return f"{m:.2f}" if n == 1 else f"{m:.2f} ± {s:.2f}"
+
+
+def shared(cs: list[Cell], shown: list[str]) -> str | None:
+    """The settings every row shares (the config keys not shown as columns), as one Markdown line;
+    the DST section's details are left out where no row rewires."""
+    if not cs:
+        return None
+    static = all(c.identity[DST_RULE[0]] is None for c in cs)
+    items = [f"`{k}={fmt(v)}`" for k, v in cs[0].identity.items() if k not in shown
+             and not (static and k.startswith("dst.") and k not in DST_RULE)]
+    return "Shared by every row: " + " ".join(items) + "." if items else None
+
+
+def table(cs: list[Cell], keys: list[str], expected: dict[str, int] | None = None) -> str:
+    """Markdown: one row per configuration, test accuracy mean ± std (sample std) over seeds.
+    ``expected``: seeds planned per cell key, shown as "n of N" (a suite still running)."""
     header = [*keys, "n", "test acc (%)", "active params", "density", "s/epoch"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    mixed = False
     for c in cs:
         m, s = c.mean_std()
-        params = statistics.fmean(r.summary["active_params"] for r in c.runs)
-        dens = [r.summary.get("density") for r in c.runs]
-        dens_txt = "1 (dense)" if dens[0] is None else f"{statistics.fmean(dens):.4f}"
-        spe = statistics.fmean(r.summary["seconds_per_epoch"] for r in c.runs)
-        cells_ = [*(fmt(c.identity[k]) for k in keys), str(len(c.runs)), f"{m:.2f} ± {s:.2f}",
-                  f"{params:,.0f}", dens_txt, f"{spe:.1f}"]
+        density = c.mean("density")
+        n = f"{len(c.runs)}" + (f" of {expected[c.key]}" if expected and c.key in expected else "")
+        if len(c.versions()) > 1:
+            n, mixed = f"{n} {MIXED}", True
+        cells_ = [*(fmt(c.identity[k]) for k in keys), n, mean_text(m, s, len(c.runs)),
+                  f"{c.mean('active_params'):,.0f}", "1 (dense)" if density is None else f"{density:.4f}",
+                  f"{c.mean('seconds_per_epoch'):.1f}"]
         lines.append("| " + " | ".join(cells_) + " |")
-    return "\n".join(lines)
+    return "\n".join(lines) + (f"\n\n{_MIXED_ROW}" if mixed else "")
 
 
 @dataclass
@@ -132,43 +162,42 @@ class Paired:
     base: Cell
     diffs: list[float]
 
+    seeds: tuple[int, ...] = ()
+
     @property
     def n(self) -> int:
         return len(self.diffs)
 
+    @property
+    def mixed(self) -> bool:
+        """Whether the paired runs ran under more than one code version."""
+        return len(self.cell.versions(set(self.seeds)) | self.base.versions(set(self.seeds))) > 1
+
+    def mean(self) -> float | None:
+        return statistics.fmean(self.diffs) if self.diffs else None
+
     def interval(self) -> tuple[float, float, float] | None:
-        """(mean, low, high) of the 95% t-interval; None with fewer than 2 pairs."""
-        if self.n < 2:
-            return None
-        m, s = mean_std(self.diffs)
-        half = t975(self.n - 1) * s / math.sqrt(self.n)
-        return m, m - half, m + half
+        return interval(self.diffs)
 
     def verdict(self) -> str:
-        ci = self.interval()
-        if ci is None:
-            return "n < 2"
-        return "better" if ci[1] > 0 else "worse" if ci[2] < 0 else "within noise"
+        return verdict(self.diffs)
 
 
-def parse_baseline(text: str, keys: list[str]) -> dict[str, str]:
-    """``KEY=VALUE[,KEY=VALUE...]`` -> {key: value as the tables print it}."""
-    out = {}
-    for item in text.split(","):
-        key, sep, value = item.partition("=")
-        if not sep or not key or not value:
-            raise G2GError(f"--baseline must be KEY=VALUE[,KEY=VALUE] (e.g. model=dense), got {text!r}")
-        if key not in keys:
-            raise G2GError(f"unknown --baseline key {key!r}; valid: {', '.join(keys)}")
-        out[key] = fmt(_number(value))
-    return out
+def interval(diffs: list[float]) -> tuple[float, float, float] | None:
+    """(mean, low, high) of the 95% t-interval of paired differences; None with fewer than 2."""
+    if len(diffs) < 2:
+        return None
+    m, s = mean_std(diffs)
+    half = t975(len(diffs) - 1) * s / math.sqrt(len(diffs))
+    return m, m - half, m + half
 
 
-def _number(text: str):
-    try:
-        return float(text) if any(c in text for c in ".e") else int(text)
-    except ValueError:
-        return text
+def verdict(diffs: list[float]) -> str:
+    """better / worse when the 95% interval excludes 0, else within noise; n < 2 without one."""
+    ci = interval(diffs)
+    if ci is None:
+        return "n < 2"
+    return "better" if ci[1] > 0 else "worse" if ci[2] < 0 else "within noise"
 
 
 def paired(cs: list[Cell], baseline: str) -> list[Paired]:
@@ -179,7 +208,7 @@ def paired(cs: list[Cell], baseline: str) -> list[Paired]:
     want = parse_baseline(baseline, keys)
     bases = [c for c in cs if all(fmt(c.identity[k]) == v for k, v in want.items())]
     if not bases:
-        raise G2GError(f"no runs with {baseline}")
+        raise G2GError(f"no runs with {baseline_text(want)}")
     out = []
     for c in cs:
         if c in bases:
@@ -198,19 +227,23 @@ def paired(cs: list[Cell], baseline: str) -> list[Paired]:
 def pair(cell: Cell, base: Cell) -> Paired:
     """``cell`` minus ``base`` on the seeds both have."""
     a, b = cell.accs(), base.accs()
-    return Paired(cell, base, [a[s] - b[s] for s in sorted(set(a) & set(b))])
+    seeds = tuple(sorted(set(a) & set(b)))
+    return Paired(cell, base, [a[s] - b[s] for s in seeds], seeds)
 
 
 def paired_table(pairs: list[Paired], keys: list[str], baseline: str) -> str:
+    """Markdown: each pair's mean difference, 95% t-interval and verdict; ``baseline`` names the
+    baseline in the header (``baseline_name``)."""
     header = [*keys, "n pairs", f"Δ vs {baseline} (points)", "95% CI", "verdict"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for p in pairs:
         ci = p.interval()
-        mean = statistics.fmean(p.diffs) if p.diffs else float("nan")
+        mean = p.mean()
         ci_txt = "–" if ci is None else f"[{ci[1]:+.2f}, {ci[2]:+.2f}]"
-        cells_ = [*(fmt(p.cell.identity[k]) for k in keys), str(p.n), f"{mean:+.2f}", ci_txt, p.verdict()]
+        cells_ = [*(fmt(p.cell.identity[k]) for k in keys), f"{p.n} {MIXED}" if p.mixed else str(p.n),
+                  "–" if mean is None else f"{mean:+.2f}", ci_txt, p.verdict()]
         lines.append("| " + " | ".join(cells_) + " |")
-    return "\n".join(lines)
+    return "\n".join(lines) + (f"\n\n{_MIXED_PAIR}" if any(p.mixed for p in pairs) else "")
 
 
 def topology_series(run: RunRecord) -> list[tuple[int, float | None, float]]:
@@ -250,5 +283,22 @@ def topology_table(cs: list[Cell], keys: list[str]) -> str | None:
 
 
 def label(c: Cell, keys: list[str]) -> str:
-    return ", ".join(fmt(c.identity[k]) if k in ("model", "dataset", "dst") else f"{k}={fmt(c.identity[k])}"
-                     for k in keys)
+    """A row's short name for plots: the model by name, a DST rule as ``PRUNE:GROW`` (or static),
+    other keys as ``field=value``."""
+    parts = []
+    for k in keys:
+        v = c.identity[k]
+        if k in ("model.name", "data.dataset"):
+            parts.append(fmt(v))
+        elif k in DST_RULE:
+            if k == DST_RULE[0] or DST_RULE[0] not in keys:
+                prune, grow = (c.identity[d] for d in DST_RULE)
+                parts.append("static" if prune is None else f"{prune}:{grow}")
+        else:
+            parts.append(f"{k.split('.', 1)[1]}={fmt(v)}")
+    return ", ".join(parts)
+
+
+def baseline_name(cs: list[Cell], baseline: str) -> str:
+    """The baseline as the tables name it: dotted keys, aliases resolved (``model.name=dense``)."""
+    return baseline_text(parse_baseline(baseline, list(cs[0].identity) if cs else []))
