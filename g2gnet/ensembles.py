@@ -7,8 +7,9 @@ probability inside an ensemble and another between ensembles) for every number o
 that divides both widths: outputs are clustered by their input patterns (spherical k-means,
 deterministic seeds), then output and input groups are refined in turn, each unit joining the
 group whose block it fills most, with every group kept at n / G units. Of the partitions whose
-blocks are at least half full and clearly denser than the rest, the one under which the mask is
-most likely (the block model's log-likelihood) is the answer. Labels, order and interleaving do
+blocks are at least half full and clearly denser than the rest, the one that explains the mask
+best is the answer: the largest gain in log-likelihood over a single density, less the cost of
+naming each unit's group (a description-length criterion, so that noise never pays). Labels, order and interleaving do
 not matter (index, random, mixer groupings look alike to it); tiled inter links, a thinned
 ensemble (after DST) and an Erdős–Rényi mask (no answer: None) are handled by the same fit.
 """
@@ -24,10 +25,10 @@ from .errors import G2GError
 from .topology import LayerGroups
 
 MAX_GROUPS = 64  # the largest G tried
-MIN_GROUP = 2  # units per group at least (on both sides)
+MIN_GROUP = 4  # units per group at least (on both sides)
 MIN_FILL = 0.5  # an ensemble's block is at least this full ...
 MIN_GAP = 0.2  # ... and this much denser than the links between ensembles
-_RESTARTS = 2  # k-means seeds per G (the best fit is kept)
+_RESTARTS = 2  # k-means seeds tried per G until one gives a valid fit
 _ITERATIONS = 20
 
 
@@ -36,6 +37,9 @@ def _balanced(scores: Tensor) -> Tensor:
     every unit asks for its best open group; an over-asked group keeps its highest scorers."""
     n, g = scores.shape
     cap = n // g
+    ids = scores.argmax(1)
+    if bool((torch.bincount(ids, minlength=g) == cap).all()):  # the usual case on a clear partition
+        return ids
     ids = torch.full((n,), -1, dtype=torch.long)
     count = torch.zeros(g, dtype=torch.long)
     while bool((ids < 0).any()):
@@ -76,30 +80,37 @@ def _one_hot(ids: Tensor, g: int) -> Tensor:
     return torch.nn.functional.one_hot(ids, g).float()
 
 
-def _fit(m: Tensor, g: int, generator: torch.Generator) -> tuple[float, Tensor, Tensor] | None:
-    """(log-likelihood, out ids, in ids) of the best G-ensemble partition found, if valid."""
+def _gain(m: Tensor, out_ids: Tensor, in_ids: Tensor, g: int) -> tuple[float, float, float]:
+    """(gain, intra fill, inter fill) of a partition: how much better the two-density block model
+    explains the mask than one density does (log-likelihood, nats), minus the cost of naming
+    every unit's group (log G each), so that a partition fitted to noise does not pay."""
     n_out, n_in = m.shape
+    blocks = _one_hot(out_ids, g).T @ m @ _one_hot(in_ids, g)  # [G, G] links per block
+    n_intra, total = n_out * n_in / g, n_out * n_in
+    intra, links = float(blocks.diagonal().sum()), float(blocks.sum())
+    p_in, p_out = intra / n_intra, (links - intra) / (total - n_intra)
+    ll = -(n_intra * _entropy(p_in) + (total - n_intra) * _entropy(p_out))
+    return ll + total * _entropy(links / total) - (n_out + n_in) * math.log(g), p_in, p_out
+
+
+def _fit(m: Tensor, g: int, generator: torch.Generator) -> tuple[float, Tensor, Tensor] | None:
+    """(gain, out ids, in ids) of the best G-ensemble partition found, if it is valid."""
     rows = m / m.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    best = None
-    for _ in range(_RESTARTS):
+    for _ in range(_RESTARTS):  # a restart is for seeds that found nothing
         out_ids = _balanced(_kmeans(rows, g, generator))
-        in_ids = None
+        in_ids = _balanced((_one_hot(out_ids, g).T @ m).T)  # [in, G]: links from each out group
+        if _gain(m, out_ids, in_ids, g)[0] <= 0:  # no structure with G groups (an ER mask, say)
+            continue
         for _ in range(_ITERATIONS):  # each side joins the block it fills most, in turn
-            new_in = _balanced((_one_hot(out_ids, g).T @ m).T)  # [in, G]: links from each out group
-            new_out = _balanced(m @ _one_hot(new_in, g))  # [out, G]: links into each in group
-            if in_ids is not None and torch.equal(new_in, in_ids) and torch.equal(new_out, out_ids):
+            new_out = _balanced(m @ _one_hot(in_ids, g))  # [out, G]: links into each in group
+            new_in = _balanced((_one_hot(new_out, g).T @ m).T)
+            if torch.equal(new_in, in_ids) and torch.equal(new_out, out_ids):
                 break
             in_ids, out_ids = new_in, new_out
-        blocks = _one_hot(out_ids, g).T @ m @ _one_hot(in_ids, g)  # [G, G] links per block
-        n_intra, total = n_out * n_in / g, n_out * n_in
-        intra = float(blocks.diagonal().sum())
-        p_in, p_out = intra / n_intra, (float(blocks.sum()) - intra) / (total - n_intra)
-        if p_in < MIN_FILL or p_in - p_out < MIN_GAP:
-            continue
-        ll = -(n_intra * _entropy(p_in) + (total - n_intra) * _entropy(p_out))
-        if best is None or ll > best[0]:
-            best = (ll, out_ids, in_ids)
-    return best
+        gain, p_in, p_out = _gain(m, out_ids, in_ids, g)
+        if gain > 0 and p_in >= MIN_FILL and p_in - p_out >= MIN_GAP:
+            return gain, out_ids, in_ids
+    return None
 
 
 def _entropy(p: float) -> float:
