@@ -252,7 +252,8 @@ def _is_flat(d: dict) -> bool:
     """The flat layout has no object values and none of the section names that are not also flat
     keys (``model`` and ``dst`` are both): ``{"model": [1], "train": {...}}`` is a broken nested
     config, to be reported as such, not a flat one."""
-    return not any(isinstance(v, dict) for v in d.values()) and not (set(d) & (set(SECTIONS) - set(_FLAT)))
+    flat_keys = set(_FLAT) | {"dst"}  # "dst" is PRUNE:GROW there
+    return not any(isinstance(v, dict) for v in d.values()) and not (set(d) & (set(SECTIONS) - flat_keys))
 
 
 def _from_flat(flat: dict) -> dict:

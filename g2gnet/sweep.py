@@ -281,12 +281,11 @@ def _check_existing(cells: list[tuple[Path, Cell]], states: dict[Path, str]) -> 
         if states[run_dir] != "new":
             diff = RunDir(run_dir).differences(cell.config)
             if diff:
-                wrong.append(f"{run_dir} ({'; '.join(diff)})")
+                wrong.append(f"{run_dir} holds a run of another configuration ({'; '.join(diff)})")
     if wrong:
-        more = f" and {len(wrong) - 3} more" if len(wrong) > 3 else ""
-        raise G2GError(f"{len(wrong)} cell directory(ies) hold a run of another configuration than the cell: "
-                       f"{', '.join(wrong[:3])}{more}; a cell is its whole configuration, so move them away "
-                       "or choose another --out")
+        more = f", and {len(wrong) - 3} more cell(s)" if len(wrong) > 3 else ""
+        raise G2GError(f"{', '.join(wrong[:3])}{more}: a sweep cell is its whole configuration, so these runs are "
+                       "not the requested cells; move them away or choose another --out")
 
 
 def run_sweep(suites: Suite | list[Suite], workers: int = 1, extra: list[str] = (), dry_run: bool = False,

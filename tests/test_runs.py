@@ -240,6 +240,16 @@ def test_C3_a_section_that_is_not_an_object_is_named(tiny_fmnist, tmp_path, cut_
               "config section 'model' must be a JSON object, got list")
 
 
+def test_C3_flat_configs_of_g2gnet_0_1_are_still_read():
+    from g2gnet.config import Config
+
+    cfg = Config.from_dict({"model": "g2g-index", "hidden": [64], "dst": "magnitude:hebbian", "epochs": 2})
+    assert (cfg.model.name, cfg.model.hidden, cfg.dst.label, cfg.train.epochs) == ("g2g-index", (64,),
+                                                                                   "magnitude:hebbian", 2)
+    with pytest.raises(G2GError, match="config section 'train' must be a JSON object, got int"):
+        Config.from_dict({"train": 5, "model": {"name": "dense"}})
+
+
 @pytest.mark.parametrize("args, pattern", [
     (["--model", "nosuch"], "unknown model"),
     (["--dst", "nosuch:hebbian"], "unknown prune criterion"),
