@@ -30,7 +30,7 @@ import torch
 
 from .config import Config
 from .errors import G2GError
-from .records import Checkpoint, EpochRecord, Summary
+from .records import Checkpoint, DSTUpdate, EpochRecord, Summary
 from .version import __version__
 
 CHECKPOINT = "checkpoint.pt"
@@ -460,8 +460,8 @@ class RunDir:
         try:
             with open(path, "a") as f:
                 f.write(json.dumps(record.to_dict(), sort_keys=True) + "\n")
-        except OSError as e:
-            raise _os_error(e, path, "append to") from None
+        except OSError as e:  # a torn line is dropped on --resume
+            raise G2GError(f"{_os_error(e, path, 'append to')}; {self.kept()}") from None
 
     def truncate_metrics(self, epochs_done: int) -> None:
         """Keep the epoch records up to the checkpoint a resumed run starts from (and drop a
@@ -476,7 +476,10 @@ class RunDir:
             raise _os_error(e, path, "write") from None
 
     def finish(self, summary: Summary) -> None:
-        write_json_atomic(self.path / "summary.json", summary.to_dict())
+        try:
+            write_json_atomic(self.path / "summary.json", summary.to_dict())
+        except G2GError as e:  # a --resume of the final checkpoint writes the summary
+            raise G2GError(f"{e}; {self.kept()}") from None
 
     def save_checkpoint(self, checkpoint: Checkpoint) -> None:
         state = {"format": CHECKPOINT_FORMAT, **checkpoint.to_dict()}
@@ -516,7 +519,7 @@ class TensorBoard:
                 self.writer.add_scalar(f"epoch/{key}", value, record.epoch)
         self.writer.flush()
 
-    def log_update(self, update) -> None:
+    def log_update(self, update: DSTUpdate) -> None:
         """Per DST update and layer: density, intra-ensemble fraction, changed and ever active."""
         for layer, stats in update.layers.items():
             for key, value in stats.to_dict().items():
