@@ -44,8 +44,8 @@ def _cmd_train(args) -> int:
     if not world_from_env().main:  # under torchrun rank 0 reports
         return 0
     print(f"{cfg.data.dataset} {cfg.model.name} seed {cfg.train.seed}: test accuracy "
-          f"{100 * summary['test_acc']:.2f}% ({summary['active_params']:,} active parameters, "
-          f"{summary['seconds_per_epoch']:.1f} s/epoch) -> {out}")
+          f"{100 * summary.test_acc:.2f}% ({summary.active_params:,} active parameters, "
+          f"{summary.seconds_per_epoch:.1f} s/epoch) -> {out}")
     return 0
 
 
@@ -126,18 +126,17 @@ def _add_sweep(sub) -> None:
     p.add_argument("--data-dir", default=None)
     p.add_argument("--dry-run", action="store_true", help="list the cells to run and stop")
     p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
-                   help="start no cell after this long (running cells finish)")
+                   help="start no cell after this long (running cells finish; a positive number)")
     p.add_argument("--no-report", dest="report", action="store_false", help="skip the closing g2g report")
     p.set_defaults(func=_cmd_sweep)
 
 
 def _cmd_sweep(args) -> int:
     from .report import build_report
-    from .report.keys import parse_by
     from .sweep import cell_parser, load_suite, run_sweep
 
-    if args.workers < 1 or (args.threads is not None and args.threads < 1):
-        raise G2GError("--workers and --threads must be >= 1")
+    if args.threads is not None and args.threads < 1:  # --workers and --time-limit: run_sweep checks them
+        raise G2GError(f"--threads must be >= 1, got {args.threads}")
     if not args.suites and not args.grid:
         raise G2GError("give a suite file or at least one --grid axis")
     if len(args.suites) > 1 and (args.grid or args.set or args.out):
@@ -151,32 +150,30 @@ def _cmd_sweep(args) -> int:
     if failed:
         raise G2GError(f"{len(failed)} cell(s) failed: {', '.join(failed)} (each has a log in logs/ beside it)")
     if args.report and not args.dry_run:
-        report = ArgParser(prog="suite report", add_help=False)
-        report.add_argument("--baseline", default=None)
-        report.add_argument("--by", default=None)
-        for suite in suites:
-            opts = report.parse_args(suite.report)
-            print(build_report([suite.out, *suite.include], out=suite.out, by=parse_by(opts.by),
-                               baseline=opts.baseline))
+        reports = {(s.out.resolve(), s.report, tuple(s.include)): s for s in suites}  # a suite listed twice: one
+        for suite in reports.values():
+            by = list(suite.report.by) if suite.report.by else None
+            print(build_report([suite.out, *suite.include], out=suite.out, by=by,
+                               baseline=suite.report.baseline))
     return 0
 
 
 def _add_eval(sub) -> None:
     p = sub.add_parser("eval", help="test accuracy of a trained run's model",
-                       description="Load a run's model (config.json + checkpoint.pt) and evaluate it on the test set.")
+                       description="Load a run's model (config.json + checkpoint.pt) and evaluate it on the test "
+                                   "set; says which epoch of how many the checkpoint holds.")
     p.add_argument("run", help="run directory")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--allow-partial", action="store_true",
+                   help="evaluate the checkpoint of a run that is still training (an earlier epoch's model)")
     p.set_defaults(func=_cmd_eval)
 
 
 def _cmd_eval(args) -> int:
     from .load import evaluate_run
 
-    r = evaluate_run(args.run, args.data_dir, args.device)
-    recorded = r.get("summary_test_acc")
-    note = f" (summary.json: {100 * recorded:.2f}%)" if isinstance(recorded, float) else ""
-    print(f"{args.run}: test accuracy {100 * r['acc']:.2f}%, loss {r['loss']:.4f}{note}")
+    print(evaluate_run(args.run, args.data_dir, args.device, allow_partial=args.allow_partial).line())
     return 0
 
 
@@ -215,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(e.code or 0)
     except G2GError as e:
         print(f"g2g: error: {e}", file=sys.stderr)
-        return 130 if type(e).__name__ == "Interrupted" else 2
+        return e.exit_code
     except KeyboardInterrupt:
         print("g2g: interrupted", file=sys.stderr)
         return 130

@@ -195,11 +195,14 @@ class Config:
         """The inverse of ``to_dict``; also reads the flat ``config.json`` of g2gnet 0.1 runs."""
         if not isinstance(d, dict):
             raise G2GError(f"a config must be a JSON object, got {type(d).__name__}")
-        if not all(isinstance(v, dict) for v in d.values()):  # the flat layout of g2gnet 0.1
+        if _is_flat(d):  # the flat layout of g2gnet 0.1
             d = _from_flat(d)
         unknown = set(d) - set(SECTIONS)
         if unknown:
             raise G2GError(f"unknown config section(s) {sorted(unknown)}; valid: {', '.join(SECTIONS)}")
+        for name, section in d.items():
+            if not isinstance(section, dict):
+                raise G2GError(f"config section {name!r} must be a JSON object, got {type(section).__name__}")
         return cls(**{name: make(section, **d.get(name, {})) for name, section in SECTIONS.items()})
 
     def replace(self, **changes: dict) -> Config:
@@ -244,6 +247,14 @@ def _flat_key(section: str, name: str) -> str:
 # The short keys of ``Config.flat()`` (also the layout of g2gnet 0.1's config.json) -> field.
 _FLAT = {_flat_key(s, f.name): (s, f.name) for s, cls in SECTIONS.items() for f in dataclasses.fields(cls)}
 assert len(_FLAT) == sum(len(dataclasses.fields(c)) for c in SECTIONS.values()), "flat config keys collide"
+
+
+def _is_flat(d: dict) -> bool:
+    """The flat layout has no object values and none of the section names that are not also flat
+    keys (``model`` and ``dst`` are both): ``{"model": [1], "train": {...}}`` is a broken nested
+    config, to be reported as such, not a flat one."""
+    flat_keys = set(_FLAT) | {"dst"}  # "dst" is PRUNE:GROW there
+    return not any(isinstance(v, dict) for v in d.values()) and not (set(d) & (set(SECTIONS) - flat_keys))
 
 
 def _from_flat(flat: dict) -> dict:

@@ -84,6 +84,24 @@ def check_same(what: str, t: torch.Tensor) -> None:
         raise G2GError(f"{what} differs across ranks (rank {dist.get_rank()} of {dist.get_world_size()})")
 
 
+# What a collective says when the process at the other end is gone (killed, crashed): gloo's TCP
+# pair errors and NCCL's aborted communicator.
+_PEER_GONE = ("Connection reset by peer", "Connection closed by peer", "Broken pipe", "Connection refused",
+              "NCCL communicator was aborted", "NCCL error")
+
+
+def lost_peer(e: BaseException) -> str | None:
+    """Why a collective failed, when it failed because another rank is gone; None for any other
+    error (which must keep its traceback)."""
+    if not active() or not isinstance(e, RuntimeError):
+        return None
+    text = str(e)
+    marker = next((m for m in _PEER_GONE if m in text), None)
+    if marker is None and not isinstance(e, getattr(dist, "DistNetworkError", ())):
+        return None
+    return f"{'gloo' if 'gloo' in text else 'nccl' if 'NCCL' in text else 'process group'}: {marker or type(e).__name__}"
+
+
 def barrier() -> None:
     if active():
         dist.barrier()

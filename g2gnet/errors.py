@@ -12,8 +12,10 @@ class G2GError(ValueError):
     """A user-facing error (bad name, impossible size, corrupt data, foreign checkpoint).
 
     Subclasses ValueError so library users can catch it the usual way; the CLI turns it into
-    ``g2g: error: <message>`` and exit status 2.
+    ``g2g: error: <message>`` and exit status ``exit_code``.
     """
+
+    exit_code = 2  # a subclass that is not a mistake (an interrupted run: 130) says so here
 
 
 def lookup(registry: dict[str, T], name: Any, what: str) -> T:

@@ -42,9 +42,7 @@ class MLPMixer(nn.Module):
     def __init__(self, input_shape: tuple[int, int, int], num_classes: int, dropout: float = 0.0) -> None:
         super().__init__()
         c, h, w = input_shape
-        if h % PATCH or w % PATCH:
-            raise G2GError(f"mlp-mixer needs images whose sides {PATCH} divides, got {h}x{w}")
-        tokens = (h // PATCH) * (w // PATCH)
+        tokens = block_widths(input_shape)[0]
         self.embed = nn.Conv2d(c, DIM, PATCH, stride=PATCH)
         self.blocks = nn.Sequential(*(MixerBlock(tokens, DIM) for _ in range(DEPTH)))
         self.norm = nn.LayerNorm(DIM)
@@ -59,6 +57,42 @@ class MLPMixer(nn.Module):
         return self.head(self.drop(self.norm(x).mean(1)))
 
 
+# ModelConfig fields that a mixer does not read (its widths, tiles and patch embedding are fixed
+# above): a value other than the default would be recorded in config.json for a model that ignores
+# it, and a grid over it would give rows that differ only in name.
+_FIXED = {"hidden": f"its widths are fixed: {DEPTH} blocks of token MLP tokens-{TOKEN_HIDDEN}-tokens and "
+                    f"channel MLP {DIM}-{CHANNEL_HIDDEN}-{DIM}",
+          "inter_tile": "the mixers sample G2G links element-wise",
+          "frontend": "it has its own patch embedding"}
+
+
+def block_widths(input_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The widths of the block MLPs' layers for images of ``input_shape`` (C, H, W)."""
+    if len(input_shape) != 3 or input_shape[1] % PATCH or input_shape[2] % PATCH:
+        raise G2GError(f"mlp-mixer needs images whose sides {PATCH} divides, got shape {tuple(input_shape)}")
+    tokens = (input_shape[1] // PATCH) * (input_shape[2] // PATCH)
+    return tokens, TOKEN_HIDDEN, DIM, CHANNEL_HIDDEN
+
+
+def check_mixer_options(opts: ModelConfig, input_shape: tuple[int, ...]) -> None:
+    """A mixer's options: the fixed ones at their defaults; for mlp-mixer-g2g, groups that divide
+    every block width (else some block MLPs would stay dense under the G2G name)."""
+    defaults = ModelConfig()
+    for key, why in _FIXED.items():
+        if getattr(opts, key) != getattr(defaults, key):
+            default = getattr(defaults, key)
+            shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+            raise G2GError(f"{opts.name} does not use --{key.replace('_', '-')} ({why}); leave it at its "
+                           f"default {shown}")
+    widths = block_widths(input_shape)
+    if opts.name == "mlp-mixer-g2g":
+        bad = sorted({w for w in widths if w % opts.groups})
+        if bad:
+            raise G2GError(f"mlp-mixer-g2g: groups={opts.groups} does not divide its block width(s) "
+                           f"{', '.join(map(str, bad))} (every block MLP is sparse; widths "
+                           f"{', '.join(map(str, widths))})")
+
+
 def _seed(gen: torch.Generator) -> int:
     return int(torch.randint(0, 2**62, (1,), generator=gen))
 
@@ -66,8 +100,7 @@ def _seed(gen: torch.Generator) -> int:
 def build_mixer(opts: ModelConfig, input_shape: tuple[int, int, int], num_classes: int,
                 gen: torch.Generator) -> MLPMixer:
     """The dense MLP-Mixer."""
-    if opts.frontend != "none":
-        raise G2GError("mlp-mixer has its own patch embedding; use --frontend none")
+    check_mixer_options(opts, input_shape)
     # nn.Module default inits draw from the global RNG: run them under a seed drawn from gen.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(_seed(gen))

@@ -17,7 +17,7 @@ from .config import ModelConfig, coerce, make
 from .errors import G2GError, lookup
 from .layers import SparseLinear
 from .malloc import trim
-from .mixer import build_mixer, build_mixer_g2g
+from .mixer import build_mixer, build_mixer_g2g, check_mixer_options
 from .topology import er_mask, expected_density, fit_tile, modular_mask, network_groups
 
 
@@ -181,6 +181,21 @@ MODELS = {
     "mlp-mixer-g2g": build_mixer_g2g,
 }
 
+# Checks of a model's options beyond their ranges (ModelConfig), by model name.
+_OPTION_CHECKS = {"mlp-mixer": check_mixer_options, "mlp-mixer-g2g": check_mixer_options}
+
+
+def check_options(opts: ModelConfig, input_shape: tuple[int, ...]) -> None:
+    """Everything about a model's options that can be checked without building it: its name,
+    front end, and what that model can use. ``build_model`` calls it, and so does the check of a
+    run's config before anything is written (and of every sweep cell before any runs)."""
+    lookup(MODELS, opts.name, "model")
+    lookup(FRONTENDS, opts.frontend, "frontend")
+    check = _OPTION_CHECKS.get(opts.name)
+    if check is not None:
+        check(opts, input_shape)
+
+
 _KNOWN_SHAPES = {784: (1, 28, 28), 3072: (3, 32, 32)}
 
 
@@ -200,7 +215,6 @@ def build_model(
     """
     builder = lookup(MODELS, name, "model")
     opts = make(ModelConfig, name=name, **options)
-    lookup(FRONTENDS, opts.frontend, "frontend")
     in_features = coerce(in_features, int, "in_features")
     num_classes = coerce(num_classes, int, "num_classes")
     seed = coerce(seed, int, "seed")
@@ -210,6 +224,7 @@ def build_model(
         input_shape = _KNOWN_SHAPES.get(in_features, (1, 1, in_features))
     if math.prod(input_shape) != in_features:
         raise G2GError(f"input_shape {input_shape} does not have {in_features} elements")
+    check_options(opts, tuple(input_shape))
     gen = torch.Generator().manual_seed(seed)
     model = builder(opts, tuple(input_shape), num_classes, gen)
     trim()  # the masks and layouts of the build are garbage now; give their pages back

@@ -1,11 +1,14 @@
 """A run directory (SPEC §6) and the only code that reads or writes one: config.json, env.json,
-metrics.jsonl, summary.json, checkpoint.pt.
+metrics.jsonl, summary.json, checkpoint.pt (their records are typed in ``records``).
 
 Writing: a process holds an exclusive lock on the directory while it trains, so two processes
-never write one run. Checkpoints and JSON files are written atomically (temp + rename), so a kill
-at any moment leaves the last good ones. ``env.json`` keeps the first start and every resume.
-Reading: every file is checked on load (types of the summary, JSON lines of the metrics), and a
-bad file is one ``G2GError`` naming it. Checkpoints load with ``weights_only=True``.
+never write one run. Nothing is written before a start has passed every check that can fail (so
+a failed start leaves nothing that blocks a corrected retry); then checkpoints and JSON files are
+written atomically (temp + rename; a failed write removes its temp file), so a kill or a full
+disk at any moment leaves the last good ones. ``env.json`` keeps the first start and every resume.
+Reading: every file is checked on load, and a bad file is one ``G2GError`` naming it.
+Checkpoints load with ``weights_only=True``. ``RunDir.status()`` is the one answer to "is this
+run done, running elsewhere, resumable or new".
 """
 
 from __future__ import annotations
@@ -13,25 +16,30 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import math
 import os
 import platform
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 
 from .config import Config
 from .errors import G2GError
+from .records import Checkpoint, DSTUpdate, EpochRecord, Summary
 from .version import __version__
 
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = "g2gnet-checkpoint-v1"
 RUN_FILES = ("config.json", "env.json", "metrics.jsonl", "summary.json", CHECKPOINT)
-_LOCK = ".lock"
+_LOCK = ".lock"  # held by the process that trains the run
+_CLAIM = ".claim"  # held by the sweep that starts a worker on the run (from before the worker locks)
+
+RunStatus = Literal["done", "busy", "partial", "new"]
 
 
 def _git(args: list[str]) -> str | None:
@@ -76,15 +84,53 @@ def environment(device: str) -> dict:
     return env
 
 
+def code_version(start: dict) -> str | None:
+    """The code of one start or resume in env.json: its source digest (or, for runs made before
+    the digest was recorded, its git commit and whether the tree was dirty)."""
+    if start.get("source_sha256"):
+        return str(start["source_sha256"])
+    if start.get("git_sha"):
+        return f"git {start['git_sha']}" + (" dirty" if start.get("git_dirty") else "")
+    return None
+
+
 def _os_error(e: OSError, path: Path, doing: str) -> G2GError:
     return G2GError(f"cannot {doing} {path}: {e.strerror or type(e).__name__}")
 
 
-def write_json_atomic(path: Path, obj) -> None:
+_FULL = 1 << 20  # bytes free below which a failed write is blamed on a full disk
+
+
+def _why_not_written(e: BaseException, path: Path) -> str:
+    """Why a write failed, in words: torch.save reports a full disk as a RuntimeError of its zip
+    writer ("unexpected pos ..."), so the free space is asked before the partial file goes."""
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    try:
+        st = os.statvfs(path.parent)
+        if st.f_bavail * st.f_frsize < _FULL:
+            return "No space left on device"
+    except OSError:
+        pass
+    return _first_line(e)
+
+
+def _write_atomic(path: Path, write) -> None:
+    """``write(tmp)`` then rename over ``path``; on any failure (a kill included) the temp file is
+    removed, so nothing but the previous ``path`` is left. Raises the original exception."""
     tmp = path.with_name(path.name + ".tmp")
     try:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+        write(tmp)
         os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    text = json.dumps(obj, indent=2, sort_keys=True) + "\n"
+    try:
+        _write_atomic(path, lambda tmp: tmp.write_text(text))
     except OSError as e:
         raise _os_error(e, path, "write") from None
 
@@ -113,8 +159,8 @@ def read_config(path: str | Path) -> Config:
 
 
 def _read_metrics(path: Path, drop_torn_tail: bool = False) -> list[dict]:
-    """The epoch records of ``metrics.jsonl``. A torn last line (an append cut by a kill) is
-    dropped when ``drop_torn_tail``; any other bad line is an error naming it."""
+    """The epoch records of ``metrics.jsonl`` as JSON objects. A torn last line (an append cut by
+    a kill or a full disk) is dropped when ``drop_torn_tail``; any other bad line is an error."""
     if not path.exists():
         return []
     try:
@@ -138,40 +184,65 @@ def _read_metrics(path: Path, drop_torn_tail: bool = False) -> list[dict]:
     return records
 
 
-# summary.json keys a report relies on, with their types.
-_SUMMARY_NUMBERS = ("test_acc", "active_params", "seconds_per_epoch")
-
-
-def _check_summary(summary, path: Path) -> dict:
-    if not isinstance(summary, dict):
-        raise G2GError(f"{path} is not a summary (a JSON object)")
-    for key in _SUMMARY_NUMBERS:
-        value = summary.get(key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise G2GError(f"{path}: {key} is {value!r}, expected a number")
-    density = summary.get("density")
-    if density is not None and (isinstance(density, bool) or not isinstance(density, (int, float))):
-        raise G2GError(f"{path}: density is {density!r}, expected a number or null")
-    return summary
+def read_metrics(path: str | Path) -> list[EpochRecord]:
+    """The checked epoch records of a run directory's metrics.jsonl."""
+    path = Path(path) / "metrics.jsonl"
+    return [EpochRecord.from_dict(r, f"{path}, epoch {r['epoch']}") for r in _read_metrics(path)]
 
 
 @dataclass
 class RunRecord:
-    """A finished run as read back: its checked config, summary and per-epoch metrics."""
+    """A finished run as read back: its checked config, summary, per-epoch metrics and environment.
+
+    ``summary`` and ``metrics`` may be given as plain dicts (they are checked and converted)."""
 
     path: Path
     config: Config
-    summary: dict
-    metrics: list[dict] = field(default_factory=list)
+    summary: Summary
+    metrics: list[EpochRecord] = field(default_factory=list)
     env: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.summary, Summary):
+            self.summary = Summary.from_dict(self.summary, str(self.path / "summary.json"))
+        self.metrics = [m if isinstance(m, EpochRecord) else EpochRecord.from_dict(m, str(self.path / "metrics.jsonl"))
+                        for m in self.metrics]
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.path / CHECKPOINT
+
+    @property
+    def starts(self) -> list[dict]:
+        """env.json's first start and then every resume, in order."""
+        first = {k: v for k, v in self.env.items() if k != "resumes"}
+        resumes = self.env.get("resumes")
+        return ([first] if first else []) + [r for r in (resumes if isinstance(resumes, list) else [])
+                                              if isinstance(r, dict)]
+
+    @property
+    def code_versions(self) -> list[str]:
+        """The distinct code versions (``code_version``) its starts ran, in order."""
+        out: list[str] = []
+        for start in self.starts:
+            v = code_version(start)
+            if v is not None and v not in out:
+                out.append(v)
+        return out
+
+    @property
+    def mixed_code(self) -> bool:
+        """True when the run was resumed under other code than it started with (SPEC §9: a run
+        that mixes code versions says so)."""
+        return len(self.code_versions) > 1
 
 
 def read_run(path: str | Path) -> RunRecord:
     """Read one finished run directory (config.json and summary.json present), checking each file."""
     path = Path(path)
     config = read_config(path)
-    summary = _check_summary(read_json(path / "summary.json"), path / "summary.json")
-    metrics = _read_metrics(path / "metrics.jsonl")
+    summary = Summary.from_dict(read_json(path / "summary.json"), str(path / "summary.json"))
+    metrics = read_metrics(path)
     env_path = path / "env.json"
     env = read_json(env_path) if env_path.exists() else {}
     return RunRecord(path, config, summary, metrics, env if isinstance(env, dict) else {})
@@ -198,12 +269,47 @@ def default_run_dir(cfg: Config) -> Path:
     return Path("runs") / f"{cfg.data.dataset}-{cfg.model.name}-s{cfg.train.seed}-{stamp}"
 
 
+def config_differences(old: Config, new: Config) -> list[str]:
+    """The keys (``Config.flat`` names, seed included) in which two runs' identities differ, each
+    as ``key OLD, not NEW``: device and threads say where a run ran, not what it is."""
+    a, b = ({**c.identity(), "seed": c.train.seed} for c in (old, new))
+    return [f"{k} {_show(a.get(k))}, not {_show(b.get(k))}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+
+def _show(value) -> str:
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def _try_lock(f, tries: int) -> bool:
+    # A status probe (another sweep asking) holds a lock for microseconds: a start that meets
+    # one tries again shortly rather than calling a free run busy.
+    for i in range(tries):
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if i + 1 < tries:
+                time.sleep(0.05)
+    return False
+
+
+def _held(path: Path) -> bool:
+    """Whether another open file holds the lock on ``path`` (asked without waiting)."""
+    try:
+        with open(path) as f:
+            return not _try_lock(f, 1)
+    except OSError:  # no lock file: nobody ever held it
+        return False
+
+
 class RunDir:
     """One run's directory, opened for writing by one process at a time."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._lock_file = None
+        self._claim_file = None
+        self.checkpoint_epoch: int | None = None  # the epoch of the checkpoint on disk, once known
 
     @property
     def checkpoint_path(self) -> Path:
@@ -212,13 +318,72 @@ class RunDir:
     def has_checkpoint(self) -> bool:
         return self.checkpoint_path.exists()
 
-    # -- opening ----------------------------------------------------------------------------
+    # -- questions anyone may ask ----------------------------------------------------------------
+    def status(self) -> RunStatus:
+        """done (summary.json) | busy (a live process trains it, or a sweep is starting it) |
+        partial (a run that can resume) | new."""
+        if (self.path / "summary.json").exists():
+            return "done"
+        if self._lock_file is None and _held(self.path / _LOCK):
+            return "busy"
+        if self._claim_file is None and _held(self.path / _CLAIM):
+            return "busy"
+        return "partial" if (self.path / "config.json").exists() else "new"
+
+    def holder(self) -> str:
+        """Who holds the run (``pid N on HOST``), as its lock file says."""
+        try:
+            return (self.path / _LOCK).read_text().strip() or "another process"
+        except OSError:
+            return "another process"
+
+    def config(self) -> Config | None:
+        """The run's config.json, None before a start has written it."""
+        return read_config(self.path) if (self.path / "config.json").exists() else None
+
+    def differences(self, config: Config) -> list[str]:
+        """How this run's configuration differs from ``config`` (empty: the same run, or no run yet)."""
+        old = self.config()
+        return [] if old is None else config_differences(old, config)
+
+    def last_code_version(self) -> str | None:
+        """The code version of the run's latest start or resume (env.json), None before one."""
+        path = self.path / "env.json"
+        env = read_json(path) if path.exists() else {}
+        if not isinstance(env, dict):
+            return None
+        resumes = [r for r in env.get("resumes") or [] if isinstance(r, dict)]
+        return code_version(resumes[-1] if resumes else env)
+
+    def kept(self) -> str:
+        """What a stopped run keeps, for the one line that says why it stopped."""
+        if self.checkpoint_epoch is None:
+            return "no epoch had finished, so there is no checkpoint"
+        return (f"the checkpoint after epoch {self.checkpoint_epoch} is kept ({self.checkpoint_path}); "
+                f"continue with --resume --out {self.path}")
+
+    # -- a sweep's claim ---------------------------------------------------------------------------
+    def claim(self) -> bool:
+        """Claim the run for a worker this process is about to start (False: another sweep holds
+        it). Held until ``close``; another sweep sees the run as busy meanwhile."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            f = open(self.path / _CLAIM, "a")
+        except OSError as e:
+            raise _os_error(e, self.path, "write to the run directory") from None
+        if not _try_lock(f, 5):
+            f.close()
+            return False
+        self._claim_file = f
+        return True
+
+    # -- opening -----------------------------------------------------------------------------------
     def open(self, config: Config, resume: bool) -> None:
-        """Create the directory (or check that a resumed one holds the same config) and lock it.
+        """Create the directory, lock it, and check that a resumed one holds the same config.
 
         A run may resume on another device or thread count (not part of its identity); its
-        config.json keeps the first start's. Nothing is written to an existing run here: a resume
-        that fails later loses nothing.
+        config.json keeps the first start's. Nothing is written here (``begin`` writes), so a
+        start that fails before ``begin`` loses nothing and blocks no retry.
         """
         p = self.path
         if p.exists() and not p.is_dir():
@@ -240,13 +405,10 @@ class RunDir:
             raise _os_error(e, p, "create the run directory") from None
         self._lock()
         if resume:
-            old = read_config(cfg_path)
-            diff = _diff({**old.identity(), "seed": old.train.seed}, {**config.identity(), "seed": config.train.seed})
+            diff = config_differences(read_config(cfg_path), config)
             if diff:
                 self.close()
-                raise G2GError(f"cannot resume {p}: its config differs in {', '.join(diff)}")
-        else:
-            write_json_atomic(cfg_path, config.to_dict())
+                raise G2GError(f"cannot resume {p}: its config differs in {'; '.join(diff)}")
 
     def _lock(self) -> None:
         path = self.path / _LOCK
@@ -254,13 +416,9 @@ class RunDir:
             f = open(path, "a+")
         except OSError as e:
             raise _os_error(e, self.path, "write to the run directory") from None
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            owner = f.read().strip() or "another process"
+        if not _try_lock(f, 5):
             f.close()
-            raise G2GError(f"run directory {self.path} is in use by {owner}") from None
+            raise G2GError(f"run directory {self.path} is in use by {self.holder()}")
         f.seek(0)
         f.truncate()
         f.write(f"pid {os.getpid()} on {platform.node()}")
@@ -268,35 +426,42 @@ class RunDir:
         self._lock_file = f
 
     def close(self) -> None:
-        """Release the lock (also released by the OS when the process dies)."""
-        if self._lock_file is not None:
-            self._lock_file.close()
-            self._lock_file = None
+        """Release the lock and the claim (also released by the OS when the process dies)."""
+        for name in ("_lock_file", "_claim_file"):
+            f = getattr(self, name)
+            if f is not None:
+                f.close()
+                setattr(self, name, None)
 
-    def record_start(self, device: str, resumed_epoch: int | None, processes: int = 1) -> None:
-        """env.json: the first start's environment, plus one entry per resume."""
+    def begin(self, config: Config, device: str, resumed_epoch: int | None, processes: int = 1) -> str | None:
+        """Write what a start writes, once everything that can fail before training has passed:
+        config.json (a new run) and env.json (the first start's environment, or one more resume
+        entry). Returns the previous code version when a resume runs other code than the last
+        start (the entry records ``code_changed``), else None."""
         env_path = self.path / "env.json"
         now = {**environment(device), "processes": processes}
         if resumed_epoch is None or not env_path.exists():
+            if resumed_epoch is None:
+                write_json_atomic(self.path / "config.json", config.to_dict())
             write_json_atomic(env_path, {**now, "resumes": []})
-            return
+            return None
         env = read_json(env_path)
         if not isinstance(env, dict):
             raise G2GError(f"{env_path} is not an environment record")
-        env.setdefault("resumes", []).append({**now, "from_epoch": resumed_epoch})
+        before = self.last_code_version()
+        changed = before is not None and before != code_version(now)
+        env.setdefault("resumes", []).append({**now, "from_epoch": resumed_epoch, "code_changed": changed})
         write_json_atomic(env_path, env)
+        return before if changed else None
 
-    # -- during training --------------------------------------------------------------------
-    def log(self, record: dict) -> None:
+    # -- during training ---------------------------------------------------------------------------
+    def log(self, record: EpochRecord) -> None:
         path = self.path / "metrics.jsonl"
         try:
             with open(path, "a") as f:
-                f.write(json.dumps(record, sort_keys=True) + "\n")
-        except OSError as e:
-            raise _os_error(e, path, "append to") from None
-
-    def metrics(self) -> list[dict]:
-        return _read_metrics(self.path / "metrics.jsonl")
+                f.write(json.dumps(record.to_dict(), sort_keys=True) + "\n")
+        except OSError as e:  # a torn line is dropped on --resume
+            raise G2GError(f"{_os_error(e, path, 'append to')}; {self.kept()}") from None
 
     def truncate_metrics(self, epochs_done: int) -> None:
         """Keep the epoch records up to the checkpoint a resumed run starts from (and drop a
@@ -310,21 +475,26 @@ class RunDir:
         except OSError as e:
             raise _os_error(e, path, "write") from None
 
-    def finish(self, summary: dict) -> None:
-        write_json_atomic(self.path / "summary.json", summary)
-
-    def save_checkpoint(self, state: dict) -> None:
-        state = {"format": CHECKPOINT_FORMAT, **state}
-        tmp = self.checkpoint_path.with_name(CHECKPOINT + ".tmp")
+    def finish(self, summary: Summary) -> None:
         try:
-            torch.save(state, tmp)
-            os.replace(tmp, self.checkpoint_path)
-        except OSError as e:
-            kept = " (the previous checkpoint is kept)" if self.has_checkpoint() else ""
-            raise G2GError(f"cannot write checkpoint {self.checkpoint_path}: {e.strerror or e}{kept}") from None
+            write_json_atomic(self.path / "summary.json", summary.to_dict())
+        except G2GError as e:  # a --resume of the final checkpoint writes the summary
+            raise G2GError(f"{e}; {self.kept()}") from None
 
-    def load_checkpoint(self, map_location: str = "cpu") -> dict:
-        return load_checkpoint(self.checkpoint_path, map_location)
+    def save_checkpoint(self, checkpoint: Checkpoint) -> None:
+        state = {"format": CHECKPOINT_FORMAT, **checkpoint.to_dict()}
+        try:
+            _write_atomic(self.checkpoint_path, lambda tmp: torch.save(state, tmp))
+        except (OSError, RuntimeError) as e:
+            why = _why_not_written(e, self.checkpoint_path)
+            raise G2GError(f"cannot write checkpoint {self.checkpoint_path} after epoch {checkpoint.epoch}: "
+                           f"{why}; {self.kept()}") from None
+        self.checkpoint_epoch = checkpoint.epoch
+
+    def load_checkpoint(self, map_location: str = "cpu") -> Checkpoint:
+        ckpt = load_checkpoint(self.checkpoint_path, map_location)
+        self.checkpoint_epoch = ckpt.epoch
+        return ckpt
 
 
 class TensorBoard:
@@ -332,32 +502,33 @@ class TensorBoard:
     record. Needs the optional ``tensorboard`` package (``pip install 'g2gnet[tensorboard]'``)."""
 
     def __init__(self, run_dir: Path) -> None:
+        self.writer = self.writer_class()(str(Path(run_dir) / "tensorboard"))
+
+    @staticmethod
+    def writer_class():
+        """The SummaryWriter class; checked before a run writes anything."""
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             raise G2GError("--tensorboard needs the tensorboard package (pip install 'g2gnet[tensorboard]')") from None
-        self.writer = SummaryWriter(str(Path(run_dir) / "tensorboard"))
+        return SummaryWriter
 
-    def log_epoch(self, record: dict) -> None:
-        for key, value in record.items():
+    def log_epoch(self, record: EpochRecord) -> None:
+        for key, value in record.to_dict().items():
             if key not in ("epoch", "dst") and isinstance(value, (int, float)):
-                self.writer.add_scalar(f"epoch/{key}", value, record["epoch"])
+                self.writer.add_scalar(f"epoch/{key}", value, record.epoch)
         self.writer.flush()
 
-    def log_update(self, update: dict) -> None:
+    def log_update(self, update: DSTUpdate) -> None:
         """Per DST update and layer: density, intra-ensemble fraction, changed and ever active."""
-        for layer, stats in update["layers"].items():
-            for key, value in stats.items():
+        for layer, stats in update.layers.items():
+            for key, value in stats.to_dict().items():
                 if isinstance(value, (int, float)):
-                    self.writer.add_scalar(f"dst/{layer}/{key}", value, update["step"])
-        self.writer.add_scalar("dst/fraction", update["fraction"], update["step"])
+                    self.writer.add_scalar(f"dst/{layer}/{key}", value, update.step)
+        self.writer.add_scalar("dst/fraction", update.fraction, update.step)
 
     def close(self) -> None:
         self.writer.close()
-
-
-def _diff(old: dict, new: dict) -> list[str]:
-    return [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
 
 
 def _first_line(e: BaseException, limit: int = 300) -> str:
@@ -368,18 +539,34 @@ def _first_line(e: BaseException, limit: int = 300) -> str:
     return f"{type(e).__name__}: {line}" if line else type(e).__name__
 
 
-def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict:
+def _unreadable(e: BaseException) -> str:
+    """Why torch could not load a file, without torch's advice to load it unsafely: its safe
+    unpickler's refusal carries a paragraph about ``weights_only=False`` before the reason."""
+    text = str(e)
+    if "Weights only load failed" in text:
+        reason = text.split("WeightsUnpickler error:", 1)[-1] if "WeightsUnpickler error:" in text else ""
+        reason = next((l.strip() for l in reason.splitlines() if l.strip()), "")
+        reason = reason.split(". ")[0].rstrip(".") if reason else "not a file of tensors and plain data"
+        return f"corrupt or not a PyTorch checkpoint: {reason}"
+    return _first_line(e)
+
+
+def load_checkpoint(path: str | Path, map_location: str = "cpu") -> Checkpoint:
     """Load a g2gnet checkpoint safely; unreadable or foreign files are a G2GError."""
     path = Path(path)
     if not path.exists():
         raise G2GError(f"checkpoint {path} not found")
+    if str(map_location).startswith("cuda") and not torch.cuda.is_available():
+        raise G2GError(f"cannot load {path} onto {map_location}: CUDA is not available; use cpu")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols before failing or not
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises many types for corrupt/foreign pickles
-        raise G2GError(f"checkpoint {path} is unreadable ({_first_line(e)})") from None
+        raise G2GError(f"checkpoint {path} is unreadable ({_unreadable(e)})") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise G2GError(f"checkpoint {path} is not a {CHECKPOINT_FORMAT} checkpoint")
-    return state
+    return Checkpoint.from_dict(state, f"checkpoint {path}")
 
 
 def load_state(module, state: dict, what: str) -> None:

@@ -1,5 +1,9 @@
 """The training loop (SPEC §5) and evaluation: the one place where data, model, optimizer, DST
-and the run directory meet. Read ``train`` and ``_fit`` top to bottom.
+and the run directory meet. Read ``train``, ``_fit`` and ``_epochs`` top to bottom.
+
+A start first checks everything it can without data (``check_config``), then loads the data,
+builds the model, optimizer and DST and reads a resumed run's checkpoint, and only then writes to
+the run directory: a start that fails leaves nothing that blocks a corrected retry.
 
 Under torchrun every rank runs this loop on its share of each global batch (``distributed``);
 rank 0 alone writes the run directory.
@@ -9,8 +13,11 @@ from __future__ import annotations
 
 import inspect
 import math
+import signal
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,20 +29,17 @@ from torch.nn.parallel import DistributedDataParallel
 from . import distributed
 from .config import Config
 from .data import Batches, Dataset, load_dataset, split_validation
-from .data.datasets import dataset_info
+from .data.datasets import check_labels, dataset_info
 from .distributed import World
-from .dst import DynamicSparsity
-from .errors import G2GError
+from .dst import GROW, PRUNE, DynamicSparsity
+from .errors import G2GError, lookup
 from .layers import derived_buffers
-from .models import build_model
+from .models import build_model, check_options
 from .optim import adam
+from .progress import Progress, bar, choose_mode, show_epoch
+from .records import Checkpoint, DSTUpdate, EpochRecord, Summary
 from .runs import RunDir, TensorBoard, load_state
 from .stats import model_summary
-
-try:  # progress bars are a nicety, never a requirement
-    from tqdm import tqdm
-except ImportError:  # pragma: no cover
-    tqdm = None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -85,14 +89,24 @@ def evaluate(model: nn.Module, batches: Batches) -> dict[str, float]:
     return {"loss": float(loss_sum) / n, "acc": int(correct) / n}
 
 
-def _progress(iterable, total: int, desc: str, enabled: bool, leave: bool = False):
-    if not enabled or tqdm is None:
-        return iterable
-    return tqdm(iterable, total=total, desc=desc, leave=leave, dynamic_ncols=True)
-
-
 class Interrupted(G2GError):
-    """Ctrl-C during training: says which checkpoint (if any) a ``--resume`` continues from."""
+    """Ctrl-C (or SIGTERM) during training: says which checkpoint (if any) a ``--resume`` continues
+    from."""
+
+    exit_code = 130
+
+
+def check_config(cfg: Config) -> Config:
+    """``cfg`` with its dataset's defaults filled in, after every check that needs neither data
+    nor weights: the dataset, label set, model, front end and DST criteria names and what the
+    model can use. ``train`` calls it first, ``g2g sweep`` on every cell before any runs."""
+    info = dataset_info(cfg.data.dataset)
+    check_labels(cfg.data.dataset, cfg.data.labels)
+    check_options(cfg.model, info.shape)
+    if cfg.dst.enabled:
+        lookup(PRUNE, cfg.dst.prune, "prune criterion")
+        lookup(GROW, cfg.dst.grow, "grow criterion")
+    return cfg.resolve(info.epochs, info.augment)
 
 
 def _build_model(cfg: Config, input_shape: tuple[int, ...], num_classes: int, device: torch.device) -> nn.Module:
@@ -109,37 +123,58 @@ def _build_model(cfg: Config, input_shape: tuple[int, ...], num_classes: int, de
                        f"{device}") from None
 
 
+@contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM ends a run like Ctrl-C, with one line naming the checkpoint that is kept: a sweep
+    stops its workers with it, and torchrun stops the other ranks with it when one has failed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def train(
     cfg: Config,
     out: str | Path,
     *,
     resume: bool = False,
     data_dir: str | Path | None = None,
-    progress: bool | None = None,
+    progress: Progress | bool | None = None,
     tensorboard: bool = False,
-) -> dict:
+) -> Summary:
     """Train one model as ``cfg`` says, writing the run directory ``out``; returns the summary.
+
+    ``progress``: ``"bars"`` (tqdm), ``"lines"`` (one line per epoch on stderr) or ``"off"``;
+    default: bars on a terminal, lines otherwise.
 
     Under torchrun (``WORLD_SIZE`` > 1) this is one rank of a data-parallel run: the global batch
     ``cfg.train.batch_size`` is split over the ranks and rank 0 writes the run directory.
     """
-    info = dataset_info(cfg.data.dataset)
-    cfg = cfg.resolve(info.epochs, info.augment)
+    cfg = check_config(cfg)
     world = distributed.world_from_env()
     if cfg.train.batch_size < world.size:
         raise G2GError(f"batch size {cfg.train.batch_size} is smaller than the {world.size} processes")
+    if tensorboard and world.main:
+        TensorBoard.writer_class()  # the optional package, checked before anything is written
     device = distributed.init(world, resolve_device(cfg.train.device))
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    if progress is None:
-        progress = world.main and sys.stderr.isatty()
+    mode = choose_mode(progress, world.main)
     run = RunDir(out)
     try:
-        if world.main:
-            run.open(cfg, resume)
-        distributed.barrier()  # the other ranks read what rank 0 checked
-        board = TensorBoard(run.path) if tensorboard and world.main else None
-        return _fit(cfg, run, world, device, resume, data_dir, progress, board)
+        with _sigterm_as_interrupt():
+            if world.main:
+                run.open(cfg, resume)
+            distributed.barrier()  # the other ranks read what rank 0 checked
+            return _fit(cfg, run, world, device, resume, data_dir, mode, tensorboard and world.main)
     finally:
         run.close()
         distributed.close()
@@ -179,7 +214,7 @@ def _load_data(cfg: Config, data_dir, device: torch.device) -> _Data:
 
 
 def _fit(cfg: Config, run: RunDir, world: World, device: torch.device, resume: bool, data_dir,
-         progress: bool, board) -> dict:
+         mode: Progress, tensorboard: bool) -> Summary:
     tc = cfg.train
     data = _load_data(cfg, data_dir, device)
     ds = data.ds
@@ -194,28 +229,45 @@ def _fit(cfg: Config, run: RunDir, world: World, device: torch.device, resume: b
 
     start_epoch, step, wall = 0, 0, 0.0
     if resume and run.has_checkpoint():
-        state = run.load_checkpoint(map_location=str(device))
+        ckpt = run.load_checkpoint(map_location=str(device))
         what = f"checkpoint {run.checkpoint_path}"
-        load_state(model, state.get("model"), what)
-        load_state(optimizer, state.get("optimizer"), what)
-        load_state(scheduler, state.get("scheduler"), what)
+        load_state(model, ckpt.model, what)
+        load_state(optimizer, ckpt.optimizer, what)
+        load_state(scheduler, ckpt.scheduler, what)
         if dst is not None:
-            load_state(dst, state.get("dst"), what)
-        try:
-            start_epoch, step, wall = int(state["epoch"]), int(state["step"]), float(state["wall_time"])
-        except (KeyError, TypeError, ValueError):
-            raise G2GError(f"{what} has no epoch/step/wall_time record") from None
-        if world.main:
+            load_state(dst, ckpt.dst, what)
+        start_epoch, step, wall = ckpt.epoch, ckpt.step, ckpt.wall_time
+    if world.main:  # every check has passed: the run directory is written from here on
+        if resume:
             run.truncate_metrics(start_epoch)
-    if world.main:
-        run.record_start(str(device), start_epoch if resume else None, world.size)
+        changed = run.begin(cfg, str(device), start_epoch if resume else None, world.size)
+        if changed is not None:
+            print(f"g2gnet: note: {run.path} resumes under changed code (source {changed[0][:12]} at its last "
+                  f"start, now {changed[1][:12]}): its results mix code versions", file=sys.stderr)
     net = model if world.size == 1 else _ddp(model, device)
+    board = TensorBoard(run.path) if tensorboard else None
+    try:
+        wall, step = _epochs(cfg, run, world, device, data, net, model, optimizer, scheduler, dst, board, mode,
+                             start_epoch, step, wall)
+    finally:
+        if board is not None:
+            board.close()
+    if dst is not None:
+        dst.close()
+    return _finish(cfg, run, world, data, model, wall, step)
 
+
+def _epochs(cfg: Config, run: RunDir, world: World, device: torch.device, data: _Data, net: nn.Module,
+            model: nn.Module, optimizer, scheduler, dst, board, mode: Progress, start_epoch: int,
+            step: int, wall: float) -> tuple[float, int]:
+    """The epochs from ``start_epoch`` on, each logged and checkpointed; returns (wall, step)."""
+    tc, ds = cfg.train, data.ds
     test_batches = data.batches(ds.test_x, ds.test_y, 1000)
     val_batches = data.batches(*data.val_xy, 1000) if data.val_xy is not None else None
     model.train()
     done = start_epoch  # epochs finished and checkpointed
-    epochs = _progress(range(start_epoch, tc.epochs), tc.epochs - start_epoch, "epochs", progress, leave=True)
+    seconds: list[float] = []  # of each epoch of this start, evaluation included (for the ETA)
+    epochs = bar(range(start_epoch, tc.epochs), tc.epochs - start_epoch, "epochs", mode, leave=True)
     try:
         for epoch in epochs:
             t0 = time.perf_counter()
@@ -224,7 +276,7 @@ def _fit(cfg: Config, run: RunDir, world: World, device: torch.device, resume: b
             # Sums stay on the device and are read once per epoch: a GPU never waits for the host.
             sums = torch.zeros(2, dtype=torch.float64, device=device)  # summed loss, correct
             seen, updates = 0, []
-            for x, y in _progress(train_batches, len(train_batches), f"epoch {epoch + 1}", progress):
+            for x, y in bar(train_batches, len(train_batches), f"epoch {epoch + 1}", mode):
                 n_global = y.numel()
                 x, y = world.shard(x), world.shard(y)  # every rank augments the global batch alike
                 scale = None if world.size == 1 else world.size / n_global
@@ -234,57 +286,62 @@ def _fit(cfg: Config, run: RunDir, world: World, device: torch.device, resume: b
                 if dst is not None:
                     update = dst.step()
                     if update is not None:
-                        updates.append(update)
+                        updates.append(DSTUpdate.from_dict(update, f"the DST update at step {step}"))
                         if board is not None:
-                            board.log_update(update)
+                            board.log_update(updates[-1])
                 sums += torch.stack([loss.detach().double() * (n_global / world.size),
                                      (logits.argmax(1) == y).sum().double()])
                 seen += n_global
             distributed.all_reduce_sum_([sums])
             if not torch.isfinite(sums[0]):  # the last checkpoint was written before this epoch
-                kept = f"; the last good checkpoint is {run.checkpoint_path}" if run.has_checkpoint() else ""
-                raise G2GError(f"non-finite loss in epoch {epoch + 1} (by step {step}){kept}")
+                raise G2GError(f"non-finite loss in epoch {epoch + 1} (by step {step}); {run.kept()}")
             if device.type == "cuda":
                 torch.cuda.synchronize()
             epoch_time = time.perf_counter() - t0
             wall += epoch_time
             loss_sum, correct = sums.tolist()
-            record = {"epoch": epoch + 1, "step": step, "lr": optimizer.param_groups[0]["lr"],
-                      "train_loss": loss_sum / seen, "train_acc": correct / seen, "epoch_time": epoch_time}
-            record.update({f"test_{k}": v for k, v in evaluate(model, test_batches).items()})
-            if val_batches is not None:
-                record.update({f"val_{k}": v for k, v in evaluate(model, val_batches).items()})
-            if updates:
-                record["dst"] = updates
+            test = evaluate(model, test_batches)
+            val = evaluate(model, val_batches) if val_batches is not None else {}
+            record = EpochRecord(epoch=epoch + 1, step=step, lr=optimizer.param_groups[0]["lr"],
+                                 train_loss=loss_sum / seen, train_acc=correct / seen, epoch_time=epoch_time,
+                                 test_loss=test["loss"], test_acc=test["acc"], val_loss=val.get("loss"),
+                                 val_acc=val.get("acc"), dst=tuple(updates))
             if world.main:
                 run.log(record)
                 if board is not None:
                     board.log_epoch(record)
-                state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                         "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "step": step, "wall_time": wall}
-                if dst is not None:
-                    state["dst"] = dst.state_dict()
-                run.save_checkpoint(state)
+                run.save_checkpoint(Checkpoint(
+                    model=model.state_dict(), optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                    epoch=epoch + 1, step=step, wall_time=wall, epochs=tc.epochs,
+                    dst=dst.state_dict() if dst is not None else None))
+            else:
+                run.checkpoint_epoch = epoch + 1  # rank 0 wrote it
             done = epoch + 1
+            seconds.append(time.perf_counter() - t0)
+            show_epoch(record, tc.epochs, seconds[-1], sum(seconds) / len(seconds) * (tc.epochs - done),
+                                mode)
     except KeyboardInterrupt:
-        kept = (f"the checkpoint after epoch {done} is kept; continue with --resume --out {run.path}"
-                if done > 0 and run.has_checkpoint() else "no epoch had finished, so there is no checkpoint")
-        raise Interrupted(f"interrupted during epoch {done + 1}; {kept}") from None
-    finally:
-        if board is not None:
-            board.close()
+        raise Interrupted(f"interrupted during epoch {done + 1}; {run.kept()}") from None
+    except RuntimeError as e:
+        reason = distributed.lost_peer(e)
+        if reason is None:
+            raise
+        raise G2GError(f"another process of this run is gone (during epoch {done + 1}: {reason}); "
+                       f"{run.kept()}") from None
+    return wall, step
 
-    if dst is not None:
-        dst.close()
-    final = evaluate(model, test_batches)
-    summary = {
-        "dataset": cfg.data.dataset, "model": cfg.model.name, "seed": tc.seed, "epochs": tc.epochs,
-        "dst": cfg.dst.label, "test_acc": final["acc"], "test_loss": final["loss"],
-        "wall_time": wall, "seconds_per_epoch": wall / tc.epochs, "steps": step, "processes": world.size,
-        **model_summary(model, data.input_shape),
-    }
-    if val_batches is not None:
-        summary.update({f"val_{k}": v for k, v in evaluate(model, val_batches).items()})
+
+def _finish(cfg: Config, run: RunDir, world: World, data: _Data, model: nn.Module, wall: float,
+            step: int) -> Summary:
+    """The final model's test (and validation) results and costs: summary.json."""
+    tc, ds = cfg.train, data.ds
+    final = evaluate(model, data.batches(ds.test_x, ds.test_y, 1000))
+    val = evaluate(model, data.batches(*data.val_xy, 1000)) if data.val_xy is not None else {}
+    summary = Summary(
+        dataset=cfg.data.dataset, model=cfg.model.name, seed=tc.seed, epochs=tc.epochs, dst=cfg.dst.label,
+        test_acc=final["acc"], test_loss=final["loss"], wall_time=wall, seconds_per_epoch=wall / tc.epochs,
+        steps=step, processes=world.size, val_acc=val.get("acc"), val_loss=val.get("loss"),
+        **model_summary(model, data.input_shape))
     if world.main:
         run.finish(summary)
     return summary

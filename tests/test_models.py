@@ -11,8 +11,12 @@ from g2gnet.stats import active_parameters, intra_fraction, macs_per_sample
 
 @pytest.mark.parametrize("name", list(MODELS))
 def test_every_model_builds_and_runs(name):
-    model = build_model(name, 784, 10, hidden=[64, 64, 64], seed=0)
-    assert model(torch.randn(4, 1, 28, 28)).shape == (4, 10)
+    # A mixer has fixed widths (no hidden option) and needs groups that divide its token count:
+    # 64 tokens of a 32x32 image (a 28x28 image gives 49).
+    mixer = name.startswith("mlp-mixer")
+    shape = (3, 32, 32) if mixer else (1, 28, 28)
+    model = build_model(name, shape[0] * shape[1] * shape[2], 10, seed=0, **({} if mixer else {"hidden": [64] * 3}))
+    assert model(torch.randn(4, *shape)).shape == (4, 10)
 
 
 def test_matched_width_is_papers_447_and_469():

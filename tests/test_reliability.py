@@ -165,7 +165,7 @@ def test_12_run_directory_read_only_after_epoch_1(tiny_fmnist, tmp_path, capsys,
     monkeypatch.setattr(runs.torch, "save", save)
     out = tmp_path / "d"
     line = _one_line(capsys, _train(tiny_fmnist, out, "--epochs", "3"), "cannot write checkpoint")
-    assert "previous checkpoint is kept" in line
+    assert "the checkpoint after epoch 1 is kept" in line
     assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == 1
 
 

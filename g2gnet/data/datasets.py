@@ -167,6 +167,14 @@ def _tensor(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.require(a, requirements=["C_CONTIGUOUS", "WRITEABLE"]))
 
 
+def check_labels(name: str, labels: str) -> None:
+    """A label set the dataset has (CIFAR-100 alone has the 20 coarse classes)."""
+    if labels not in LABEL_SETS:
+        raise G2GError(f"unknown label set {labels!r}; valid: {', '.join(LABEL_SETS)}")
+    if labels == "coarse" and name != "cifar100":
+        raise G2GError(f"labels='coarse' only exists for cifar100, not {name}")
+
+
 def load_dataset(
     name: str, data_dir: str | Path | None = None, download: bool = True, labels: str = "fine"
 ) -> Dataset:
@@ -175,10 +183,7 @@ def load_dataset(
     ``labels`` selects CIFAR-100's 100 fine or 20 coarse classes; other datasets only have "fine".
     """
     info = dataset_info(name)
-    if labels not in LABEL_SETS:
-        raise G2GError(f"unknown label set {labels!r}; valid: {', '.join(LABEL_SETS)}")
-    if labels == "coarse" and name != "cifar100":
-        raise G2GError(f"labels='coarse' only exists for cifar100, not {name}")
+    check_labels(name, labels)
     files = sources.locate(name, data_dir, download)
     a = info.read(info, files, labels)
     train_x = _tensor(a.train_x)
