@@ -129,26 +129,27 @@ def test_cli_by_help_example_is_accepted(tmp_path, capsys):
     assert header.startswith("| " + " | ".join(example.split(",")) + " |")
 
 
-@pytest.mark.parametrize("report, argv", [
+@pytest.mark.parametrize("report, options", [
     ('[report]\nbaseline = "model.name=dense"\nby = ["model.name", "model.p_inter"]\n',
-     ["--baseline", "model.name=dense", "--by", "model.name,model.p_inter"]),
-    ('report = ["--baseline", "model=dense"]\n', ["--baseline", "model=dense"]),  # the older form
-    ("", []),
+     ("model.name=dense", ("model.name", "model.p_inter"))),
+    ('report = ["--baseline", "model=dense", "--by", "model,p_inter"]\n',  # the older form
+     ("model=dense", ("model", "p_inter"))),
+    ("", (None, None)),
 ])
-def test_suite_report_settings_as_a_table_or_the_older_list(tmp_path, report, argv):
-    from g2gnet.sweep import cell_parser, load_suite
+def test_suite_report_settings_as_a_table_or_the_older_list(tmp_path, report, options):
+    from g2gnet.sweep import ReportOptions, cell_parser, load_suite
     path = tmp_path / "s.toml"
     top, _, table = report.partition("[report]")
     path.write_text(f'out = "{tmp_path / "out"}"\n{top}{"[report]" + table if table else ""}'
                     '[[grid]]\nmodel = ["dense"]\nseed = [0]\n')
-    assert load_suite(path, [], [], None, cell_parser()).report == argv
+    assert load_suite(path, [], [], None, cell_parser()).report == ReportOptions(*options)
 
 
 def test_suite_report_table_unknown_key_is_an_error(tmp_path):
     from g2gnet.sweep import cell_parser, load_suite
     path = tmp_path / "s.toml"
     path.write_text(f'out = "{tmp_path}"\n[report]\nbaseline = "model.name=dense"\nbasline = "x"\n')
-    with pytest.raises(G2GError, match="unknown report key.*basline; valid: baseline, by"):
+    with pytest.raises(G2GError, match="report must be a table \\(baseline, by\\)"):
         load_suite(path, [], [], None, cell_parser())
 
 
