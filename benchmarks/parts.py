@@ -23,7 +23,7 @@ g = torch.Generator().manual_seed(0)
 og, ig = group_ids(N, 8, "random", g), group_ids(N, 8, "random", g)
 layer = SparseLinear(N, N, modular_mask(og, ig, 1.0, 0.15, g, inter_tile=tile), in_groups=ig, out_groups=og,
                      generator=g)
-lay, lib = layer.layout, native.get()
+lay = layer.layout
 x, gy, dense_w = torch.randn(B, N), torch.randn(B, N), torch.randn(N, N)
 bp = ops.padded(B)
 
@@ -40,22 +40,20 @@ def median_ms(f, repeats: int = 20) -> float:
 
 
 mm = median_ms(lambda: x @ dense_w.T)
-xs = ops.gather_t(lib, x, lay.in_perm, bp)
-gys = ops.gather_t(lib, gy, lay.out_perm, bp)
+xs = ops.gather_t(x, lay.in_perm, bp)
+gys = ops.gather_t(gy, lay.out_perm, bp)
 out = torch.empty(N, ops.row_stride(bp))[:, :bp]
 gv = torch.empty(layer.values.numel())
 ib = lay.index_bytes
 parts = {
-    "gather (transpose)": lambda: ops.gather_t(lib, x, lay.in_perm, bp),
+    "gather (transpose)": lambda: ops.gather_t(x, lay.in_perm, bp),
     "intra bmm": lambda: torch.bmm(layer.intra, xs.unflatten(0, (8, N // 8))),
-    "inter forward": lambda: ops._sparse_rows(lib, lay, False, layer.values, xs, None, None, lay.out_perm, out),
-    "inter input grad": lambda: ops._sparse_rows(lib, lay, True, layer.values, gys, None, None, lay.in_perm, out),
-    "inter weight grad": (lambda: lib.g2g_bsr_sddmm(N // lay.tile, bp, lay.tile, lay.rowptr.data_ptr(),
-                                                     lay.cols.data_ptr(), gys.data_ptr(), gys.stride(0),
-                                                     xs.data_ptr(), xs.stride(0), gv.data_ptr(), 2))
-    if lay.tile else (lambda: lib.g2g_csr_sddmm(N, bp, lay.rowptr.data_ptr(), lay.cols.data_ptr(), ib,
-                                                 gys.data_ptr(), gys.stride(0), xs.data_ptr(), xs.stride(0),
-                                                 gv.data_ptr(), 2)),
+    "inter forward": lambda: ops._sparse_rows(lay, False, layer.values, xs, None, None, lay.out_perm, out),
+    "inter input grad": lambda: ops._sparse_rows(lay, True, layer.values, gys, None, None, lay.in_perm, out),
+    "inter weight grad": (lambda: native.bsr_sddmm(N // lay.tile, bp, lay.tile, lay.rowptr, lay.cols, gys,
+                                                    gys.stride(0), xs, xs.stride(0), gv, 2))
+    if lay.tile else (lambda: native.csr_sddmm(N, bp, lay.rowptr, lay.cols, ib, gys, gys.stride(0), xs, xs.stride(0),
+                                                gv, 2)),
 }
 print(f"width {N}, batch {B}, tile {lay.tile or 1}, 2 threads; one dense matmul: {mm:.2f} ms")
 for name, f in parts.items():

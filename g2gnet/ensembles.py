@@ -28,7 +28,7 @@ MAX_GROUPS = 64  # the largest G tried
 MIN_GROUP = 4  # units per group at least (on both sides)
 MIN_FILL = 0.5  # an ensemble's block is at least this full ...
 MIN_GAP = 0.2  # ... and this much denser than the links between ensembles
-_RESTARTS = 2  # k-means seeds tried per G until one gives a valid fit
+_RESTARTS = 4  # k-means seeds tried per G (ensembles of few tiles have local optima)
 _ITERATIONS = 20
 
 
@@ -96,10 +96,13 @@ def _gain(m: Tensor, out_ids: Tensor, in_ids: Tensor, g: int) -> tuple[float, fl
 def _fit(m: Tensor, g: int, generator: torch.Generator) -> tuple[float, Tensor, Tensor] | None:
     """(gain, out ids, in ids) of the best G-ensemble partition found, if it is valid."""
     rows = m / m.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    for _ in range(_RESTARTS):  # a restart is for seeds that found nothing
+    best = None
+    for restart in range(_RESTARTS):  # each from other k-means seeds; the best fit is kept
         out_ids = _balanced(_kmeans(rows, g, generator))
         in_ids = _balanced((_one_hot(out_ids, g).T @ m).T)  # [in, G]: links from each out group
         if _gain(m, out_ids, in_ids, g)[0] <= 0:  # no structure with G groups (an ER mask, say)
+            if restart == 0:
+                return None
             continue
         for _ in range(_ITERATIONS):  # each side joins the block it fills most, in turn
             new_out = _balanced(m @ _one_hot(in_ids, g))  # [out, G]: links into each in group
@@ -108,9 +111,11 @@ def _fit(m: Tensor, g: int, generator: torch.Generator) -> tuple[float, Tensor, 
                 break
             in_ids, out_ids = new_in, new_out
         gain, p_in, p_out = _gain(m, out_ids, in_ids, g)
-        if gain > 0 and p_in >= MIN_FILL and p_in - p_out >= MIN_GAP:
-            return gain, out_ids, in_ids
-    return None
+        if gain > 0 and p_in >= MIN_FILL and p_in - p_out >= MIN_GAP and (best is None or gain > best[0]):
+            best = (gain, out_ids, in_ids)
+        if best is not None and p_in == 1.0 and restart:  # full blocks: no partition explains it better
+            break
+    return best
 
 
 def _entropy(p: float) -> float:

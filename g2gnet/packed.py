@@ -127,7 +127,9 @@ class PackedWeight(nn.Module):
         self.intra.grad = self.values.grad = None
 
     def _invalidate(self) -> None:
+        self._layout = None  # the Layout of the buffers, built on first use
         self._op_args = None  # (tensors, ints) for the custom ops, built on first use
+        self.checked_version = -1  # the version whose layout the kernels have checked (kernels.ops)
         self._flat = None  # dense positions of (intra, values), cached by the reference path
         self.version = getattr(self, "version", 0) + 1  # bumped at every repack or move
 
@@ -138,9 +140,11 @@ class PackedWeight(nn.Module):
 
     @property
     def layout(self) -> Layout:
-        kw = dict(zip(Layout.INTS, self._ints))
-        kw.update({name: getattr(self, name) for name in Layout.TENSORS})
-        return Layout(**kw)
+        if self._layout is None:
+            kw = dict(zip(Layout.INTS, self._ints))
+            kw.update({name: getattr(self, name) for name in Layout.TENSORS})
+            self._layout = Layout(**kw)
+        return self._layout
 
     def op_args(self) -> tuple[list[Tensor], list[int]]:
         """The layout as the custom ops take it (``Layout.op_args``), cached until it changes."""

@@ -1,32 +1,60 @@
 // CPU kernels of the G2G layer's fast path (float32). Built at first use by g2gnet/kernels/native.py
-// with one g++ call (no torch headers: about a second), loaded with ctypes, and called only from the
-// torch.library custom ops of g2gnet/kernels/ops.py, which check dtype, shape, stride and device of
-// every tensor before its pointer reaches this file.
+// with one g++ call (no torch headers: about a second), loaded with ctypes (argument types read from
+// the extern "C" prototypes at the end of this file), and called only from g2gnet/kernels, which
+// checks dtype, shape, stride and device of every tensor before its pointer reaches this file.
 //
-// Layout: activations are *transposed*, [features, Bp] with a row stride ld >= Bp (Bp = the batch
-// padded to a multiple of 16, pad columns zero). Each nonzero weight then touches one contiguous row
-// of Bp floats: Bp/16 vector FMAs from cache instead of a gather over the batch. The sparse products
-// work in batch chunks so that the chunk of the dense operand stays in a core's L2 while all rows
-// stream through it. The inter-group part of a layer is either CSR (element-wise masks) or BSR with
-// T x T tiles stored row-major (tiled masks); rows and columns are in group-sorted order.
+// Layout: training activations are *transposed*, [features, Bp] with a row stride ld >= Bp (Bp = the
+// batch padded to a multiple of 16, pad columns zero). Each nonzero weight then touches one contiguous
+// row of Bp floats: vector FMAs from cache instead of a gather over the batch. The sparse products work
+// in batch chunks so that the chunk of the dense operand stays in a core's L2 while all rows stream
+// through it. The inter-group part of a layer is either CSR (element-wise masks) or BSR with T x T
+// tiles stored row-major (tiled masks); rows and columns are in group-sorted order. The inference
+// kernel (small batches) works on the untransposed input instead (see there).
 //
-// Vectors use GCC's vector extension (16 floats): AVX-512 where the target has it, otherwise GCC
-// splits them into AVX2/SSE operations. OpenMP resolves to the libgomp torch already loaded, so both
-// share one thread pool. Threads own static row ranges and never wait on each other (robust when
-// cores are shared).
+// Vectors are the target's own width (VW floats: 16 with AVX-512, 8 with AVX/AVX2, else 4), and the
+// register blocks are sized to its register file (32 or 16 vector registers): a block that does not
+// fit spills every accumulator to the stack on each nonzero, which costs ten times the FMA. OpenMP
+// resolves to the libgomp torch already loaded, so both share one thread pool. Threads own static row
+// ranges and never wait on each other (robust when cores are shared).
 
 #include <stdint.h>
 #include <string.h>
 #include <omp.h>
 
-typedef float v16 __attribute__((vector_size(64), aligned(4)));
+#if defined(__AVX512F__)
+#define VW 16
+#define REGS 32
+#elif defined(__AVX__)
+#define VW 8
+#define REGS 16
+#else
+#define VW 4
+#define REGS 16
+#endif
 
-static inline v16 vload(const float* p) { v16 v; memcpy(&v, p, 64); return v; }
-static inline void vstore(float* p, v16 v) { memcpy(p, &v, 64); }
-static inline v16 vbcast(float s) { return (v16){s,s,s,s,s,s,s,s,s,s,s,s,s,s,s,s}; }
-static inline float hsum(v16 v) { float s = 0.f; for (int i = 0; i < 16; ++i) s += v[i]; return s; }
+typedef float vf __attribute__((vector_size(VW * 4)));
+typedef float vfu __attribute__((vector_size(VW * 4), aligned(4), may_alias));  // unaligned access
 
-enum { CHUNK = 64 };  // batch columns per pass of the BSR and SDDMM kernels
+static inline vf vload(const float* p) { return *(const vfu*)p; }
+static inline void vstore(float* p, vf v) { *(vfu*)p = v; }
+static inline vf vbcast(float s) { return (vf){} + s; }
+static inline float hsum(vf v) { float s = 0.f; for (int i = 0; i < VW; ++i) s += v[i]; return s; }
+
+// Every loop over a register block is unrolled, so that its accumulators live in registers (an
+// array that stays an array lives on the stack).
+#define UNROLL _Pragma("GCC unroll 16")
+
+// Vectors per register block of each kernel (accumulators + operands fit the register file).
+#if REGS == 32
+#define CSR_NV 8  // CSR rows: two chains of NV accumulators
+#define BSR_NV 4  // BSR: 4 rows x NV accumulators, NV operand vectors
+#else
+#define CSR_NV 4
+#define BSR_NV 2
+#endif
+#define SDDMM_NV 4        // SDDMM: NV gradient vectors + VW accumulators
+#define BSR_RB 4          // BSR SDDMM: RB x CB tile entries at once (VW accumulators)
+#define BSR_CB (VW / 4)
 
 // Software prefetch distance (nonzeros) of the CSR product: a nonzero's activation row is a random
 // row of an L2-resident block, which no hardware prefetcher predicts; fetching it PD nonzeros ahead
@@ -36,16 +64,60 @@ enum { CHUNK = 64 };  // batch columns per pass of the BSR and SDDMM kernels
 #define PD 16
 #endif
 
-#define DISPATCH_NV(nv, CALL) \
-    switch (nv) { case 1: CALL(1); break; case 2: CALL(2); break; case 3: CALL(3); break; default: CALL(4); }
+// ---- VW dot products at once, reduced with a shuffle tree (VW - 1 adds instead of VW hsums) ----------
+// reduce(a) returns lane L = sum of a[SLOT[L]] (SLOT: bit reversal of the lane index): accumulate
+// nonzero m into slot SLOT[m].
+#if VW == 16
+static const int SLOT[16] = {0, 8, 4, 12, 2, 10, 6, 14, 1, 9, 5, 13, 3, 11, 7, 15};
+static inline vf reduce(const vf* a) {
+    vf b[8], c[4], d[2];
+    UNROLL
+    for (int i = 0; i < 8; ++i)
+        b[i] = __builtin_shufflevector(a[2*i], a[2*i+1], 0,1,2,3,4,5,6,7, 16,17,18,19,20,21,22,23)
+             + __builtin_shufflevector(a[2*i], a[2*i+1], 8,9,10,11,12,13,14,15, 24,25,26,27,28,29,30,31);
+    UNROLL
+    for (int i = 0; i < 4; ++i)
+        c[i] = __builtin_shufflevector(b[2*i], b[2*i+1], 0,1,2,3, 16,17,18,19, 8,9,10,11, 24,25,26,27)
+             + __builtin_shufflevector(b[2*i], b[2*i+1], 4,5,6,7, 20,21,22,23, 12,13,14,15, 28,29,30,31);
+    UNROLL
+    for (int i = 0; i < 2; ++i)
+        d[i] = __builtin_shufflevector(c[2*i], c[2*i+1], 0,1, 16,17, 4,5, 20,21, 8,9, 24,25, 12,13, 28,29)
+             + __builtin_shufflevector(c[2*i], c[2*i+1], 2,3, 18,19, 6,7, 22,23, 10,11, 26,27, 14,15, 30,31);
+    return __builtin_shufflevector(d[0], d[1], 0,16, 2,18, 4,20, 6,22, 8,24, 10,26, 12,28, 14,30)
+         + __builtin_shufflevector(d[0], d[1], 1,17, 3,19, 5,21, 7,23, 9,25, 11,27, 13,29, 15,31);
+}
+#elif VW == 8
+static const int SLOT[8] = {0, 4, 2, 6, 1, 5, 3, 7};
+static inline vf reduce(const vf* a) {
+    vf b[4], c[2];
+    UNROLL
+    for (int i = 0; i < 4; ++i)  // [a(2i) half sums | a(2i+1) half sums]
+        b[i] = __builtin_shufflevector(a[2*i], a[2*i+1], 0,1,2,3, 8,9,10,11)
+             + __builtin_shufflevector(a[2*i], a[2*i+1], 4,5,6,7, 12,13,14,15);
+    UNROLL
+    for (int i = 0; i < 2; ++i)
+        c[i] = __builtin_shufflevector(b[2*i], b[2*i+1], 0,1, 8,9, 4,5, 12,13)
+             + __builtin_shufflevector(b[2*i], b[2*i+1], 2,3, 10,11, 6,7, 14,15);
+    return __builtin_shufflevector(c[0], c[1], 0,8, 2,10, 4,12, 6,14)
+         + __builtin_shufflevector(c[0], c[1], 1,9, 3,11, 5,13, 7,15);
+}
+#else
+static const int SLOT[4] = {0, 1, 2, 3};
+static inline vf reduce(const vf* a) {
+    const vf b0 = __builtin_shufflevector(a[0], a[1], 0,1,4,5) + __builtin_shufflevector(a[0], a[1], 2,3,6,7);
+    const vf b1 = __builtin_shufflevector(a[2], a[3], 0,1,4,5) + __builtin_shufflevector(a[2], a[3], 2,3,6,7);
+    return __builtin_shufflevector(b0, b1, 0,2,4,6) + __builtin_shufflevector(b0, b1, 1,3,5,7);
+}
+#endif
 
-// ---- CSR rows: y = init + bias + sum_k vals[k] * X[cols[k]] over one batch chunk -------------------
+// ---- CSR rows: y = init + bias + sum_k vals[k] * X[cols[k]] over NV vectors of the batch ------------
 template <int NV, typename I>
 static inline void csr_row(int64_t kb, int64_t ke, const I* cols, const float* vals, const float* X,
                            int64_t ldx, const float* src, float addb, float* y) {
-    v16 a[NV], b[NV];
+    vf a[NV], b[NV];
+    UNROLL
     for (int j = 0; j < NV; ++j) {
-        a[j] = (src ? vload(src + 16 * j) : vbcast(0.f)) + vbcast(addb);
+        a[j] = (src ? vload(src + VW * j) : vbcast(0.f)) + vbcast(addb);
         b[j] = vbcast(0.f);
     }
     int64_t k = kb;
@@ -56,18 +128,61 @@ static inline void csr_row(int64_t kb, int64_t ke, const I* cols, const float* v
         if (k + PD + 1 < ke) {
             const float* p0 = X + (int64_t)cols[k + PD] * ldx;
             const float* p1 = X + (int64_t)cols[k + PD + 1] * ldx;
-            for (int j = 0; j < NV; ++j) { __builtin_prefetch(p0 + 16 * j, 0, 3); __builtin_prefetch(p1 + 16 * j, 0, 3); }
+            UNROLL
+            for (int j = 0; j < NV * VW; j += 16) { __builtin_prefetch(p0 + j, 0, 3); __builtin_prefetch(p1 + j, 0, 3); }
         }
 #endif
-        const v16 w0 = vbcast(vals[k]), w1 = vbcast(vals[k + 1]);
-        for (int j = 0; j < NV; ++j) { a[j] += w0 * vload(x0 + 16 * j); b[j] += w1 * vload(x1 + 16 * j); }
+        const vf w0 = vbcast(vals[k]), w1 = vbcast(vals[k + 1]);
+        UNROLL
+        for (int j = 0; j < NV; ++j) { a[j] += w0 * vload(x0 + VW * j); b[j] += w1 * vload(x1 + VW * j); }
     }
     if (k < ke) {
         const float* x0 = X + (int64_t)cols[k] * ldx;
-        const v16 w0 = vbcast(vals[k]);
-        for (int j = 0; j < NV; ++j) a[j] += w0 * vload(x0 + 16 * j);
+        const vf w0 = vbcast(vals[k]);
+        UNROLL
+        for (int j = 0; j < NV; ++j) a[j] += w0 * vload(x0 + VW * j);
     }
-    for (int j = 0; j < NV; ++j) vstore(y + 16 * j, a[j] + b[j]);
+    UNROLL
+    for (int j = 0; j < NV; ++j) vstore(y + VW * j, a[j] + b[j]);
+}
+
+// Y[dst[r]] = init[r] + bias[dst[r]] + (CSR row r) @ X for r < nrows (dst, init, bias optional), in
+// passes over at most `chunk` batch columns (the caller's L2 budget) and the register block's width.
+template <typename I>
+static void csr_spmm(int64_t nrows, int64_t Bp, int64_t chunk, const int64_t* rowptr, const I* cols,
+                     const float* vals, const float* X, int64_t ldx, const float* init, int64_t ldi,
+                     const float* bias, const int64_t* dst, float* Y, int64_t ldy, int nthreads) {
+    const int64_t width = chunk < CSR_NV * VW ? chunk : CSR_NV * VW;
+    #pragma omp parallel num_threads(nthreads)
+    {
+        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        const int64_t r0 = nrows * t / nt, r1 = nrows * (t + 1) / nt;
+        for (int64_t c0 = 0; c0 < Bp;) {
+            const int64_t nv = (Bp - c0 < width ? Bp - c0 : width) / VW;
+            for (int64_t r = r0; r < r1; ++r) {
+                const int64_t d = dst ? dst[r] : r;
+                float* y = Y + d * ldy + c0;
+                const float* src = init ? init + r * ldi + c0 : 0;
+                const float addb = bias ? bias[d] : 0.f;
+                const int64_t kb = rowptr[r], ke = rowptr[r + 1];
+#define CALL(N) csr_row<N>(kb, ke, cols, vals, X + c0, ldx, src, addb, y)
+                switch (nv) {
+                    case 1: CALL(1); break;
+                    case 2: CALL(2); break;
+                    case 3: CALL(3); break;
+#if CSR_NV > 4
+                    case 4: CALL(4); break;
+                    case 5: CALL(5); break;
+                    case 6: CALL(6); break;
+                    case 7: CALL(7); break;
+#endif
+                    default: CALL(CSR_NV); break;
+                }
+#undef CALL
+            }
+            c0 += nv * VW;
+        }
+    }
 }
 
 // ---- BSR rows: 4 output rows share every loaded X vector (4 FMAs per load) --------------------------
@@ -80,11 +195,13 @@ static inline void bsr_rows4(int64_t r0, int64_t c0, const int64_t* trowptr, con
                              float* Y, int64_t ldy) {
     const int64_t tr = r0 / T;
     const int q = (int)(r0 - tr * T);
-    v16 a[4][NV];
+    vf a[4][NV];
+    UNROLL
     for (int i = 0; i < 4; ++i) {
         const int64_t d = dst ? dst[r0 + i] : r0 + i;
+        UNROLL
         for (int j = 0; j < NV; ++j) {
-            a[i][j] = init ? vload(init + (r0 + i) * ldi + c0 + 16 * j) : vbcast(0.f);
+            a[i][j] = init ? vload(init + (r0 + i) * ldi + c0 + VW * j) : vbcast(0.f);
             if (bias) a[i][j] += vbcast(bias[d]);
         }
     }
@@ -93,94 +210,53 @@ static inline void bsr_rows4(int64_t r0, int64_t c0, const int64_t* trowptr, con
         const int64_t tile = tidx ? tidx[t] : t;
         const float* wt = tvals + tile * T * T;
         for (int c = 0; c < T; ++c) {
-            v16 xv[NV];
-            for (int j = 0; j < NV; ++j) xv[j] = vload(xt + (int64_t)c * ldx + 16 * j);
+            vf xv[NV];
+            UNROLL
+            for (int j = 0; j < NV; ++j) xv[j] = vload(xt + (int64_t)c * ldx + VW * j);
+            UNROLL
             for (int i = 0; i < 4; ++i) {
-                const v16 w = vbcast(wt[(q + i) * si + c * sc]);
+                const vf w = vbcast(wt[(q + i) * si + c * sc]);
+                UNROLL
                 for (int j = 0; j < NV; ++j) a[i][j] += w * xv[j];
             }
         }
     }
+    UNROLL
     for (int i = 0; i < 4; ++i) {
         const int64_t d = dst ? dst[r0 + i] : r0 + i;
-        for (int j = 0; j < NV; ++j) vstore(Y + d * ldy + c0 + 16 * j, a[i][j]);
+        UNROLL
+        for (int j = 0; j < NV; ++j) vstore(Y + d * ldy + c0 + VW * j, a[i][j]);
     }
 }
 
-// ---- 16 dot products at once, reduced with a shuffle tree (15 adds instead of 16 hsums) -------------
-static inline v16 reduce16(const v16* a) {
-    v16 b[8], c[4], d[2];
-    for (int i = 0; i < 8; ++i)
-        b[i] = __builtin_shufflevector(a[2*i], a[2*i+1], 0,1,2,3,4,5,6,7, 16,17,18,19,20,21,22,23)
-             + __builtin_shufflevector(a[2*i], a[2*i+1], 8,9,10,11,12,13,14,15, 24,25,26,27,28,29,30,31);
-    for (int i = 0; i < 4; ++i)
-        c[i] = __builtin_shufflevector(b[2*i], b[2*i+1], 0,1,2,3, 16,17,18,19, 8,9,10,11, 24,25,26,27)
-             + __builtin_shufflevector(b[2*i], b[2*i+1], 4,5,6,7, 20,21,22,23, 12,13,14,15, 28,29,30,31);
-    for (int i = 0; i < 2; ++i)
-        d[i] = __builtin_shufflevector(c[2*i], c[2*i+1], 0,1, 16,17, 4,5, 20,21, 8,9, 24,25, 12,13, 28,29)
-             + __builtin_shufflevector(c[2*i], c[2*i+1], 2,3, 18,19, 6,7, 22,23, 10,11, 26,27, 14,15, 30,31);
-    return __builtin_shufflevector(d[0], d[1], 0,16, 2,18, 4,20, 6,22, 8,24, 10,26, 12,28, 14,30)
-         + __builtin_shufflevector(d[0], d[1], 1,17, 3,19, 5,21, 7,23, 9,25, 11,27, 13,29, 15,31);
-}
-// reduce16 returns lane L = sum of a[SLOT[L]]: accumulate nonzero L into slot SLOT[L].
-static const int SLOT[16] = {0,8,4,12,2,10,6,14,1,9,5,13,3,11,7,15};
-
-// out[k] (+)= sum_c A[r, c] * X[cols[k], c] over one batch chunk (sampled dense-dense product).
+// ---- SDDMM: out[k] (+)= sum_c A[r, c] * X[cols[k], c] over NV vectors of the batch ----------------------
 template <int NV, typename I>
 static inline void sddmm_row(int64_t r, int64_t c0, int first, const int64_t* rowptr, const I* cols,
                              const float* A, int64_t lda, const float* X, int64_t ldx, float* out) {
-    v16 g[NV];
-    for (int j = 0; j < NV; ++j) g[j] = vload(A + r * lda + c0 + 16 * j);
+    vf g[NV];
+    UNROLL
+    for (int j = 0; j < NV; ++j) g[j] = vload(A + r * lda + c0 + VW * j);
     int64_t k = rowptr[r];
     const int64_t e = rowptr[r + 1];
-    for (; k + 16 <= e; k += 16) {
-        v16 acc[16];
-        for (int m = 0; m < 16; ++m) {
+    for (; k + VW <= e; k += VW) {
+        vf acc[VW];
+        UNROLL
+        for (int m = 0; m < VW; ++m) {
             const float* x = X + (int64_t)cols[k + m] * ldx + c0;
-            v16 s = g[0] * vload(x);
-            for (int j = 1; j < NV; ++j) s += g[j] * vload(x + 16 * j);
+            vf s = g[0] * vload(x);
+            UNROLL
+            for (int j = 1; j < NV; ++j) s += g[j] * vload(x + VW * j);
             acc[SLOT[m]] = s;
         }
-        const v16 s = reduce16(acc);
+        const vf s = reduce(acc);
         vstore(out + k, first ? s : vload(out + k) + s);
     }
     for (; k < e; ++k) {
         const float* x = X + (int64_t)cols[k] * ldx + c0;
-        v16 s = g[0] * vload(x);
-        for (int j = 1; j < NV; ++j) s += g[j] * vload(x + 16 * j);
+        vf s = g[0] * vload(x);
+        UNROLL
+        for (int j = 1; j < NV; ++j) s += g[j] * vload(x + VW * j);
         out[k] = first ? hsum(s) : out[k] + hsum(s);
-    }
-}
-
-// Y[dst[r]] = init[r] + bias[dst[r]] + (CSR row r) @ X for r < nrows (dst, init, bias optional).
-template <typename I>
-static void csr_spmm(int64_t nrows, int64_t Bp, int64_t chunk, const int64_t* rowptr, const I* cols,
-                     const float* vals, const float* X, int64_t ldx, const float* init, int64_t ldi,
-                     const float* bias, const int64_t* dst, float* Y, int64_t ldy, int nthreads) {
-    #pragma omp parallel num_threads(nthreads)
-    {
-        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-        const int64_t r0 = nrows * t / nt, r1 = nrows * (t + 1) / nt;
-        for (int64_t c0 = 0; c0 < Bp;) {
-            int64_t nv = (Bp - c0 < chunk ? Bp - c0 : chunk) / 16;
-            nv = nv >= 16 ? 16 : nv >= 8 ? 8 : nv >= 4 ? 4 : nv;
-            for (int64_t r = r0; r < r1; ++r) {
-                const int64_t d = dst ? dst[r] : r;
-                float* y = Y + d * ldy + c0;
-                const float* src = init ? init + r * ldi + c0 : 0;
-                const float addb = bias ? bias[d] : 0.f;
-                const int64_t kb = rowptr[r], ke = rowptr[r + 1];
-                switch (nv) {
-                    case 1: csr_row<1>(kb, ke, cols, vals, X + c0, ldx, src, addb, y); break;
-                    case 2: csr_row<2>(kb, ke, cols, vals, X + c0, ldx, src, addb, y); break;
-                    case 3: csr_row<3>(kb, ke, cols, vals, X + c0, ldx, src, addb, y); break;
-                    case 4: csr_row<4>(kb, ke, cols, vals, X + c0, ldx, src, addb, y); break;
-                    case 8: csr_row<8>(kb, ke, cols, vals, X + c0, ldx, src, addb, y); break;
-                    default: csr_row<16>(kb, ke, cols, vals, X + c0, ldx, src, addb, y); break;
-                }
-            }
-            c0 += nv * 16;
-        }
     }
 }
 
@@ -188,18 +264,18 @@ static void csr_spmm(int64_t nrows, int64_t Bp, int64_t chunk, const int64_t* ro
 template <typename I>
 static void csr_sddmm(int64_t nrows, int64_t Bp, const int64_t* rowptr, const I* cols, const float* A,
                       int64_t lda, const float* X, int64_t ldx, float* out, int nthreads) {
-    // Batch chunks of 64 columns (X's chunk stays in L2), static row ranges per thread, no barrier:
-    // a thread owns the outputs of its rows across all chunks.
+    // Batch chunks (X's chunk stays in L2), static row ranges per thread, no barrier: a thread owns
+    // the outputs of its rows across all chunks.
     #pragma omp parallel num_threads(nthreads)
     {
         const int t = omp_get_thread_num(), nt = omp_get_num_threads();
         const int64_t r0 = nrows * t / nt, r1 = nrows * (t + 1) / nt;
-        for (int64_t c0 = 0; c0 < Bp; c0 += CHUNK) {
-            const int nv = (int)((Bp - c0 < CHUNK ? Bp - c0 : CHUNK) / 16);
+        for (int64_t c0 = 0; c0 < Bp; c0 += SDDMM_NV * VW) {
+            const int nv = (int)((Bp - c0 < SDDMM_NV * VW ? Bp - c0 : SDDMM_NV * VW) / VW);
             const int first = c0 == 0;
             for (int64_t r = r0; r < r1; ++r) {
 #define CALL(N) sddmm_row<N>(r, c0, first, rowptr, cols, A, lda, X, ldx, out)
-                DISPATCH_NV(nv, CALL)
+                switch (nv) { case 1: CALL(1); break; case 2: CALL(2); break; case 3: CALL(3); break; default: CALL(4); }
 #undef CALL
             }
         }
@@ -226,6 +302,78 @@ static void csr_transpose(int64_t nrows, int64_t ncols, const int64_t* rowptr, c
                 t_vals[pos] = vals[k];
             }
         delete[] cursor;
+    }
+}
+
+// ---- Inference at small batches (B <= 16): one pass over the packed weights ------------------------
+// At batch 1 the cost is the bytes of the weights (dense blocks + values + indices), so every weight is
+// read once, and the input (a few KB) is what stays in L1: weight-stationary, one output row at a time
+// with all B samples in registers. Two copies of the sorted input: rows [B, n_in] (contiguous along
+// the input: dot products with block rows and tile rows) and columns [n_in, NB] (the B samples of one
+// input together: one load per nonzero of the CSR part). Rows are split statically over the threads.
+static inline float dot(const float* w, const float* x, int64_t n) {
+    vf a = vbcast(0.f), b = vbcast(0.f);
+    int64_t c = 0;
+    for (; c + 2 * VW <= n; c += 2 * VW) { a += vload(w + c) * vload(x + c); b += vload(w + c + VW) * vload(x + c + VW); }
+    if (c + VW <= n) { a += vload(w + c) * vload(x + c); c += VW; }
+    float s = hsum(a + b);
+    for (; c < n; ++c) s += w[c] * x[c];
+    return s;
+}
+
+// A block row with its mask (uint8 0/1 per entry): sum_c w[c] m[c] x[c].
+static inline float dot_masked(const float* w, const uint8_t* m, const float* x, int64_t n) {
+    float s = 0.f;
+    for (int64_t c = 0; c < n; ++c) s += m[c] ? w[c] * x[c] : 0.f;
+    return s;
+}
+
+template <int NB, typename I>
+static void infer_rows(int64_t B, int64_t r0, int64_t r1, int64_t n_in, int64_t og, int64_t ig, const float* intra,
+                       const uint8_t* bmask, int T, const int64_t* rowptr, const I* cols, const float* vals,
+                       const float* bias, const int64_t* out_perm, const float* xr, const float* xc, float* y,
+                       int64_t ldy) {
+    for (int64_t r = r0; r < r1; ++r) {
+        float acc[NB];
+        UNROLL
+        for (int b = 0; b < NB; ++b) acc[b] = 0.f;
+        if (og) {  // the ensemble's dense block row
+            const int64_t g = r / og;
+            const float* w = intra + r * ig;
+            for (int b = 0; b < NB && b < B; ++b)
+                acc[b] += bmask ? dot_masked(w, bmask + r * ig, xr + b * n_in + g * ig, ig)
+                                : dot(w, xr + b * n_in + g * ig, ig);
+        }
+        if (T) {  // tiles: row q of every tile of the tile row, a dot with T contiguous inputs
+            const int64_t tr = r / T, q = r - tr * T;
+            for (int64_t t = rowptr[tr]; t < rowptr[tr + 1]; ++t) {
+                const float* w = vals + t * T * T + q * T;
+                const int64_t c0 = (int64_t)cols[t] * T;
+                for (int b = 0; b < NB && b < B; ++b) acc[b] += dot(w, xr + b * n_in + c0, T);
+            }
+        } else if (NB == 1) {  // two chains: the loads, not the adds, are the limit
+            const int64_t kb = rowptr[r], ke = rowptr[r + 1];
+            float a0 = 0.f, a1 = 0.f;
+            int64_t k = kb;
+            for (; k + 1 < ke; k += 2) { a0 += vals[k] * xc[cols[k]]; a1 += vals[k + 1] * xc[cols[k + 1]]; }
+            if (k < ke) a0 += vals[k] * xc[cols[k]];
+            acc[0] += a0 + a1;
+        } else {
+            float a[NB];
+            UNROLL
+            for (int b = 0; b < NB; ++b) a[b] = 0.f;
+            for (int64_t k = rowptr[r]; k < rowptr[r + 1]; ++k) {
+                const float w = vals[k];
+                const float* x = xc + (int64_t)cols[k] * NB;
+                UNROLL
+                for (int b = 0; b < NB; ++b) a[b] += w * x[b];
+            }
+            UNROLL
+            for (int b = 0; b < NB; ++b) acc[b] += a[b];
+        }
+        const int64_t d = out_perm ? out_perm[r] : r;
+        const float bb = bias ? bias[d] : 0.f;
+        for (int b = 0; b < NB && b < B; ++b) y[b * ldy + d] = acc[b] + bb;
     }
 }
 
@@ -271,11 +419,18 @@ void g2g_bsr_spmm(int64_t nrows, int64_t Bp, int T, int transposed, const int64_
         const int t = omp_get_thread_num(), nt = omp_get_num_threads();
         const int64_t quads = nrows / 4;
         const int64_t q0 = quads * t / nt, q1 = quads * (t + 1) / nt;
-        for (int64_t c0 = 0; c0 < Bp; c0 += CHUNK) {
-            const int nv = (int)((Bp - c0 < CHUNK ? Bp - c0 : CHUNK) / 16);
+        for (int64_t c0 = 0; c0 < Bp; c0 += BSR_NV * VW) {
+            const int nv = (int)((Bp - c0 < BSR_NV * VW ? Bp - c0 : BSR_NV * VW) / VW);
             for (int64_t q = q0; q < q1; ++q) {
 #define CALL(N) bsr_rows4<N>(4 * q, c0, trowptr, tcols, tidx, tvals, T, si, sc, X, ldx, init, ldi, bias, dst, Y, ldy)
-                DISPATCH_NV(nv, CALL)
+                switch (nv) {
+                    case 1: CALL(1); break;
+#if BSR_NV > 2
+                    case 2: CALL(2); break;
+                    case 3: CALL(3); break;
+#endif
+                    default: CALL(BSR_NV); break;
+                }
 #undef CALL
             }
         }
@@ -283,33 +438,40 @@ void g2g_bsr_spmm(int64_t nrows, int64_t Bp, int T, int transposed, const int64_
 }
 
 // The weight gradient of tiles: out[t*T*T + q*T + c] = dot(A[tr*T + q], X[tcols[t]*T + c]) over the
-// batch, 4 rows x 4 columns of a tile at a time (16 accumulators, 8 vector loads per 16 FMAs).
+// batch, BSR_RB rows x BSR_CB columns of a tile at a time (VW accumulators, one shuffle-tree reduce).
 void g2g_bsr_sddmm(int64_t ntrows, int64_t Bp, int T, const int64_t* trowptr, const int32_t* tcols,
                    const float* A, int64_t lda, const float* X, int64_t ldx, float* out, int nthreads) {
     #pragma omp parallel num_threads(nthreads)
     {
         const int t = omp_get_thread_num(), nt = omp_get_num_threads();
         const int64_t tr0 = ntrows * t / nt, tr1 = ntrows * (t + 1) / nt;
-        const int64_t nv = Bp / 16;
+        const int64_t nv = Bp / VW;
         for (int64_t tr = tr0; tr < tr1; ++tr)
             for (int64_t k = trowptr[tr]; k < trowptr[tr + 1]; ++k) {
                 const float* xt = X + (int64_t)tcols[k] * T * ldx;
                 const float* at = A + tr * T * lda;
                 float* o = out + k * T * T;
-                for (int q = 0; q < T; q += 4)
-                    for (int c = 0; c < T; c += 4) {
-                        v16 acc[16];
-                        for (int m = 0; m < 16; ++m) acc[m] = vbcast(0.f);
+                for (int q = 0; q < T; q += BSR_RB)
+                    for (int c = 0; c < T; c += BSR_CB) {
+                        vf acc[VW];
+                        UNROLL
+                        for (int m = 0; m < VW; ++m) acc[m] = vbcast(0.f);
                         for (int64_t v = 0; v < nv; ++v) {
-                            v16 a[4], x[4];
-                            for (int i = 0; i < 4; ++i) a[i] = vload(at + (int64_t)(q + i) * lda + 16 * v);
-                            for (int j = 0; j < 4; ++j) x[j] = vload(xt + (int64_t)(c + j) * ldx + 16 * v);
-                            for (int i = 0; i < 4; ++i)
-                                for (int j = 0; j < 4; ++j) acc[SLOT[4 * i + j]] += a[i] * x[j];
+                            vf a[BSR_RB], x[BSR_CB];
+                            UNROLL
+                            for (int i = 0; i < BSR_RB; ++i) a[i] = vload(at + (int64_t)(q + i) * lda + VW * v);
+                            UNROLL
+                            for (int j = 0; j < BSR_CB; ++j) x[j] = vload(xt + (int64_t)(c + j) * ldx + VW * v);
+                            UNROLL
+                            for (int i = 0; i < BSR_RB; ++i)
+                                UNROLL
+                                for (int j = 0; j < BSR_CB; ++j) acc[SLOT[BSR_CB * i + j]] += a[i] * x[j];
                         }
-                        const v16 r = reduce16(acc);
-                        for (int i = 0; i < 4; ++i)
-                            for (int j = 0; j < 4; ++j) o[(q + i) * T + c + j] = r[4 * i + j];
+                        const vf r = reduce(acc);
+                        UNROLL
+                        for (int i = 0; i < BSR_RB; ++i)
+                            UNROLL
+                            for (int j = 0; j < BSR_CB; ++j) o[(q + i) * T + c + j] = r[BSR_CB * i + j];
                     }
             }
     }
@@ -337,6 +499,42 @@ void g2g_gather_t(const float* x, int64_t B, int64_t sb, int64_t si, const int64
             }
         }
         for (int64_t i = i0; i < i1; ++i) memset(out + i * ldo + B, 0, (ldo - B) * sizeof(float));
+    }
+}
+
+// y[b, out_perm[r]] = bias + (blocks + inter part) @ x[b, in_perm] for b < B <= 16, r < n_out: the
+// inference kernel. x [B, n_in] and y [B, n_out] with row strides ldx, ldy; work: 2 * 16 * n_in
+// floats of scratch. og = 0: no blocks; T = 0: CSR (cols int16 or int32 by index_bytes), else tiles.
+void g2g_infer(int64_t B, const float* x, int64_t ldx, const int64_t* in_perm, int64_t n_out, int64_t n_in,
+               int64_t og, int64_t ig, const float* intra, const uint8_t* block_mask, int T, const int64_t* rowptr,
+               const void* cols, int index_bytes, const float* vals, const float* bias, const int64_t* out_perm,
+               float* y, int64_t ldy, float* work, int nthreads) {
+    const int NB = B <= 1 ? 1 : B <= 2 ? 2 : B <= 4 ? 4 : B <= 8 ? 8 : 16;
+    float* xr = work;              // [B, n_in], sorted inputs
+    float* xc = work + 16 * n_in;  // [n_in, NB], sorted inputs, samples together (zero-padded)
+    for (int64_t b = 0; b < B; ++b)
+        for (int64_t i = 0; i < n_in; ++i) xr[b * n_in + i] = x[b * ldx + (in_perm ? in_perm[i] : i)];
+    for (int64_t i = 0; i < n_in; ++i)
+        UNROLL
+        for (int b = 0; b < NB; ++b) xc[i * NB + b] = b < B ? xr[b * n_in + i] : 0.f;
+    #pragma omp parallel num_threads(nthreads)
+    {
+        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        // Tiles are rows of T: split on tile-row boundaries; else any row.
+        const int64_t unit = T ? T : 1, units = n_out / unit;
+        const int64_t r0 = units * t / nt * unit, r1 = units * (t + 1) / nt * unit;
+#define ROWS(N, I) infer_rows<N, I>(B, r0, r1, n_in, og, ig, intra, block_mask, T, rowptr, (const I*)cols, vals, \
+                                    bias, out_perm, xr, xc, y, ldy)
+#define BY_INDEX(N) if (index_bytes == 2) ROWS(N, int16_t); else ROWS(N, int32_t)
+        switch (NB) {
+            case 1: BY_INDEX(1); break;
+            case 2: BY_INDEX(2); break;
+            case 4: BY_INDEX(4); break;
+            case 8: BY_INDEX(8); break;
+            default: BY_INDEX(16); break;
+        }
+#undef BY_INDEX
+#undef ROWS
     }
 }
 

@@ -45,6 +45,12 @@ def _reference_forced() -> bool:
     return not _FAST_ENV or getattr(_state, "reference", False)
 
 
+def _grad_needed(layer, x: Tensor) -> bool:
+    if not torch.is_grad_enabled():
+        return False
+    return x.requires_grad or any(p is not None and p.requires_grad for p in (layer.intra, layer.values, layer.bias))
+
+
 def choose(layer, x: Tensor) -> str | None:
     """The name of the native path (a key of ``PATHS``) that runs ``layer(x)``, or None for the
     masked reference."""
@@ -58,10 +64,12 @@ def choose(layer, x: Tensor) -> str | None:
         return None  # a mixed-dtype call fails in F.linear with PyTorch's own message
     if not native.available():
         return None
+    rows = x.numel() // max(x.shape[-1], 1)
+    if rows <= ops.INFER_MAX_BATCH and not _grad_needed(layer, x):
+        return "infer"  # streams the packed weights once: never more bytes than the dense weight
     if flag is True:
         return "native"
     total = layer.in_features * layer.out_features
-    rows = x.numel() // max(x.shape[-1], 1)
     if rows * total < _MIN_MACS:
         return None
     lay = layer.packed
@@ -74,4 +82,14 @@ def native_linear(layer, x: Tensor) -> Tensor:
     return ops.linear(x, layer.intra, layer.values, layer.bias, tensors, ints)
 
 
-PATHS = {"native": native_linear}  # name -> (layer, x) -> y
+def native_infer(layer, x: Tensor) -> Tensor:
+    x2 = x.reshape(-1, x.shape[-1])
+    if torch.compiler.is_compiling():  # the custom op, which the compiler knows
+        tensors, ints = layer.packed.op_args()
+        y = ops.linear_infer(x2, layer.intra, layer.values, layer.bias, tensors, ints)
+    else:  # eager: the same kernel without the op dispatcher's fixed cost
+        y = ops.infer_eager(layer.packed, x2, layer.bias)
+    return y.view(*x.shape[:-1], layer.out_features)
+
+
+PATHS = {"native": native_linear, "infer": native_infer}  # name -> (layer, x) -> y

@@ -7,7 +7,10 @@ hash of source, flags, compiler and CPU flags, so a binary built with ``-march=n
 reused on a different CPU. Any failure (no compiler, compile error, load error) is remembered,
 and the layers use the PyTorch reference path instead. ``G2G_NO_NATIVE=1`` disables them.
 
-Only ``ops.py`` calls these functions, after checking every tensor it passes.
+The argument types come from the ``extern "C"`` prototypes of the source itself (``prototypes``),
+so the C++ file is the one place they are written; below, one typed Python function per kernel
+names its arguments in the C order (a test holds the two together). Only ``g2gnet.kernels``
+calls them, after checking every tensor it passes (shape, dtype, strides, device).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import ctypes
 import hashlib
 import os
 import platform
+import re
 import shutil
 import subprocess
 import tempfile
@@ -24,6 +28,7 @@ import warnings
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 from ..cache import user_cache
 
@@ -34,18 +39,6 @@ _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
 _tried = False
 _error: str | None = None
-
-_P, _I, _C = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
-# Argument types of every exported function (pointers are passed as integers from data_ptr()).
-SIGNATURES: dict[str, list] = {
-    "g2g_csr_spmm": [_I, _I, _I, _P, _P, _C, _P, _P, _I, _P, _I, _P, _P, _P, _I, _C],
-    "g2g_csr_sddmm": [_I, _I, _P, _P, _C, _P, _I, _P, _I, _P, _C],
-    "g2g_csr_transpose": [_I, _I, _P, _P, _C, _P, _P, _P, _P, _C],
-    "g2g_bsr_spmm": [_I, _I, _C, _C, _P, _P, _P, _P, _P, _I, _P, _I, _P, _P, _P, _I, _C],
-    "g2g_bsr_sddmm": [_I, _I, _C, _P, _P, _P, _I, _P, _I, _P, _C],
-    "g2g_gather_t": [_P, _I, _I, _I, _P, _I, _P, _I, _C],
-}
-
 
 def _cpu_fingerprint() -> str:
     try:
@@ -90,11 +83,31 @@ def _load() -> ctypes.CDLL:
     if not cxx:
         raise RuntimeError("no C++ compiler (g++/c++) on PATH")
     lib = ctypes.CDLL(str(_build(cxx)))
-    for name, argtypes in SIGNATURES.items():
+    for name, args in prototypes().items():
         fn = getattr(lib, name)
-        fn.argtypes = argtypes
+        fn.argtypes = [_CTYPES[ctype] for ctype, _ in args]
         fn.restype = None
     return lib
+
+
+# C argument type -> ctypes: pointers travel as integers (``Tensor.data_ptr()``) or None.
+_CTYPES = {"int64_t": ctypes.c_int64, "int": ctypes.c_int, "ptr": ctypes.c_void_p}
+
+
+def prototypes(source: str | None = None) -> dict[str, list[tuple[str, str]]]:
+    """The exported kernels of the C++ source: name -> [(type, argument name)] in order, type one of
+    ``int64_t``, ``int``, ``ptr``."""
+    text = SOURCE.read_text() if source is None else source
+    body = text[text.index('extern "C" {'):]
+    out = {}
+    for name, params in re.findall(r"^void (g2g_\w+)\(([^)]*)\)\s*\{", body, flags=re.M):
+        args = []
+        for param in " ".join(params.split()).split(","):
+            ctype, _, arg = param.strip().rpartition(" ")
+            ctype = "ptr" if "*" in ctype or arg.startswith("*") else ctype.replace("const ", "")
+            args.append((ctype, arg.lstrip("*")))
+        out[name] = args
+    return out
 
 
 def get() -> ctypes.CDLL | None:
@@ -130,3 +143,58 @@ def _reset_for_tests() -> None:
     global _lib, _tried, _error
     with _lock:
         _lib, _tried, _error = None, False, None
+
+
+# -- one typed function per kernel (arguments in the C order; see g2g_kernels.cpp) ------------------
+def _ptr(t) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+def csr_spmm(nrows: int, Bp: int, chunk: int, rowptr: Tensor, cols: Tensor, index_bytes: int, vals: Tensor,
+             X: Tensor, ldx: int, init: Tensor | None, ldi: int, bias: Tensor | None, dst: Tensor | None,
+             Y: Tensor, ldy: int, nthreads: int) -> None:
+    get().g2g_csr_spmm(nrows, Bp, chunk, rowptr.data_ptr(), cols.data_ptr(), index_bytes, vals.data_ptr(),
+                       X.data_ptr(), ldx, _ptr(init), ldi, _ptr(bias), _ptr(dst), Y.data_ptr(), ldy, nthreads)
+
+
+def csr_sddmm(nrows: int, Bp: int, rowptr: Tensor, cols: Tensor, index_bytes: int, A: Tensor, lda: int,
+              X: Tensor, ldx: int, out: Tensor, nthreads: int) -> None:
+    get().g2g_csr_sddmm(nrows, Bp, rowptr.data_ptr(), cols.data_ptr(), index_bytes, A.data_ptr(), lda,
+                        X.data_ptr(), ldx, out.data_ptr(), nthreads)
+
+
+def csr_transpose(nrows: int, ncols: int, rowptr: Tensor, cols: Tensor, index_bytes: int, vals: Tensor,
+                  colptr: Tensor, t_rows: Tensor, t_vals: Tensor, nthreads: int) -> None:
+    get().g2g_csr_transpose(nrows, ncols, rowptr.data_ptr(), cols.data_ptr(), index_bytes, vals.data_ptr(),
+                            colptr.data_ptr(), t_rows.data_ptr(), t_vals.data_ptr(), nthreads)
+
+
+def bsr_spmm(nrows: int, Bp: int, T: int, transposed: int, trowptr: Tensor, tcols: Tensor, tidx: Tensor | None,
+             tvals: Tensor, X: Tensor, ldx: int, init: Tensor | None, ldi: int, bias: Tensor | None,
+             dst: Tensor | None, Y: Tensor, ldy: int, nthreads: int) -> None:
+    get().g2g_bsr_spmm(nrows, Bp, T, transposed, trowptr.data_ptr(), tcols.data_ptr(), _ptr(tidx), tvals.data_ptr(),
+                       X.data_ptr(), ldx, _ptr(init), ldi, _ptr(bias), _ptr(dst), Y.data_ptr(), ldy, nthreads)
+
+
+def bsr_sddmm(ntrows: int, Bp: int, T: int, trowptr: Tensor, tcols: Tensor, A: Tensor, lda: int, X: Tensor,
+              ldx: int, out: Tensor, nthreads: int) -> None:
+    get().g2g_bsr_sddmm(ntrows, Bp, T, trowptr.data_ptr(), tcols.data_ptr(), A.data_ptr(), lda, X.data_ptr(), ldx,
+                        out.data_ptr(), nthreads)
+
+
+def gather_t(x: Tensor, B: int, sb: int, si: int, perm: Tensor | None, n: int, out: Tensor, ldo: int,
+             nthreads: int) -> None:
+    get().g2g_gather_t(x.data_ptr(), B, sb, si, _ptr(perm), n, out.data_ptr(), ldo, nthreads)
+
+
+def infer(B: int, x: Tensor, ldx: int, in_perm: Tensor | None, n_out: int, n_in: int, og: int, ig: int,
+          intra: Tensor, block_mask: Tensor | None, T: int, rowptr: Tensor, cols: Tensor, index_bytes: int,
+          vals: Tensor, bias: Tensor | None, out_perm: Tensor | None, y: Tensor, ldy: int, work: Tensor,
+          nthreads: int) -> None:
+    get().g2g_infer(B, x.data_ptr(), ldx, _ptr(in_perm), n_out, n_in, og, ig, intra.data_ptr(), _ptr(block_mask), T,
+                    rowptr.data_ptr(), cols.data_ptr(), index_bytes, vals.data_ptr(), _ptr(bias), _ptr(out_perm),
+                    y.data_ptr(), ldy, work.data_ptr(), nthreads)
+
+
+KERNELS = {"g2g_csr_spmm": csr_spmm, "g2g_csr_sddmm": csr_sddmm, "g2g_csr_transpose": csr_transpose,
+           "g2g_bsr_spmm": bsr_spmm, "g2g_bsr_sddmm": bsr_sddmm, "g2g_gather_t": gather_t, "g2g_infer": infer}

@@ -94,7 +94,7 @@ def _check_params(intra: Tensor, values: Tensor, lay: Layout) -> None:
         raise G2GError(f"g2gnet op: values must be 1-D with at least {lay.n_values} entries, got {tuple(values.shape)}")
 
 
-def _check_args(x: Tensor, intra: Tensor, values: Tensor, bias: Tensor | None, lay: Layout) -> None:
+def _check_args(x: Tensor, intra: Tensor, values: Tensor, bias: Tensor | None, lay: Layout, layout: bool = True) -> None:
     if x.dim() != 2 or x.shape[1] != lay.n_in or x.shape[0] == 0:
         raise G2GError(f"g2gnet op: x must be [N, {lay.n_in}] with N >= 1, got {tuple(x.shape)}")
     _check("x", x, torch.float32, contiguous=False)
@@ -103,57 +103,48 @@ def _check_args(x: Tensor, intra: Tensor, values: Tensor, bias: Tensor | None, l
     _check_params(intra, values, lay)
     if bias is not None:
         _check("bias", bias, torch.float32, (lay.n_out,))
-    _check_layout(lay)
+    if layout:
+        _check_layout(lay)
 
 
-def _lib():
-    lib = native.get()
-    if lib is None:
+def _require_native() -> None:
+    if not native.available():
         raise G2GError(f"g2gnet op: the native kernels are unavailable ({native.error() or 'disabled'})")
-    return lib
 
 
-def _p(t: Tensor | None) -> int | None:
-    return None if t is None else t.data_ptr()
-
-
-def gather_t(lib, x: Tensor, perm: Tensor | None, bp: int, scratch: bool = False) -> Tensor:
+def gather_t(x: Tensor, perm: Tensor | None, bp: int, scratch: bool = False) -> Tensor:
     """[n, Bp] = x[:, perm].T, zero-padded, with the padded row stride (in a workspace with
     ``scratch``: for a temporary)."""
     n_rows, n = x.shape
     ld = row_stride(bp)
     out = _workspace("gather", n * ld).view(n, ld) if scratch else torch.empty(n, ld, dtype=torch.float32)
-    lib.g2g_gather_t(x.data_ptr(), n_rows, x.stride(0), x.stride(1), _p(perm), n, out.data_ptr(), out.stride(0),
-                     torch.get_num_threads())
+    native.gather_t(x, n_rows, x.stride(0), x.stride(1), perm, n, out, out.stride(0), torch.get_num_threads())
     return out[:, :bp]
 
 
-def _sparse_rows(lib, lay: Layout, transposed: bool, values: Tensor, x: Tensor, init: Tensor | None,
+def _sparse_rows(lay: Layout, transposed: bool, values: Tensor, x: Tensor, init: Tensor | None,
                  bias: Tensor | None, dst: Tensor | None, out: Tensor) -> None:
     """out[dst[r]] = init[r] + bias + (inter part, or its transpose) @ x for every sorted row r
     (init None = 0; out may be init itself: each row is read before it is written)."""
     nt = torch.get_num_threads()
     n_rows, bp = out.shape
-    tail = (x.data_ptr(), x.stride(0), _p(init), 0 if init is None else init.stride(0), _p(bias), _p(dst),
-            out.data_ptr(), out.stride(0), nt)
+    io = dict(X=x, ldx=x.stride(0), init=init, ldi=0 if init is None else init.stride(0), bias=bias, dst=dst, Y=out,
+              ldy=out.stride(0), nthreads=nt)
     if lay.tile:
         if transposed:
-            lib.g2g_bsr_spmm(n_rows, bp, lay.tile, 1, lay.t_rowptr.data_ptr(), lay.t_rows.data_ptr(),
-                             lay.t_index.data_ptr(), values.data_ptr(), *tail)
+            native.bsr_spmm(n_rows, bp, lay.tile, 1, lay.t_rowptr, lay.t_rows, lay.t_index, values, **io)
         else:
-            lib.g2g_bsr_spmm(n_rows, bp, lay.tile, 0, lay.rowptr.data_ptr(), lay.cols.data_ptr(), None,
-                             values.data_ptr(), *tail)
+            native.bsr_spmm(n_rows, bp, lay.tile, 0, lay.rowptr, lay.cols, None, values, **io)
         return
     ib = lay.index_bytes
     if transposed:  # the transposed pattern and its values, built now (a counting sort by column)
         cols = _workspace("t_cols", lay.n_values, lay.cols.dtype)
         vals = _workspace("t_vals", lay.n_values)
-        lib.g2g_csr_transpose(lay.n_out, lay.n_in, lay.rowptr.data_ptr(), lay.cols.data_ptr(), ib, values.data_ptr(),
-                              lay.t_rowptr.data_ptr(), cols.data_ptr(), vals.data_ptr(), nt)
+        native.csr_transpose(lay.n_out, lay.n_in, lay.rowptr, lay.cols, ib, values, lay.t_rowptr, cols, vals, nt)
         rowptr = lay.t_rowptr
     else:
         vals, rowptr, cols = values, lay.rowptr, lay.cols
-    lib.g2g_csr_spmm(n_rows, bp, _chunk(x.shape[0]), rowptr.data_ptr(), cols.data_ptr(), ib, vals.data_ptr(), *tail)
+    native.csr_spmm(n_rows, bp, _chunk(x.shape[0]), rowptr, cols, ib, vals, **io)
 
 
 _scratch = threading.local()
@@ -200,15 +191,15 @@ def linear_fwd(x: Tensor, intra: Tensor, values: Tensor, bias: Tensor | None, la
     """y = x Wᵀ + b for the layer whose connections ``layout`` describes; returns (y, xs)."""
     lay = unpack_layout(layout, meta)
     _check_args(x, intra, values, bias, lay)
-    lib = _lib()
+    _require_native()
     n = x.shape[0]
     bp = padded(n)
     # Outputs first, temporaries last: freed temporaries then sit at the top of the heap, where
     # the allocator can give them back, not in holes between long-lived tensors.
-    xs = gather_t(lib, x, lay.in_perm, bp)  # [in, Bp], sorted inputs (saved for the backward)
+    xs = gather_t(x, lay.in_perm, bp)  # [in, Bp], sorted inputs (saved for the backward)
     out = _padded_rows(lay.n_out, bp)
     ys = _bmm_into("blocks", _masked(intra, lay), _blocks(lay, xs, lay.ig)).view(lay.n_out, bp) if lay.n_groups else None
-    _sparse_rows(lib, lay, False, values, xs, ys, bias, lay.out_perm, out)  # blocks + inter + bias, unpermuted
+    _sparse_rows(lay, False, values, xs, ys, bias, lay.out_perm, out)  # blocks + inter + bias, unpermuted
     return out[:, :n].t(), xs
 
 
@@ -236,18 +227,18 @@ def linear_bwd(gy: Tensor, xs: Tensor, intra: Tensor, values: Tensor, layout: Se
         raise G2GError("g2gnet op: xs must have unit column stride")
     _check_params(intra, values, lay)
     _check_layout(lay)
-    lib = _lib()
+    _require_native()
     nt = torch.get_num_threads()
     # Outputs (they outlive this call: gradients) first, temporaries last (see linear_fwd).
     gx = _padded_rows(lay.n_in, bp) if need_x else gy.new_empty(0)
     gi = torch.empty(lay.intra_shape) if need_w else gy.new_empty(0)
     gv = torch.empty(values.numel()) if need_w else gy.new_empty(0)
-    gys = gather_t(lib, gy, lay.out_perm, bp, scratch=True)  # [out, Bp], sorted
+    gys = gather_t(gy, lay.out_perm, bp, scratch=True)  # [out, Bp], sorted
     intra = _masked(intra, lay)
     if need_x:
         dxs = _bmm_into("blocks", intra.transpose(1, 2), _blocks(lay, gys, lay.og)).view(lay.n_in, bp) \
             if lay.n_groups else None
-        _sparse_rows(lib, lay, True, values, gys, dxs, None, lay.in_perm, gx)
+        _sparse_rows(lay, True, values, gys, dxs, None, lay.in_perm, gx)
         gx = gx[:, :n].t()
     if need_w:
         if lay.n_groups:
@@ -258,11 +249,11 @@ def linear_bwd(gy: Tensor, xs: Tensor, intra: Tensor, values: Tensor, layout: Se
             gi.zero_()
         gv[lay.n_values:] = 0  # a reserved tail (DST) gets 0
         if lay.n_values and lay.tile:  # 4x4 register blocks over whole tiles
-            lib.g2g_bsr_sddmm(lay.n_out // lay.tile, bp, lay.tile, lay.rowptr.data_ptr(), lay.cols.data_ptr(),
-                              gys.data_ptr(), gys.stride(0), xs.data_ptr(), xs.stride(0), gv.data_ptr(), nt)
+            native.bsr_sddmm(lay.n_out // lay.tile, bp, lay.tile, lay.rowptr, lay.cols, gys, gys.stride(0), xs,
+                             xs.stride(0), gv, nt)
         elif lay.n_values:
-            lib.g2g_csr_sddmm(lay.n_out, bp, lay.rowptr.data_ptr(), lay.cols.data_ptr(), lay.index_bytes,
-                              gys.data_ptr(), gys.stride(0), xs.data_ptr(), xs.stride(0), gv.data_ptr(), nt)
+            native.csr_sddmm(lay.n_out, bp, lay.rowptr, lay.cols, lay.index_bytes, gys, gys.stride(0), xs,
+                             xs.stride(0), gv, nt)
     return gx, gi, gv
 
 
@@ -307,3 +298,58 @@ def linear(x: Tensor, intra: Tensor, values: Tensor, bias: Tensor | None, layout
     lead = x.shape[:-1]
     y, _ = linear_fwd(x.reshape(-1, x.shape[-1]), intra, values, bias, layout, meta)
     return y.unflatten(0, lead) if len(lead) != 1 else y
+
+
+# -- inference at small batches ------------------------------------------------------------------
+INFER_MAX_BATCH = 16  # the widest batch the inference kernel holds in registers
+
+
+def _infer(x: Tensor, intra: Tensor, values: Tensor, bias: Tensor | None, lay: Layout) -> Tensor:
+    """y [N, out] = x Wᵀ + b by the weight-stationary inference kernel (arguments checked)."""
+    n = x.shape[0]
+    if x.stride(1) != 1:
+        x = x.contiguous()
+    y = torch.empty(n, lay.n_out, dtype=torch.float32)
+    # Threads pay only when each has enough weight bytes to stream (else the fork costs more).
+    weight_bytes = 4 * (intra.numel() + lay.n_values) + lay.cols.numel() * lay.cols.element_size()
+    nt = max(1, min(torch.get_num_threads(), weight_bytes // _INFER_BYTES_PER_THREAD))
+    native.infer(n, x, x.stride(0), lay.in_perm, lay.n_out, lay.n_in, lay.og, lay.ig, intra, lay.block_mask,
+                 lay.tile, lay.rowptr, lay.cols, 4 if lay.tile else lay.index_bytes, values, bias, lay.out_perm, y,
+                 lay.n_out, _workspace("infer", 2 * INFER_MAX_BATCH * lay.n_in), nt)
+    return y
+
+
+_INFER_BYTES_PER_THREAD = 256 * 1024
+
+
+@torch.library.custom_op("g2gnet::linear_infer", mutates_args=(), device_types="cpu")
+def linear_infer(x: Tensor, intra: Tensor, values: Tensor, bias: Tensor | None, layout: Sequence[Tensor],
+                 meta: Sequence[int]) -> Tensor:
+    """y = x Wᵀ + b for at most ``INFER_MAX_BATCH`` rows, without autograd (inference)."""
+    lay = unpack_layout(layout, meta)
+    _check_args(x, intra, values, bias, lay)
+    if x.shape[0] > INFER_MAX_BATCH:
+        raise G2GError(f"g2gnet op: linear_infer takes at most {INFER_MAX_BATCH} rows, got {x.shape[0]}")
+    _require_native()
+    return _infer(x, intra, values, bias, lay)
+
+
+@linear_infer.register_fake
+def _(x, intra, values, bias, layout, meta):
+    return x.new_empty(x.shape[0], int(meta[0]))
+
+
+torch.library.register_autocast("g2gnet::linear_infer", "cpu", torch.float32)
+
+
+def infer_eager(packed, x: Tensor, bias: Tensor | None) -> Tensor:
+    """``linear_infer`` without the op dispatcher, for eager inference where a call's fixed cost is
+    the batch-1 budget: the layout is checked once per layout version, the tensors every call."""
+    if packed.checked_version != packed.version:
+        _check_layout(packed.layout)
+        packed.checked_version = packed.version
+    lay = packed.layout
+    if x.dtype != torch.float32:  # only under CPU autocast (the dispatcher's rule): compute in float32
+        x = x.float()
+    _check_args(x, packed.intra, packed.values, bias, lay, layout=False)
+    return _infer(x, packed.intra, packed.values, bias, lay)
