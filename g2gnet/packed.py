@@ -129,9 +129,14 @@ class PackedWeight(nn.Module):
     def _invalidate(self) -> None:
         self._layout = None  # the Layout of the buffers, built on first use
         self._op_args = None  # (tensors, ints) for the custom ops, built on first use
-        self.checked_version = -1  # the version whose layout the kernels have checked (kernels.ops)
+        self.infer_plans = {}  # per thread: the inference kernel bound to this layout (kernels.ops)
         self._flat = None  # dense positions of (intra, values), cached by the reference path
         self.version = getattr(self, "version", 0) + 1  # bumped at every repack or move
+
+    def __getstate__(self) -> dict:  # deepcopy / pickle: the caches are rebuilt on use (and hold ctypes)
+        state = dict(self.__dict__)
+        state.update(_layout=None, _op_args=None, _flat=None, infer_plans={})
+        return state
 
     def _apply(self, fn, recurse: bool = True):  # .to(), .cuda(), .double(): cached tensors go stale
         out = super()._apply(fn, recurse)

@@ -321,12 +321,69 @@ static inline float dot(const float* w, const float* x, int64_t n) {
     return s;
 }
 
-// A block row with its mask (uint8 0/1 per entry): sum_c w[c] m[c] x[c].
-static inline float dot_masked(const float* w, const uint8_t* m, const float* x, int64_t n) {
+typedef uint8_t vb __attribute__((vector_size(VW)));
+typedef uint8_t vbu __attribute__((vector_size(VW), aligned(1), may_alias));
+
+// acc[b] += sum_c w[c] (m[c]) x[b * ldx + c] for b < NB: one block row against all samples at once
+// (NB independent chains; the row is read once). m: the block's mask bytes (0/1), or null.
+template <int NB>
+static inline void block_row(const float* w, const uint8_t* m, const float* x, int64_t ldx, int64_t n, float* acc) {
+    vf a[NB];
+    UNROLL
+    for (int b = 0; b < NB; ++b) a[b] = vbcast(0.f);
+    int64_t c = 0;
+    for (; c + VW <= n; c += VW) {
+        vf wv = vload(w + c);
+        if (m) wv *= __builtin_convertvector(*(const vbu*)(m + c), vf);
+        UNROLL
+        for (int b = 0; b < NB; ++b) a[b] += wv * vload(x + b * ldx + c);
+    }
+    UNROLL
+    for (int b = 0; b < NB; ++b) {
+        float s = hsum(a[b]);
+        for (int64_t k = c; k < n; ++k) s += (m ? m[k] : 1) * w[k] * x[b * ldx + k];
+        acc[b] += s;
+    }
+}
+
+#if defined(__AVX2__)
+#include <immintrin.h>
+// sum_k vals[k] * x[cols[k]] for kb <= k < ke: eight gathers at a time (batch 1).
+template <typename I>
+static inline float sparse_dot(int64_t kb, int64_t ke, const I* cols, const float* vals, const float* x) {
+    __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
+    int64_t k = kb;
+    for (; k + 16 <= ke; k += 16) {
+        __m256i i0, i1;
+        if (sizeof(I) == 2) {
+            i0 = _mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i*)(cols + k)));
+            i1 = _mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i*)(cols + k + 8)));
+        } else {
+            i0 = _mm256_loadu_si256((const __m256i*)(cols + k));
+            i1 = _mm256_loadu_si256((const __m256i*)(cols + k + 8));
+        }
+        a = _mm256_fmadd_ps(_mm256_loadu_ps(vals + k), _mm256_i32gather_ps(x, i0, 4), a);
+        b = _mm256_fmadd_ps(_mm256_loadu_ps(vals + k + 8), _mm256_i32gather_ps(x, i1, 4), b);
+    }
+    a = _mm256_add_ps(a, b);
     float s = 0.f;
-    for (int64_t c = 0; c < n; ++c) s += m[c] ? w[c] * x[c] : 0.f;
+    for (int i = 0; i < 8; ++i) s += a[i];
+    for (; k < ke; ++k) s += vals[k] * x[cols[k]];
     return s;
 }
+#else
+template <typename I>
+static inline float sparse_dot(int64_t kb, int64_t ke, const I* cols, const float* vals, const float* x) {
+    float a0 = 0.f, a1 = 0.f, a2 = 0.f, a3 = 0.f;  // four chains: the adds' latency is not the limit
+    int64_t k = kb;
+    for (; k + 4 <= ke; k += 4) {
+        a0 += vals[k] * x[cols[k]]; a1 += vals[k + 1] * x[cols[k + 1]];
+        a2 += vals[k + 2] * x[cols[k + 2]]; a3 += vals[k + 3] * x[cols[k + 3]];
+    }
+    for (; k < ke; ++k) a0 += vals[k] * x[cols[k]];
+    return (a0 + a1) + (a2 + a3);
+}
+#endif
 
 template <int NB, typename I>
 static void infer_rows(int64_t B, int64_t r0, int64_t r1, int64_t n_in, int64_t og, int64_t ig, const float* intra,
@@ -337,12 +394,15 @@ static void infer_rows(int64_t B, int64_t r0, int64_t r1, int64_t n_in, int64_t 
         float acc[NB];
         UNROLL
         for (int b = 0; b < NB; ++b) acc[b] = 0.f;
-        if (og) {  // the ensemble's dense block row
+        if (og) {  // the ensemble's dense block row (NB = 16 in two halves: 16 chains would spill)
             const int64_t g = r / og;
-            const float* w = intra + r * ig;
-            for (int b = 0; b < NB && b < B; ++b)
-                acc[b] += bmask ? dot_masked(w, bmask + r * ig, xr + b * n_in + g * ig, ig)
-                                : dot(w, xr + b * n_in + g * ig, ig);
+            const uint8_t* m = bmask ? bmask + r * ig : 0;
+            if (NB <= 8) {
+                block_row<NB <= 8 ? NB : 8>(intra + r * ig, m, xr + g * ig, n_in, ig, acc);
+            } else {
+                block_row<8>(intra + r * ig, m, xr + g * ig, n_in, ig, acc);
+                block_row<8>(intra + r * ig, m, xr + 8 * n_in + g * ig, n_in, ig, acc + 8);
+            }
         }
         if (T) {  // tiles: row q of every tile of the tile row, a dot with T contiguous inputs
             const int64_t tr = r / T, q = r - tr * T;
@@ -351,25 +411,29 @@ static void infer_rows(int64_t B, int64_t r0, int64_t r1, int64_t n_in, int64_t 
                 const int64_t c0 = (int64_t)cols[t] * T;
                 for (int b = 0; b < NB && b < B; ++b) acc[b] += dot(w, xr + b * n_in + c0, T);
             }
-        } else if (NB == 1) {  // two chains: the loads, not the adds, are the limit
-            const int64_t kb = rowptr[r], ke = rowptr[r + 1];
-            float a0 = 0.f, a1 = 0.f;
-            int64_t k = kb;
-            for (; k + 1 < ke; k += 2) { a0 += vals[k] * xc[cols[k]]; a1 += vals[k + 1] * xc[cols[k + 1]]; }
-            if (k < ke) a0 += vals[k] * xc[cols[k]];
-            acc[0] += a0 + a1;
-        } else {
-            float a[NB];
+        } else if (NB == 1) {
+            acc[0] += sparse_dot(rowptr[r], rowptr[r + 1], cols, vals, xc);
+        } else {  // two chains of NB sums: one load of NB samples per nonzero
+            float a[NB], c[NB];
             UNROLL
-            for (int b = 0; b < NB; ++b) a[b] = 0.f;
-            for (int64_t k = rowptr[r]; k < rowptr[r + 1]; ++k) {
-                const float w = vals[k];
-                const float* x = xc + (int64_t)cols[k] * NB;
+            for (int b = 0; b < NB; ++b) a[b] = c[b] = 0.f;
+            int64_t k = rowptr[r];
+            const int64_t e = rowptr[r + 1];
+            for (; k + 1 < e; k += 2) {
+                const float w0 = vals[k], w1 = vals[k + 1];
+                const float* x0 = xc + (int64_t)cols[k] * NB;
+                const float* x1 = xc + (int64_t)cols[k + 1] * NB;
                 UNROLL
-                for (int b = 0; b < NB; ++b) a[b] += w * x[b];
+                for (int b = 0; b < NB; ++b) { a[b] += w0 * x0[b]; c[b] += w1 * x1[b]; }
+            }
+            if (k < e) {
+                const float w0 = vals[k];
+                const float* x0 = xc + (int64_t)cols[k] * NB;
+                UNROLL
+                for (int b = 0; b < NB; ++b) a[b] += w0 * x0[b];
             }
             UNROLL
-            for (int b = 0; b < NB; ++b) acc[b] += a[b];
+            for (int b = 0; b < NB; ++b) acc[b] += a[b] + c[b];
         }
         const int64_t d = out_perm ? out_perm[r] : r;
         const float bb = bias ? bias[d] : 0.f;
@@ -500,6 +564,43 @@ void g2g_gather_t(const float* x, int64_t B, int64_t sb, int64_t si, const int64
         }
         for (int64_t i = i0; i < i1; ++i) memset(out + i * ldo + B, 0, (ldo - B) * sizeof(float));
     }
+}
+
+// The arguments of g2g_infer as one struct: eager inference binds everything but the tensors of a call
+// once per layout, and a call then costs one pointer through ctypes instead of 21 conversions.
+struct g2g_infer_args {
+    int64_t B;
+    const float* x;
+    int64_t ldx;
+    const int64_t* in_perm;
+    int64_t n_out;
+    int64_t n_in;
+    int64_t og;
+    int64_t ig;
+    const float* intra;
+    const uint8_t* block_mask;
+    int64_t T;
+    const int64_t* rowptr;
+    const void* cols;
+    int64_t index_bytes;
+    const float* vals;
+    const float* bias;
+    const int64_t* out_perm;
+    float* y;
+    int64_t ldy;
+    float* work;
+    int64_t nthreads;
+};
+
+void g2g_infer(int64_t B, const float* x, int64_t ldx, const int64_t* in_perm, int64_t n_out, int64_t n_in,
+               int64_t og, int64_t ig, const float* intra, const uint8_t* block_mask, int T, const int64_t* rowptr,
+               const void* cols, int index_bytes, const float* vals, const float* bias, const int64_t* out_perm,
+               float* y, int64_t ldy, float* work, int nthreads);
+
+void g2g_infer_call(const struct g2g_infer_args* a) {
+    g2g_infer(a->B, a->x, a->ldx, a->in_perm, a->n_out, a->n_in, a->og, a->ig, a->intra, a->block_mask, (int)a->T,
+              a->rowptr, a->cols, (int)a->index_bytes, a->vals, a->bias, a->out_perm, a->y, a->ldy, a->work,
+              (int)a->nthreads);
 }
 
 // y[b, out_perm[r]] = bias + (blocks + inter part) @ x[b, in_perm] for b < B <= 16, r < n_out: the

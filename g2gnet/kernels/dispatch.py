@@ -45,35 +45,32 @@ def _reference_forced() -> bool:
     return not _FAST_ENV or getattr(_state, "reference", False)
 
 
-def _grad_needed(layer, x: Tensor) -> bool:
-    if not torch.is_grad_enabled():
-        return False
-    return x.requires_grad or any(p is not None and p.requires_grad for p in (layer.intra, layer.values, layer.bias))
-
-
 def choose(layer, x: Tensor) -> str | None:
     """The name of the native path (a key of ``PATHS``) that runs ``layer(x)``, or None for the
-    masked reference."""
+    masked reference. (Asked at every call: batch-1 inference spends microseconds here, so the
+    parameters are read from the module dicts directly and the cheap tests come first.)"""
     flag = layer.fast
-    if flag is False or _reference_forced():
+    if flag is False or not _FAST_ENV or getattr(_state, "reference", False):
         return None
-    p = layer.values
-    if x.device.type != "cpu" or p.device.type != "cpu" or p.dtype != torch.float32 or x.dim() == 0 or x.numel() == 0:
+    params = layer._modules["packed"]._parameters
+    intra, values, bias = params["intra"], params["values"], layer._parameters.get("bias")
+    if not (x.is_cpu and values.is_cpu) or values.dtype is not torch.float32 or x.dim() == 0 or x.numel() == 0:
         return None  # (an empty batch: the reference gives the empty result)
-    if x.dtype != torch.float32 and not torch.is_autocast_enabled("cpu"):
+    if x.dtype is not torch.float32 and not torch.is_autocast_enabled("cpu"):
         return None  # a mixed-dtype call fails in F.linear with PyTorch's own message
     if not native.available():
         return None
-    rows = x.numel() // max(x.shape[-1], 1)
-    if rows <= ops.INFER_MAX_BATCH and not _grad_needed(layer, x):
+    rows = x.numel() // x.shape[-1]
+    grad = torch.is_grad_enabled() and (x.requires_grad or intra.requires_grad or values.requires_grad
+                                         or (bias is not None and bias.requires_grad))
+    if rows <= ops.INFER_MAX_BATCH and not grad:
         return "infer"  # streams the packed weights once: never more bytes than the dense weight
     if flag is True:
         return "native"
     total = layer.in_features * layer.out_features
     if rows * total < _MIN_MACS:
         return None
-    lay = layer.packed
-    cost = lay.intra.numel() / total + _VALUE_COST * lay.values.numel() / total + 0.05
+    cost = intra.numel() / total + _VALUE_COST * values.numel() / total + 0.05
     return "native" if cost < 0.9 else None
 
 
@@ -83,13 +80,14 @@ def native_linear(layer, x: Tensor) -> Tensor:
 
 
 def native_infer(layer, x: Tensor) -> Tensor:
-    x2 = x.reshape(-1, x.shape[-1])
+    x2 = x if x.dim() == 2 else x.reshape(-1, x.shape[-1])
+    bias = layer._parameters.get("bias")
     if torch.compiler.is_compiling():  # the custom op, which the compiler knows
         tensors, ints = layer.packed.op_args()
-        y = ops.linear_infer(x2, layer.intra, layer.values, layer.bias, tensors, ints)
+        y = ops.linear_infer(x2, layer.intra, layer.values, bias, tensors, ints)
     else:  # eager: the same kernel without the op dispatcher's fixed cost
-        y = ops.infer_eager(layer.packed, x2, layer.bias)
-    return y.view(*x.shape[:-1], layer.out_features)
+        y = ops.infer_eager(layer._modules["packed"], x2, bias)
+    return y if x.dim() == 2 else y.view(*x.shape[:-1], layer.out_features)
 
 
 PATHS = {"native": native_linear, "infer": native_infer}  # name -> (layer, x) -> y

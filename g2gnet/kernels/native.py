@@ -94,13 +94,33 @@ def _load() -> ctypes.CDLL:
 _CTYPES = {"int64_t": ctypes.c_int64, "int": ctypes.c_int, "ptr": ctypes.c_void_p}
 
 
+def struct_fields(name: str, source: str | None = None) -> list[tuple[str, str]]:
+    """The fields of ``struct name`` in the C++ source: [(type, field name)], type as in
+    ``prototypes``."""
+    text = SOURCE.read_text() if source is None else source
+    body = re.search(r"struct %s \{([^}]*)\};" % name, text).group(1)
+    out = []
+    for decl in filter(None, (d.strip() for d in body.split(";"))):
+        ctype, _, field = " ".join(decl.split()).rpartition(" ")
+        out.append(("ptr" if "*" in ctype or field.startswith("*") else ctype.replace("const ", ""), field.lstrip("*")))
+    return out
+
+
+class InferArgs(ctypes.Structure):
+    """``struct g2g_infer_args`` (fields read from the C++ source)."""
+
+    _fields_ = [(field, _CTYPES[ctype]) for ctype, field in struct_fields("g2g_infer_args")]
+
+
 def prototypes(source: str | None = None) -> dict[str, list[tuple[str, str]]]:
     """The exported kernels of the C++ source: name -> [(type, argument name)] in order, type one of
     ``int64_t``, ``int``, ``ptr``."""
     text = SOURCE.read_text() if source is None else source
     body = text[text.index('extern "C" {'):]
     out = {}
-    for name, params in re.findall(r"^void (g2g_\w+)\(([^)]*)\)\s*\{", body, flags=re.M):
+    for name, params in re.findall(r"^void (g2g_\w+)\(([^)]*)\)\s*[{;]", body, flags=re.M):
+        if name in out:  # a declaration before its definition
+            continue
         args = []
         for param in " ".join(params.split()).split(","):
             ctype, _, arg = param.strip().rpartition(" ")
@@ -111,13 +131,14 @@ def prototypes(source: str | None = None) -> dict[str, list[tuple[str, str]]]:
 
 
 def get() -> ctypes.CDLL | None:
-    """The loaded kernel library, or None when disabled or unavailable (reason: ``error()``)."""
+    """The loaded kernel library, or None when disabled (``G2G_NO_NATIVE``, read at the first call)
+    or unavailable (reason: ``error()``)."""
     global _lib, _tried, _error
-    if os.environ.get(ENV_DISABLE, "") not in ("", "0"):
-        return None
-    if _tried:
+    if _tried:  # every layer call asks: no lock, no environment lookup
         return _lib
     with _lock:
+        if not _tried and os.environ.get(ENV_DISABLE, "") not in ("", "0"):
+            _error, _tried = f"disabled by {ENV_DISABLE}", True
         if not _tried:
             try:
                 _lib = _load()
@@ -196,5 +217,11 @@ def infer(B: int, x: Tensor, ldx: int, in_perm: Tensor | None, n_out: int, n_in:
                     y.data_ptr(), ldy, work.data_ptr(), nthreads)
 
 
+def infer_call(args: ctypes.pointer) -> None:
+    """``g2g_infer`` with its arguments in an ``InferArgs`` (a pointer to one)."""
+    get().g2g_infer_call(args)
+
+
 KERNELS = {"g2g_csr_spmm": csr_spmm, "g2g_csr_sddmm": csr_sddmm, "g2g_csr_transpose": csr_transpose,
-           "g2g_bsr_spmm": bsr_spmm, "g2g_bsr_sddmm": bsr_sddmm, "g2g_gather_t": gather_t, "g2g_infer": infer}
+           "g2g_bsr_spmm": bsr_spmm, "g2g_bsr_sddmm": bsr_sddmm, "g2g_gather_t": gather_t, "g2g_infer": infer,
+           "g2g_infer_call": infer_call}

@@ -15,6 +15,7 @@ autograd saves for the backward.
 
 from __future__ import annotations
 
+import ctypes
 import threading
 from collections.abc import Sequence
 
@@ -342,14 +343,62 @@ def _(x, intra, values, bias, layout, meta):
 torch.library.register_autocast("g2gnet::linear_infer", "cpu", torch.float32)
 
 
+class _InferPlan:
+    """The inference kernel bound to one layout version for one thread (eager inference): the
+    layout is checked and its arguments set once; a call checks and sets only its own tensors.
+    (Per thread: the ctypes call releases the GIL, so two threads must not share the struct.)"""
+
+    def __init__(self, packed) -> None:
+        lay = packed.layout
+        _check_layout(lay)
+        self.version, self.lay = packed.version, lay
+        with torch.inference_mode(False):
+            self.work = torch.empty(2 * INFER_MAX_BATCH * lay.n_in)
+        ptr = lambda t: None if t is None else t.data_ptr()  # noqa: E731
+        self.args = native.InferArgs(
+            in_perm=ptr(lay.in_perm), n_out=lay.n_out, n_in=lay.n_in, og=lay.og, ig=lay.ig, block_mask=ptr(lay.block_mask),
+            T=lay.tile, rowptr=lay.rowptr.data_ptr(), cols=lay.cols.data_ptr(), index_bytes=4 if lay.tile else lay.index_bytes,
+            out_perm=ptr(lay.out_perm), ldy=lay.n_out, work=self.work.data_ptr())
+        self.ref = ctypes.pointer(self.args)
+        self.fn = native.get().g2g_infer_call
+        self.intra_shape = torch.Size(lay.intra_shape)
+        self.bias_shape = torch.Size((lay.n_out,))
+        weight_bytes = 4 * (packed.intra.numel() + lay.n_values) + lay.cols.numel() * lay.cols.element_size()
+        self.max_threads = max(1, weight_bytes // _INFER_BYTES_PER_THREAD)
+
+    def __call__(self, x: Tensor, intra: Tensor, values: Tensor, bias: Tensor | None) -> Tensor:
+        lay = self.lay
+        n = x.shape[0]
+        if x.dim() != 2 or x.shape[1] != lay.n_in or not 1 <= n <= INFER_MAX_BATCH or not x.is_cpu:
+            raise G2GError(f"g2gnet op: x must be [N <= {INFER_MAX_BATCH}, {lay.n_in}] on the CPU, got "
+                           f"{tuple(x.shape)} on {x.device}")
+        if x.stride(1) != 1:
+            x = x.contiguous()
+        if not (intra.dtype is torch.float32 and intra.shape == self.intra_shape and intra.is_contiguous()
+                and values.dtype is torch.float32 and values.dim() == 1 and values.shape[0] >= lay.n_values
+                and values.is_contiguous() and intra.is_cpu and values.is_cpu
+                and (bias is None or (bias.dtype is torch.float32 and bias.shape == self.bias_shape and bias.is_cpu
+                                      and bias.is_contiguous()))):
+            _check_args(x, intra, values, bias, lay, layout=False)  # names what is wrong
+            raise G2GError("g2gnet op: a parameter does not match its layout")
+        y = torch.empty(n, lay.n_out)
+        a = self.args
+        a.B, a.x, a.ldx, a.y = n, x.data_ptr(), x.stride(0), y.data_ptr()
+        a.intra, a.vals, a.bias = intra.data_ptr(), values.data_ptr(), None if bias is None else bias.data_ptr()
+        a.nthreads = min(torch.get_num_threads(), self.max_threads)
+        self.fn(self.ref)
+        return y
+
+
 def infer_eager(packed, x: Tensor, bias: Tensor | None) -> Tensor:
-    """``linear_infer`` without the op dispatcher, for eager inference where a call's fixed cost is
+    """``linear_infer`` without the op dispatcher, for eager inference, where a call's fixed cost is
     the batch-1 budget: the layout is checked once per layout version, the tensors every call."""
-    if packed.checked_version != packed.version:
-        _check_layout(packed.layout)
-        packed.checked_version = packed.version
-    lay = packed.layout
-    if x.dtype != torch.float32:  # only under CPU autocast (the dispatcher's rule): compute in float32
+    plans = packed.infer_plans
+    key = threading.get_ident()
+    plan = plans.get(key)
+    if plan is None or plan.version != packed.version:
+        plan = plans[key] = _InferPlan(packed)
+    if x.dtype is not torch.float32:  # only under CPU autocast (the dispatcher's rule): compute in float32
         x = x.float()
-    _check_args(x, packed.intra, packed.values, bias, lay, layout=False)
-    return _infer(x, packed.intra, packed.values, bias, lay)
+    params = packed._parameters
+    return plan(x, params["intra"], params["values"], bias)
