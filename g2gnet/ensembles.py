@@ -80,12 +80,17 @@ def _one_hot(ids: Tensor, g: int) -> Tensor:
     return torch.nn.functional.one_hot(ids, g).float()
 
 
+def _group_sums(ids: Tensor, g: int, m: Tensor) -> Tensor:
+    """[G, n_in]: the rows of m summed per group (``one_hot(ids).T @ m`` without the matmul)."""
+    return m.new_zeros(g, m.shape[1]).index_add_(0, ids, m)
+
+
 def _gain(m: Tensor, out_ids: Tensor, in_ids: Tensor, g: int) -> tuple[float, float, float]:
     """(gain, intra fill, inter fill) of a partition: how much better the two-density block model
     explains the mask than one density does (log-likelihood, nats), minus the cost of naming
     every unit's group (log G each), so that a partition fitted to noise does not pay."""
     n_out, n_in = m.shape
-    blocks = _one_hot(out_ids, g).T @ m @ _one_hot(in_ids, g)  # [G, G] links per block
+    blocks = _group_sums(out_ids, g, m) @ _one_hot(in_ids, g)  # [G, G] links per block
     n_intra, total = n_out * n_in / g, n_out * n_in
     intra, links = float(blocks.diagonal().sum()), float(blocks.sum())
     p_in, p_out = intra / n_intra, (links - intra) / (total - n_intra)
@@ -99,21 +104,21 @@ def _fit(m: Tensor, g: int, generator: torch.Generator) -> tuple[float, Tensor, 
     best = None
     for restart in range(_RESTARTS):  # each from other k-means seeds; the best fit is kept
         out_ids = _balanced(_kmeans(rows, g, generator))
-        in_ids = _balanced((_one_hot(out_ids, g).T @ m).T)  # [in, G]: links from each out group
+        in_ids = _balanced(_group_sums(out_ids, g, m).T)  # [in, G]: links from each out group
         if _gain(m, out_ids, in_ids, g)[0] <= 0:  # no structure with G groups (an ER mask, say)
             if restart == 0:
                 return None
             continue
         for _ in range(_ITERATIONS):  # each side joins the block it fills most, in turn
             new_out = _balanced(m @ _one_hot(in_ids, g))  # [out, G]: links into each in group
-            new_in = _balanced((_one_hot(new_out, g).T @ m).T)
+            new_in = _balanced(_group_sums(new_out, g, m).T)
             if torch.equal(new_in, in_ids) and torch.equal(new_out, out_ids):
                 break
             in_ids, out_ids = new_in, new_out
         gain, p_in, p_out = _gain(m, out_ids, in_ids, g)
         if gain > 0 and p_in >= MIN_FILL and p_in - p_out >= MIN_GAP and (best is None or gain > best[0]):
             best = (gain, out_ids, in_ids)
-        if best is not None and p_in == 1.0 and restart:  # full blocks: no partition explains it better
+        if best is not None and p_in == 1.0:  # full blocks: no other start can explain them better
             break
     return best
 

@@ -20,6 +20,7 @@ from torch import Tensor
 
 from . import state_compat
 from .config import coerce
+from .ensembles import ensemble_fill
 from .errors import G2GError
 from .kernels import dispatch
 from .packed import PackedWeight, check_mask, describe
@@ -107,7 +108,9 @@ class SparseLinear(nn.Module):
 
     @property
     def nnz(self) -> int:
-        """Active connections (the parameters' storage may hold more: ``num_stored``)."""
+        """Active connections. The parameters' storage holds more entries: the ensembles' blocks
+        are stored whole (entries DST turned off are held at 0), and DST reserves room in
+        ``values``; ``g2gnet.active_parameters(model)`` counts what is active."""
         return self.packed.nnz
 
     @property
@@ -131,6 +134,13 @@ class SparseLinear(nn.Module):
         self.packed.load_dense_(weight.detach() * self.mask.to(weight.device))
         if bias is not None and self.bias is not None:
             self.bias.copy_(bias)
+
+    def ensemble_fill(self) -> Tensor | None:
+        """[G, G]: the fraction of links active in every (output, input) ensemble pair's block
+        (which ensembles survive DST), or None without ensembles."""
+        if self.out_groups is None:
+            return None
+        return ensemble_fill(self.mask, self.out_groups, self.in_groups)
 
     def to_linear(self) -> nn.Linear:
         """An ``nn.Linear`` with this layer's effective weight (0 off the mask) and bias."""
@@ -171,7 +181,7 @@ class SparseLinear(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
-                f"bias={self.bias is not None}, density={self.density:.4f}")
+                f"bias={self.bias is not None}, density={self.density:.4f}, active={self.nnz:,}")
 
 
 def sparse_layers(model: nn.Module) -> list[tuple[str, SparseLinear]]:

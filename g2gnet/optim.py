@@ -1,4 +1,5 @@
-"""The optimizer every training loop and benchmark of g2gnet uses: Adam, fused where possible.
+"""The optimizer every training loop and benchmark of g2gnet uses (Adam, fused where possible), and
+parameter groups that decay the sparse weights.
 
 Why fused: a G2G layer keeps a dense weight that is exactly zero off its mask, so three quarters of
 Adam's second-moment state stays exactly 0. PyTorch's default (foreach) Adam takes a square root
@@ -14,6 +15,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import torch
+import torch.nn as nn
+
+from .layers import SparseLinear
 
 
 def adam(params: Iterable[torch.nn.Parameter], lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
@@ -24,3 +28,23 @@ def adam(params: Iterable[torch.nn.Parameter], lr: float, weight_decay: float = 
         for p in params
     )
     return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=fused or None)
+
+
+# Modules whose weights are conventionally not decayed (scales and shifts, not connections).
+_NO_DECAY_MODULES = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._NormBase, nn.Embedding)
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Two optimizer parameter groups: weights with ``weight_decay``, and biases and normalisation
+    (and embedding) parameters without. Why not the usual "decay iff ndim >= 2": a SparseLinear
+    keeps most of its weights in the 1-D ``values``, which that rule would silently stop decaying.
+    Shared parameters are listed once."""
+    decay, no_decay, seen = [], [], set()
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            if id(p) in seen or not p.requires_grad:
+                continue
+            seen.add(id(p))
+            weight = name != "bias" and not isinstance(module, _NO_DECAY_MODULES)
+            (decay if weight else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]

@@ -13,8 +13,9 @@ from .packed import PackedWeight
 
 
 def active_parameters(model: nn.Module) -> int:
-    """Parameters that can be non-zero: a SparseLinear counts its active connections (not the
-    entries of its stored blocks that the mask holds at 0) and its bias."""
+    """Parameters that can be non-zero: a SparseLinear counts its active connections and its bias,
+    not the storage behind them (``sum(p.numel())`` also counts the entries of stored blocks that
+    the mask holds at 0 and the room DST reserves); everything else counts whole."""
     total = 0
     for module in model.modules():
         if isinstance(module, SparseLinear):
@@ -25,6 +26,8 @@ def active_parameters(model: nn.Module) -> int:
 
 
 def total_parameters(model: nn.Module) -> int:
+    """Stored parameter entries, ``sum(p.numel())``: for sparse layers more than the active ones
+    (see ``active_parameters``)."""
     return sum(p.numel() for p in model.parameters())
 
 

@@ -294,6 +294,24 @@ def masks(run: RunRecord, path: Path) -> str | None:
     return got[1]
 
 
+def ensemble_fill(fills: dict, path: Path, title: str = "") -> None:
+    """Heat maps of ``{layer: [G, G] fill}`` (``SparseLinear.ensemble_fill``): the fraction of links
+    active in every (output ensemble, input ensemble) block, 0 to 1 on one colour scale."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(fills), figsize=(3.6 * len(fills) + 1.0, 3.6), squeeze=False)
+    image = None
+    for ax, (name, fill) in zip(axes[0], fills.items()):
+        image = ax.imshow(fill.numpy(), cmap="viridis", vmin=0.0, vmax=1.0, interpolation="nearest")
+        ax.set_title(f"{name}: own blocks {fill.diagonal().mean():.2f}")
+        ax.set_xlabel("input ensemble")
+        ax.set_ylabel("output ensemble")
+    if image is not None:
+        fig.colorbar(image, ax=list(axes[0]), label="fraction of links active")
+    if title:
+        fig.suptitle(title)
+    _save(fig, path)
+
+
 def draw_all(cs: list[Cell], keys: list[str], pairs: list[Paired], baseline: str | None, out: Path) -> list[str]:
     """Draw every plot that applies; returns the report's Markdown for them."""
     try:

@@ -1,0 +1,110 @@
+"""Ensembles read back from a mask (find_groups), per-ensemble fill after DST, and the counts and
+optimizer groups a user sees."""
+
+import pytest
+import torch
+import torch.nn as nn
+
+import g2gnet
+from g2gnet import G2GError, SparseLinear, build_model
+from g2gnet.dst import DynamicSparsity
+from g2gnet.ensembles import ensemble_fill, find_groups
+from g2gnet.topology import er_mask, group_ids, modular_mask
+
+
+def _same_partition(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal up to relabelling the groups."""
+    return torch.equal(a[:, None] == a[None, :], b[:, None] == b[None, :])
+
+
+@pytest.mark.parametrize("scheme,groups,p_inter,tile", [
+    ("contiguous", 4, 0.15, 1), ("interleaved", 8, 0.3, 1), ("random", 8, 0.15, 1), ("random", 16, 0.05, 1),
+    ("random", 4, 0.15, 16), ("interleaved", 4, 0.15, 16), ("random", 4, 0.15, 8),
+])
+def test_find_groups_recovers_the_partition_from_the_mask(scheme, groups, p_inter, tile):
+    g = torch.Generator().manual_seed(0)
+    og, ig = group_ids(256, groups, scheme, g), group_ids(256, groups, scheme, g)
+    found = find_groups(modular_mask(og, ig, 1.0, p_inter, g, inter_tile=tile))
+    assert found is not None
+    assert _same_partition(found.out_groups, og) and _same_partition(found.in_groups, ig)
+
+
+@pytest.mark.parametrize("model", ["g2g-index", "g2g-random", "g2g-mixer"])
+def test_find_groups_recovers_every_layer_the_models_build(model):
+    """Including the mixer's interleaved middle layer, which the first version missed (its evenly
+    spaced sample of columns aliased with k mod 8)."""
+    m = build_model(model, 784, 10, hidden=[512, 512, 512], seed=0)
+    for _, layer in g2gnet.sparse_layers(m):
+        found = find_groups(layer.mask)
+        assert found is not None
+        assert _same_partition(found.out_groups, layer.out_groups) and _same_partition(found.in_groups, layer.in_groups)
+
+
+def test_find_groups_none_without_ensembles_and_checks_input():
+    g = torch.Generator().manual_seed(0)
+    assert find_groups(er_mask(256, 256, 0.3, g)) is None
+    assert find_groups(er_mask(256, 768, 0.6, g)) is None  # dense enough to fill any block half: still noise
+    assert find_groups(torch.ones(256, 256, dtype=torch.bool)) is None
+    with pytest.raises(G2GError, match="bool"):
+        find_groups(torch.ones(8, 8))
+
+
+def test_a_layer_without_group_ids_stores_the_blocks_it_finds():
+    g = torch.Generator().manual_seed(0)
+    og, ig = group_ids(256, 8, "interleaved", g), group_ids(256, 8, "interleaved", g)
+    layer = SparseLinear(256, 256, modular_mask(og, ig, 1.0, 0.15, g))
+    assert layer.packed.blocks and layer.intra.shape == (8, 32, 32)
+    assert _same_partition(layer.out_groups, og)
+
+
+def test_ensemble_fill_hand_checked():
+    og, ig = torch.tensor([0, 0, 1, 1]), torch.tensor([0, 1, 0, 1, 0, 1])
+    mask = torch.zeros(4, 6, dtype=torch.bool)
+    mask[0, [0, 2, 4]] = True   # output 0 (ensemble 0): all of input ensemble 0
+    mask[1, [0, 1]] = True      # output 1: one of ensemble 0, one of ensemble 1
+    mask[3, [1, 3, 5]] = True   # output 3 (ensemble 1): all of input ensemble 1
+    fill = ensemble_fill(mask, og, ig)
+    torch.testing.assert_close(fill, torch.tensor([[4 / 6, 1 / 6], [0.0, 3 / 6]]))
+    with pytest.raises(G2GError, match="does not match"):
+        ensemble_fill(mask, og, ig[:5])
+
+
+def test_which_ensembles_survive_dst():
+    torch.manual_seed(0)
+    model = build_model("g2g-index", 64, 4, hidden=[64, 64], groups=4, seed=0)
+    layer = model.blocks[1].linear
+    assert torch.equal(layer.ensemble_fill().diagonal(), torch.ones(4))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    dst = DynamicSparsity(model, opt, prune="random", grow="random", interval=1, fraction=0.5)
+    for _ in range(6):
+        model(torch.randn(8, 64)).sum().backward()
+        opt.step()
+        dst.step()
+    fill = layer.ensemble_fill()
+    own = fill.diagonal().mean()
+    assert 0.25 < own < 0.9  # thinned by random rewiring, and still what find_groups reads
+    assert float(fill.mean()) == pytest.approx(layer.density, rel=1e-6)  # equal ensembles: the mean fill is the density
+
+
+def test_counts_users_see_are_active_connections():
+    model = build_model("g2g-mixer", 64, 4, hidden=[64, 64], groups=4, seed=0)
+    active = g2gnet.active_parameters(model)
+    expected = sum(l.nnz for _, l in g2gnet.sparse_layers(model)) + 64 + 64 + 64 * 4 + 4
+    assert active == expected
+    DynamicSparsity(model, torch.optim.Adam(model.parameters()), prune="magnitude", grow="random")
+    assert g2gnet.active_parameters(model) == active  # the reserve is storage, not parameters
+    assert sum(p.numel() for p in model.parameters()) > active
+
+
+def test_param_groups_decay_the_sparse_values():
+    model = nn.Sequential(nn.Linear(64, 64), nn.LayerNorm(64), nn.ReLU(), nn.Linear(64, 64), nn.Linear(64, 4))
+    g2gnet.sparsify(model, include=["0", "3"])
+    decay, no_decay = g2gnet.param_groups(model, weight_decay=0.1)
+    ids = lambda ps: {id(p) for p in ps}  # noqa: E731
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert ids(decay["params"]) == ids([model[0].values, model[0].intra, model[3].values, model[3].intra,
+                                        model[4].weight])
+    assert ids(no_decay["params"]) == ids([model[0].bias, model[1].weight, model[1].bias, model[3].bias,
+                                           model[4].bias])
+    opt = torch.optim.AdamW(g2gnet.param_groups(model, 0.1), lr=1e-3)
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(list(model.parameters()))
