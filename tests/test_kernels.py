@@ -306,3 +306,46 @@ def test_build_layout_without_blocks():
     mask = torch.rand(16, 24) < 0.3
     lay = build_layout(mask, None, None, blocks=False)
     assert lay.n_groups == 0 and lay.n_values == int(mask.sum()) and lay.tile == 0
+
+
+# -- every batch size: the inference paths ---------------------------------------------------------
+@needs_native
+@pytest.mark.parametrize("shape,tile,p_intra", [((256, 128), 1, 1.0), ((96, 64), 1, 0.8), ((128, 128), 8, 1.0),
+                                                ((784, 64), 1, 1.0)])
+def test_inference_paths_equal_the_reference_at_every_batch(shape, tile, p_intra):
+    n_in, n_out = shape
+    layer = _layer(n_in, n_out, p_intra=p_intra, tile=tile, groups=8 if n_in % 8 == 0 else 4)
+    layer.eval()
+    for batch in (1, 2, 3, 7, 8, 13, 16, 17, 64):
+        x = torch.randn(batch, n_in)
+        with torch.inference_mode():
+            with reference_mode():
+                ref = layer(x)
+            for fast in (True, None):
+                layer.fast = fast
+                torch.testing.assert_close(layer(x), ref, rtol=1e-5, atol=1e-5)
+    layer.fast = None
+    with torch.no_grad():  # inference picks an inference path
+        assert layer.execution_path(torch.zeros(1, n_in)) in ("infer", "dense")
+
+
+@needs_native
+def test_the_cached_dense_weight_follows_every_change():
+    layer = _layer(64, 64)
+    layer.fast = None
+    x = torch.randn(4, 64)
+    with torch.no_grad():
+        assert layer.execution_path(x) == "dense"
+        before = layer(x)
+    opt = torch.optim.SGD(layer.parameters(), lr=0.5)
+    layer(x).square().sum().backward()
+    opt.step()  # an in-place update: the cache must follow
+    with torch.no_grad():
+        after = layer(x)
+        with reference_mode():
+            torch.testing.assert_close(after, layer(x))
+        assert not torch.allclose(after, before)
+        layer.set_mask_(layer.mask & (torch.rand(64, 64) < 0.5))
+        with reference_mode():
+            ref = layer(x)
+        torch.testing.assert_close(layer(x), ref)

@@ -1,13 +1,19 @@
-"""Which path a SparseLinear runs: the native CPU kernels (custom ops) or the masked reference.
+"""Which path a SparseLinear runs (``PATHS``), chosen at every call by ``choose``:
 
-Switches, strongest first:
-- ``reference_mode()`` context manager, or ``G2G_FAST=0`` (read at import): the reference
-  everywhere;
-- ``layer.fast = False`` / ``True`` (class default ``None`` = automatic);
-- automatic: the native kernels on the CPU in float32 (autocast included: they compute in
-  float32) when they are built, the product is big enough to amortise the call, and the layout's
-  estimated cost is below the dense product's. On GPUs the masked product runs on the dense GEMM
-  units and was the faster path (results/bench/cuda-h200), so it is used there.
+- ``infer``: inference at batches up to 16, the weight-stationary kernel (one pass over the packed
+  weights; at batch 1 its bytes are the limit);
+- ``native``: the batched C++ kernels behind the custom ops (training, and inference at larger
+  batches), when the product is big enough to amortise the call and the layout's estimated cost
+  is below the dense product's (``COST``);
+- ``dense``: inference for small layers, where fixed costs dominate: ``F.linear`` on a cached dense
+  weight (rebuilt when the weights change), as fast as ``nn.Linear``;
+- otherwise the masked reference ``F.linear(x, weight, bias)``, which every path equals.
+
+Switches, strongest first: ``reference_mode()`` or ``G2G_FAST=0`` (read at import): the
+reference everywhere; ``layer.fast = False``: the reference; ``layer.fast = True``: the native
+kernels whenever they can run (``infer`` or ``native``). The native paths run on the CPU in
+float32 (autocast included: they compute in float32). On GPUs the masked product runs on the dense
+GEMM units and was the faster path (results/bench/cuda-h200), so it is used there.
 """
 
 from __future__ import annotations
@@ -16,18 +22,30 @@ import contextlib
 import os
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from . import native, ops
 
 _state = threading.local()
 _FAST_ENV = os.environ.get("G2G_FAST", "") not in ("0", "false", "off")
-_MIN_MACS = 1 << 22  # below ~4M multiply-adds the call overhead of the fast path dominates
-# Cost of one inter-group nonzero relative to one dense multiply-add with the native kernels
-# (measured, 2-core Zen 4); the blocks run near dense efficiency.
-_VALUE_COST = 2.5
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """The dispatcher's numbers, in one place (measured: benchmarks/crossover.py)."""
+
+    min_macs: int = 1 << 22  # training: below ~4M multiply-adds the batched kernels' call overhead dominates
+    value_cost: float = 2.5  # one inter-ensemble nonzero against one dense multiply-add (the blocks run near dense)
+    fixed: float = 0.05  # the batched kernels' other work (gather, permutations), as a fraction of dense
+    max_cost: float = 0.9  # take the batched kernels when their estimated cost is below this fraction of dense
+    dense_cache_max: int = 1 << 16  # inference: layers with at most this many weights run a cached dense weight
+
+
+COST = CostModel()
 
 
 @contextlib.contextmanager
@@ -63,15 +81,18 @@ def choose(layer, x: Tensor) -> str | None:
     rows = x.numel() // x.shape[-1]
     grad = torch.is_grad_enabled() and (x.requires_grad or intra.requires_grad or values.requires_grad
                                          or (bias is not None and bias.requires_grad))
+    total = layer.in_features * layer.out_features
+    small = not grad and flag is None and total <= COST.dense_cache_max
+    if small:
+        return "dense"  # fixed costs dominate: nn.Linear's own path on a cached dense weight
     if rows <= ops.INFER_MAX_BATCH and not grad:
         return "infer"  # streams the packed weights once: never more bytes than the dense weight
     if flag is True:
         return "native"
-    total = layer.in_features * layer.out_features
-    if rows * total < _MIN_MACS:
+    if rows * total < COST.min_macs:
         return None
-    cost = intra.numel() / total + _VALUE_COST * values.numel() / total + 0.05
-    return "native" if cost < 0.9 else None
+    cost = intra.numel() / total + COST.value_cost * values.numel() / total + COST.fixed
+    return "native" if cost < COST.max_cost else None
 
 
 def native_linear(layer, x: Tensor) -> Tensor:
@@ -90,4 +111,8 @@ def native_infer(layer, x: Tensor) -> Tensor:
     return y if x.dim() == 2 else y.view(*x.shape[:-1], layer.out_features)
 
 
-PATHS = {"native": native_linear, "infer": native_infer}  # name -> (layer, x) -> y
+def dense_cached(layer, x: Tensor) -> Tensor:
+    return F.linear(x, layer._modules["packed"].dense_cached().to(x.dtype), layer._parameters.get("bias"))
+
+
+PATHS = {"native": native_linear, "infer": native_infer, "dense": dense_cached}  # name -> (layer, x) -> y
