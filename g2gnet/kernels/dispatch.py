@@ -5,15 +5,16 @@
 - ``native``: the batched C++ kernels behind the custom ops (training, and inference at larger
   batches), when the product is big enough to amortise the call and the layout's estimated cost
   is below the dense product's (``COST``);
-- ``dense``: inference for small layers, where fixed costs dominate: ``F.linear`` on a cached dense
-  weight (rebuilt when the weights change), as fast as ``nn.Linear``;
+- ``dense``: inference for small layers, where fixed costs dominate, and on GPUs (no custom GPU
+  kernels): ``F.linear`` on a cached dense weight (rebuilt when the weights change), as fast as
+  ``nn.Linear``;
 - otherwise the masked reference ``F.linear(x, weight, bias)``, which every path equals.
 
 Switches, strongest first: ``reference_mode()`` or ``G2G_FAST=0`` (read at import): the
 reference everywhere; ``layer.fast = False``: the reference; ``layer.fast = True``: the native
 kernels whenever they can run (``infer`` or ``native``). The native paths run on the CPU in
 float32 (autocast included: they compute in float32). On GPUs the masked product runs on the dense
-GEMM units and was the faster path (results/bench/cuda-h200), so it is used there.
+GEMM units and was the faster path (results/bench/cuda-h200), so training uses it there.
 """
 
 from __future__ import annotations
@@ -72,8 +73,16 @@ def choose(layer, x: Tensor) -> str | None:
         return None
     params = layer._modules["packed"]._parameters
     intra, values, bias = params["intra"], params["values"], layer._parameters.get("bias")
-    if not (x.is_cpu and values.is_cpu) or values.dtype is not torch.float32 or x.dim() == 0 or x.numel() == 0:
+    if x.dim() == 0 or x.numel() == 0:
         return None  # (an empty batch: the reference gives the empty result)
+    if not (x.is_cpu and values.is_cpu):
+        # No custom GPU kernels: the masked product rebuilds the dense weight at every call, so
+        # inference takes a cached one (the speed of nn.Linear, at a dense layer's memory).
+        inference = flag is None and not (torch.is_grad_enabled() and any(
+            t is not None and t.requires_grad for t in (x, intra, values, bias)))
+        return "dense" if inference and x.device == values.device else None
+    if values.dtype is not torch.float32:
+        return None
     if x.dtype is not torch.float32 and not torch.is_autocast_enabled("cpu"):
         return None  # a mixed-dtype call fails in F.linear with PyTorch's own message
     if not native.available():
