@@ -167,7 +167,9 @@ def sparsify(
     decisions = plan(model, groups, include, exclude)
     chosen = [d for d in decisions if d.replace]
     if include is not None and not chosen:
-        raise G2GError(f"include {include} selects no nn.Linear whose widths groups={groups} divides")
+        named = [f"{d.name}: {d.reason}" for d in decisions if d.reason != "not in include"]
+        raise G2GError(f"include {include} selects no layer sparsify can replace"
+                       + (f" ({'; '.join(named)})" if named else " (it names no nn.Linear)"))
     for d in chosen:
         if model.get_submodule(d.name).weight.device.type == "meta":
             raise G2GError(f"{d.name} is on the meta device: sparsify needs the weights' values "

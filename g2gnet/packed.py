@@ -352,7 +352,8 @@ class PackedWeight(nn.Module):
             try:
                 check_block_groups(out_groups, in_groups, self.n_out, self.n_in)
             except G2GError as e:
-                raise G2GError(f"checkpoint {prefix}: {e}") from None
+                raise G2GError(f"checkpoint {prefix}out_groups / {prefix}in_groups cannot give the layer's "
+                               f"dense blocks: {e}") from None
         with torch.no_grad():
             device = self.values.device
             self.blocks = blocks

@@ -48,7 +48,7 @@ def test_include_exclude_and_bad_arguments():
         sparsify(_mlp(), grouping="stripes")
     with pytest.raises(G2GError, match="include must be a list"):
         sparsify(_mlp(), include="0")
-    with pytest.raises(G2GError, match="selects no nn.Linear"):
+    with pytest.raises(G2GError, match="selects no layer sparsify can replace .it names no nn.Linear."):
         sparsify(_mlp(), include=["nothing.*"])
     with pytest.raises(G2GError, match="groups must be an integer"):
         sparsify(_mlp(), groups="8")
@@ -131,6 +131,8 @@ def test_P4_a_weight_tied_to_an_embedding_is_kept_with_a_reason():
             return self.dec(torch.relu(self.mid(self.emb(t))))
 
     m = Tied()
+    with pytest.raises(G2GError, match="dec: its weight is shared with emb"):  # the reason, not another
+        sparsify(Tied(), include=["dec"])
     decisions = {d.name: d for d in plan(m, include=["dec", "mid"])}
     assert not decisions["dec"].replace and "shared with emb" in decisions["dec"].reason
     sparsify(m, include=["dec", "mid"])

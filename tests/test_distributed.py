@@ -15,6 +15,9 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from g2gnet.kernels.layout import blocks_pay
+from g2gnet.state_compat import masks_from_state
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
@@ -98,7 +101,10 @@ def _torchrun(data: Path, out: Path, *extra: str) -> subprocess.Popen:
 
 
 def test_torchrun_end_to_end_and_resume(tiny_fmnist, tmp_path):
-    args = ("--epochs", "6", "--dst", "magnitude:hebbian", "--dst-interval", "3")
+    """D9: the resume happens after DST has thinned the ensembles' blocks below half (a layout
+    re-decided from that mask would have none, and DDP's reducer would see parameters without
+    gradients): the resumed 2-process run equals the uninterrupted one."""
+    args = ("--epochs", "6", "--dst", "hebbian:hebbian", "--dst-interval", "1", "--dst-fraction", "0.5")
     full = _torchrun(tiny_fmnist, tmp_path / "full", *args)
     out, _ = full.communicate(timeout=300)
     assert full.returncode == 0, out
@@ -113,6 +119,10 @@ def test_torchrun_end_to_end_and_resume(tiny_fmnist, tmp_path):
     os.killpg(cut.pid, signal.SIGKILL)
     cut.wait()
     assert not (tmp_path / "cut" / "summary.json").exists()  # killed mid-run
+    state = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["model"]
+    for name, mask in masks_from_state(state).items():  # the premise: blocks below half full
+        ids = [state[f"{name}.packed.{k}"] for k in ("out_groups", "in_groups")]
+        assert not blocks_pay(mask, *(i[torch.argsort(i, stable=True)] for i in ids))
     resumed = _torchrun(tiny_fmnist, tmp_path / "cut", *args, "--resume")
     out, _ = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, out

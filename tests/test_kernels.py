@@ -3,6 +3,9 @@ gradients; the ops check their arguments, pass opcheck, compile and run under au
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -349,3 +352,18 @@ def test_the_cached_dense_weight_follows_every_change():
         with reference_mode():
             ref = layer(x)
         torch.testing.assert_close(layer(x), ref)
+
+
+@needs_native
+def test_P11_compile_in_a_fresh_process():
+    """torch.compile(fullgraph=True) of a sparsified model as the first thing a process does: the
+    dispatcher's question 'are the kernels built?' must not put a lock into the graph."""
+    code = ("import torch, torch.nn as nn, g2gnet\n"
+            "m = g2gnet.sparsify(nn.Sequential(nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(),"
+            " nn.Linear(512, 10)))\n"
+            "x = torch.randn(256, 512)\n"
+            "y = torch.compile(m, fullgraph=True)(x)\n"
+            "assert torch.allclose(y, m(x), atol=1e-5), 'compiled != eager'\n"
+            "print('ok')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
