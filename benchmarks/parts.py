@@ -52,8 +52,8 @@ parts = {
     "inter input grad": lambda: ops._sparse_rows(lay, True, layer.values, gys, None, None, lay.in_perm, out),
     "inter weight grad": (lambda: native.bsr_sddmm(N // lay.tile, bp, lay.tile, lay.rowptr, lay.cols, gys,
                                                     gys.stride(0), xs, xs.stride(0), gv, 2))
-    if lay.tile else (lambda: native.csr_sddmm(N, bp, lay.rowptr, lay.seg, lay.nslabs, lay.slab, lay.cols, ib, gys,
-                                                gys.stride(0), xs, xs.stride(0), gv, 2)),
+    if lay.tile else (lambda: native.csr_sddmm(N, bp, lay.rowptr, lay.cols, ib, gys, gys.stride(0), xs, xs.stride(0),
+                                                gv, 2)),
 }
 print(f"width {N}, batch {B}, tile {lay.tile or 1}, 2 threads; one dense matmul: {mm:.2f} ms")
 for name, f in parts.items():

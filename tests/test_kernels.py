@@ -260,7 +260,7 @@ def test_opcheck(tile):
     (lambda a: (a[0], a[1], a[2][:5], *a[3:]), "values must be 1-D with at least"),
     (lambda a: (a[0], a[1], a[2], a[3][:3], *a[4:]), "bias has shape"),
     (lambda a: (*a[:4], [t.long() if i == 4 else t for i, t in enumerate(a[4])], a[5]), "layout.cols has dtype"),
-    (lambda a: (*a[:4], a[4][:3], a[5]), "layout needs 9 tensors"),
+    (lambda a: (*a[:4], a[4][:3], a[5]), "layout needs 8 tensors"),
 ])
 def test_op_boundary_checks(mutate, pattern):
     args = mutate(_op_args(_layer(64, 32)))

@@ -146,66 +146,40 @@ static inline void csr_row(int64_t kb, int64_t ke, const I* cols, const float* v
     for (int j = 0; j < NV; ++j) vstore(y + VW * j, a[j] + b[j]);
 }
 
-// Input slabs: the sparse products walk the input in slabs of `slab` rows of X (the dense operand), all
-// output rows per slab, so that a nonzero's activation row comes from L1, not L2 (per row, the
-// nonzeros of a slab are contiguous: columns are sorted inside a row; seg[r * (nslabs + 1) + s] is
-// where slab s starts in row r). The batch width per pass keeps the slab within L1_BUDGET.
-#define L1_BUDGET (24 * 1024)
-
-static inline int64_t slab_width(int64_t chunk, int64_t max_width, int64_t slab) {
-    int64_t w = chunk < max_width ? chunk : max_width;
-    if (slab) {
-        const int64_t fit = L1_BUDGET / (4 * slab) / VW * VW;
-        if (fit < w) w = fit < VW ? VW : fit;
-    }
-    return w;
-}
-
 // Y[dst[r]] = init[r] + bias[dst[r]] + (CSR row r) @ X for r < nrows (dst, init, bias optional), in
-// passes over at most `chunk` batch columns (the caller's L2 budget) and the register block's width;
-// with seg, slab by slab (nslabs slabs of `slab` input rows).
+// passes over at most `chunk` batch columns (the caller's L2 budget) and the register block's width.
 template <typename I>
-static void csr_spmm(int64_t nrows, int64_t Bp, int64_t chunk, const int64_t* rowptr, const int64_t* seg,
-                     int64_t nslabs, int64_t slab, const I* cols, const float* vals, const float* X, int64_t ldx,
-                     const float* init, int64_t ldi, const float* bias, const int64_t* dst, float* Y, int64_t ldy,
-                     int nthreads) {
-    const int64_t width = slab_width(chunk, CSR_NV * VW, seg ? slab : 0);
-    const int64_t S = seg ? nslabs : 1;
+static void csr_spmm(int64_t nrows, int64_t Bp, int64_t chunk, const int64_t* rowptr, const I* cols,
+                     const float* vals, const float* X, int64_t ldx, const float* init, int64_t ldi,
+                     const float* bias, const int64_t* dst, float* Y, int64_t ldy, int nthreads) {
+    const int64_t width = chunk < CSR_NV * VW ? chunk : CSR_NV * VW;
     #pragma omp parallel num_threads(nthreads)
     {
         const int t = omp_get_thread_num(), nt = omp_get_num_threads();
         const int64_t r0 = nrows * t / nt, r1 = nrows * (t + 1) / nt;
         for (int64_t c0 = 0; c0 < Bp;) {
             const int64_t nv = (Bp - c0 < width ? Bp - c0 : width) / VW;
-            for (int64_t s = 0; s < S; ++s)
-                for (int64_t r = r0; r < r1; ++r) {
-                    const int64_t d = dst ? dst[r] : r;
-                    float* y = Y + d * ldy + c0;
-                    const int64_t kb = seg ? seg[r * (S + 1) + s] : rowptr[r];
-                    const int64_t ke = seg ? seg[r * (S + 1) + s + 1] : rowptr[r + 1];
-                    const float* src = y;  // later slabs add to what the first wrote
-                    float addb = 0.f;
-                    if (s == 0) {
-                        src = init ? init + r * ldi + c0 : 0;
-                        addb = bias ? bias[d] : 0.f;
-                    } else if (kb == ke) {
-                        continue;
-                    }
+            for (int64_t r = r0; r < r1; ++r) {
+                const int64_t d = dst ? dst[r] : r;
+                float* y = Y + d * ldy + c0;
+                const float* src = init ? init + r * ldi + c0 : 0;
+                const float addb = bias ? bias[d] : 0.f;
+                const int64_t kb = rowptr[r], ke = rowptr[r + 1];
 #define CALL(N) csr_row<N>(kb, ke, cols, vals, X + c0, ldx, src, addb, y)
-                    switch (nv) {
-                        case 1: CALL(1); break;
-                        case 2: CALL(2); break;
-                        case 3: CALL(3); break;
+                switch (nv) {
+                    case 1: CALL(1); break;
+                    case 2: CALL(2); break;
+                    case 3: CALL(3); break;
 #if CSR_NV > 4
-                        case 4: CALL(4); break;
-                        case 5: CALL(5); break;
-                        case 6: CALL(6); break;
-                        case 7: CALL(7); break;
+                    case 4: CALL(4); break;
+                    case 5: CALL(5); break;
+                    case 6: CALL(6); break;
+                    case 7: CALL(7); break;
 #endif
-                        default: CALL(CSR_NV); break;
-                    }
-#undef CALL
+                    default: CALL(CSR_NV); break;
                 }
+#undef CALL
+            }
             c0 += nv * VW;
         }
     }
@@ -257,12 +231,13 @@ static inline void bsr_rows4(int64_t r0, int64_t c0, const int64_t* trowptr, con
 
 // ---- SDDMM: out[k] (+)= sum_c A[r, c] * X[cols[k], c] over NV vectors of the batch ----------------------
 template <int NV, typename I>
-static inline void sddmm_row(int64_t r, int64_t c0, int first, int64_t kb, int64_t e, const I* cols,
+static inline void sddmm_row(int64_t r, int64_t c0, int first, const int64_t* rowptr, const I* cols,
                              const float* A, int64_t lda, const float* X, int64_t ldx, float* out) {
     vf g[NV];
     UNROLL
     for (int j = 0; j < NV; ++j) g[j] = vload(A + r * lda + c0 + VW * j);
-    int64_t k = kb;
+    int64_t k = rowptr[r];
+    const int64_t e = rowptr[r + 1];
     for (; k + VW <= e; k += VW) {
         vf acc[VW];
         UNROLL
@@ -285,42 +260,33 @@ static inline void sddmm_row(int64_t r, int64_t c0, int first, int64_t kb, int64
     }
 }
 
-// out[k] = dot(A[row of k], X[cols[k]]) over the batch, for every CSR entry k (the weight gradient);
-// with seg, slab by slab of X's rows (see csr_spmm).
+// out[k] = dot(A[row of k], X[cols[k]]) over the batch, for every CSR entry k (the weight gradient).
 template <typename I>
-static void csr_sddmm(int64_t nrows, int64_t Bp, const int64_t* rowptr, const int64_t* seg, int64_t nslabs,
-                      int64_t slab, const I* cols, const float* A, int64_t lda, const float* X, int64_t ldx, float* out,
-                      int nthreads) {
-    // Batch chunks (X's chunk stays in L2, its slab in L1), static row ranges per thread, no
-    // barrier: a thread owns the outputs of its rows across all chunks.
-    const int64_t width = slab_width(SDDMM_NV * VW, SDDMM_NV * VW, seg ? slab : 0);
-    const int64_t S = seg ? nslabs : 1;
+static void csr_sddmm(int64_t nrows, int64_t Bp, const int64_t* rowptr, const I* cols, const float* A,
+                      int64_t lda, const float* X, int64_t ldx, float* out, int nthreads) {
+    // Batch chunks (X's chunk stays in L2), static row ranges per thread, no barrier: a thread owns
+    // the outputs of its rows across all chunks.
     #pragma omp parallel num_threads(nthreads)
     {
         const int t = omp_get_thread_num(), nt = omp_get_num_threads();
         const int64_t r0 = nrows * t / nt, r1 = nrows * (t + 1) / nt;
-        for (int64_t c0 = 0; c0 < Bp; c0 += width) {
-            const int nv = (int)((Bp - c0 < width ? Bp - c0 : width) / VW);
+        for (int64_t c0 = 0; c0 < Bp; c0 += SDDMM_NV * VW) {
+            const int nv = (int)((Bp - c0 < SDDMM_NV * VW ? Bp - c0 : SDDMM_NV * VW) / VW);
             const int first = c0 == 0;
-            for (int64_t s = 0; s < S; ++s)
-                for (int64_t r = r0; r < r1; ++r) {
-                    const int64_t kb = seg ? seg[r * (S + 1) + s] : rowptr[r];
-                    const int64_t ke = seg ? seg[r * (S + 1) + s + 1] : rowptr[r + 1];
-#define CALL(N) sddmm_row<N>(r, c0, first, kb, ke, cols, A, lda, X, ldx, out)
-                    switch (nv) { case 1: CALL(1); break; case 2: CALL(2); break; case 3: CALL(3); break; default: CALL(4); }
+            for (int64_t r = r0; r < r1; ++r) {
+#define CALL(N) sddmm_row<N>(r, c0, first, rowptr, cols, A, lda, X, ldx, out)
+                switch (nv) { case 1: CALL(1); break; case 2: CALL(2); break; case 3: CALL(3); break; default: CALL(4); }
 #undef CALL
-                }
+            }
         }
     }
 }
 
 // The transposed pattern of a CSR, with its values: a counting sort by column. Thread t owns a
-// range of columns and scans all rows in order, so rows stay ascending inside every column. With
-// t_seg, also where each slab of `slab` rows starts in every column (see csr_spmm).
+// range of columns and scans all rows in order, so rows stay ascending inside every column.
 template <typename I>
 static void csr_transpose(int64_t nrows, int64_t ncols, const int64_t* rowptr, const I* cols, const float* vals,
-                          const int64_t* colptr, I* t_rows, float* t_vals, int64_t* t_seg, int64_t slab,
-                          int nthreads) {
+                          const int64_t* colptr, I* t_rows, float* t_vals, int nthreads) {
     #pragma omp parallel num_threads(nthreads)
     {
         const int t = omp_get_thread_num(), nt = omp_get_num_threads();
@@ -336,16 +302,6 @@ static void csr_transpose(int64_t nrows, int64_t ncols, const int64_t* rowptr, c
                 t_vals[pos] = vals[k];
             }
         delete[] cursor;
-        if (t_seg) {
-            const int64_t S = (nrows + slab - 1) / slab;
-            for (int64_t c = c0; c < c1; ++c) {
-                int64_t k = colptr[c];
-                for (int64_t s = 0; s <= S; ++s) {
-                    while (k < colptr[c + 1] && (int64_t)t_rows[k] < s * slab) ++k;
-                    t_seg[c * (S + 1) + s] = s == S ? colptr[c + 1] : k;
-                }
-            }
-        }
     }
 }
 
@@ -489,38 +445,29 @@ extern "C" {
 
 // The CSR kernels take their column indices as int16 (index_bytes = 2: up to 32767 columns, half the
 // index traffic) or int32.
-// seg may be null (no slabs: whole rows).
-void g2g_csr_spmm(int64_t nrows, int64_t Bp, int64_t chunk, const int64_t* rowptr, const int64_t* seg,
-                  int64_t nslabs, int64_t slab, const void* cols, int index_bytes, const float* vals, const float* X,
-                  int64_t ldx, const float* init, int64_t ldi, const float* bias, const int64_t* dst, float* Y,
-                  int64_t ldy, int nthreads) {
+void g2g_csr_spmm(int64_t nrows, int64_t Bp, int64_t chunk, const int64_t* rowptr, const void* cols,
+                  int index_bytes, const float* vals, const float* X, int64_t ldx, const float* init, int64_t ldi,
+                  const float* bias, const int64_t* dst, float* Y, int64_t ldy, int nthreads) {
     if (index_bytes == 2)
-        csr_spmm(nrows, Bp, chunk, rowptr, seg, nslabs, slab, (const int16_t*)cols, vals, X, ldx, init, ldi, bias, dst,
-                 Y, ldy, nthreads);
+        csr_spmm(nrows, Bp, chunk, rowptr, (const int16_t*)cols, vals, X, ldx, init, ldi, bias, dst, Y, ldy, nthreads);
     else
-        csr_spmm(nrows, Bp, chunk, rowptr, seg, nslabs, slab, (const int32_t*)cols, vals, X, ldx, init, ldi, bias, dst,
-                 Y, ldy, nthreads);
+        csr_spmm(nrows, Bp, chunk, rowptr, (const int32_t*)cols, vals, X, ldx, init, ldi, bias, dst, Y, ldy, nthreads);
 }
 
-void g2g_csr_sddmm(int64_t nrows, int64_t Bp, const int64_t* rowptr, const int64_t* seg, int64_t nslabs,
-                   int64_t slab, const void* cols, int index_bytes, const float* A, int64_t lda, const float* X,
-                   int64_t ldx, float* out, int nthreads) {
+void g2g_csr_sddmm(int64_t nrows, int64_t Bp, const int64_t* rowptr, const void* cols, int index_bytes,
+                   const float* A, int64_t lda, const float* X, int64_t ldx, float* out, int nthreads) {
     if (index_bytes == 2)
-        csr_sddmm(nrows, Bp, rowptr, seg, nslabs, slab, (const int16_t*)cols, A, lda, X, ldx, out, nthreads);
+        csr_sddmm(nrows, Bp, rowptr, (const int16_t*)cols, A, lda, X, ldx, out, nthreads);
     else
-        csr_sddmm(nrows, Bp, rowptr, seg, nslabs, slab, (const int32_t*)cols, A, lda, X, ldx, out, nthreads);
+        csr_sddmm(nrows, Bp, rowptr, (const int32_t*)cols, A, lda, X, ldx, out, nthreads);
 }
 
-// t_seg may be null; else [ncols, ceil(nrows / slab) + 1].
 void g2g_csr_transpose(int64_t nrows, int64_t ncols, const int64_t* rowptr, const void* cols, int index_bytes,
-                       const float* vals, const int64_t* colptr, void* t_rows, float* t_vals, int64_t* t_seg,
-                       int64_t slab, int nthreads) {
+                       const float* vals, const int64_t* colptr, void* t_rows, float* t_vals, int nthreads) {
     if (index_bytes == 2)
-        csr_transpose(nrows, ncols, rowptr, (const int16_t*)cols, vals, colptr, (int16_t*)t_rows, t_vals, t_seg, slab,
-                      nthreads);
+        csr_transpose(nrows, ncols, rowptr, (const int16_t*)cols, vals, colptr, (int16_t*)t_rows, t_vals, nthreads);
     else
-        csr_transpose(nrows, ncols, rowptr, (const int32_t*)cols, vals, colptr, (int32_t*)t_rows, t_vals, t_seg, slab,
-                      nthreads);
+        csr_transpose(nrows, ncols, rowptr, (const int32_t*)cols, vals, colptr, (int32_t*)t_rows, t_vals, nthreads);
 }
 
 // The same with T x T tiles (T % 4 == 0). transposed = 0: tile rows are output rows (trowptr/tcols by

@@ -26,7 +26,6 @@ from torch import Tensor
 from ..errors import G2GError
 
 TILE_SIZES = (32, 16, 8, 4)  # largest first; the BSR kernels need T % 4 == 0
-SLAB = 128  # input columns per slab of the CSR kernels (their batch width keeps a slab in L1)
 _ROW_CHUNK = 256  # rows of the mask handled at once while building (bounds the temporary memory)
 
 
@@ -49,17 +48,9 @@ class Layout:
     # CSR builds its transposed pattern during the backward pass instead (O(nnz) memory saved).
     t_rows: Tensor  # int32 [n tiles], empty for CSR
     t_index: Tensor  # int32 [n tiles], empty for CSR
-    # CSR only: where each slab of ``slab`` input columns starts in every row, int64 [out, nslabs + 1]
-    # (the kernels walk the input slab by slab so that its rows stay in L1; None for tiles).
-    seg: Tensor | None
-    slab: int  # input columns per slab (0: no slabs)
 
-    TENSORS = ("out_perm", "in_perm", "block_mask", "rowptr", "cols", "t_rowptr", "t_rows", "t_index", "seg")
-    INTS = ("n_out", "n_in", "n_groups", "og", "ig", "tile", "n_values", "slab")
-
-    @property
-    def nslabs(self) -> int:
-        return -(-self.n_in // self.slab) if self.slab else 0
+    TENSORS = ("out_perm", "in_perm", "block_mask", "rowptr", "cols", "t_rowptr", "t_rows", "t_index")
+    INTS = ("n_out", "n_in", "n_groups", "og", "ig", "tile", "n_values")
 
     @property
     def intra_shape(self) -> tuple[int, int, int]:
@@ -123,7 +114,7 @@ class Layout:
 
 # The optional tensors of a layout (None = identity permutation / every block entry active), and
 # the dtype of the empty tensor that stands for None in ``op_args``.
-_OPTIONAL = {"out_perm": torch.int64, "in_perm": torch.int64, "block_mask": torch.bool, "seg": torch.int64}
+_OPTIONAL = {"out_perm": torch.int64, "in_perm": torch.int64, "block_mask": torch.bool}
 
 
 def _maybe(perm: Tensor | None, n: int, device) -> Tensor:
@@ -268,23 +259,9 @@ def build_layout(mask: Tensor, out_groups: Tensor | None, in_groups: Tensor | No
         t_rows = t_index = torch.zeros(0, dtype=torch.int32)
         if max(n_out, n_in) <= torch.iinfo(torch.int16).max:  # half the index memory and traffic
             cols = cols.to(torch.int16)
-    seg = None if tile else slab_offsets(rowptr, cols, n_in, SLAB)
     return Layout(n_out=n_out, n_in=n_in, n_groups=groups, og=og, ig=ig, tile=tile, n_values=n_values,
                   out_perm=out_perm, in_perm=in_perm, block_mask=None if full else block_mask, rowptr=rowptr,
-                  cols=cols, t_rowptr=t_rowptr, t_rows=t_rows, t_index=t_index, seg=seg, slab=0 if tile else SLAB)
-
-
-def slab_offsets(rowptr: Tensor, cols: Tensor, n_cols: int, slab: int) -> Tensor:
-    """int64 [rows, nslabs + 1]: where each slab of ``slab`` columns starts in every CSR row
-    (columns sorted inside a row, so a row's entries of one slab are contiguous)."""
-    rows = rowptr.numel() - 1
-    nslabs = -(-n_cols // slab)
-    row_of = torch.repeat_interleave(torch.arange(rows), rowptr.diff())
-    counts = torch.bincount(row_of * nslabs + cols.long() // slab, minlength=rows * nslabs).view(rows, nslabs)
-    seg = torch.empty(rows, nslabs + 1, dtype=torch.long)
-    seg[:, 0] = rowptr[:-1]
-    seg[:, 1:] = rowptr[:-1, None] + counts.cumsum(1)
-    return seg
+                  cols=cols, t_rowptr=t_rowptr, t_rows=t_rows, t_index=t_index)
 
 
 def pack_bits(mask: Tensor) -> Tensor:

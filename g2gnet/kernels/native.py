@@ -171,25 +171,23 @@ def _ptr(t) -> int | None:
     return None if t is None else t.data_ptr()
 
 
-def csr_spmm(nrows: int, Bp: int, chunk: int, rowptr: Tensor, seg: Tensor | None, nslabs: int, slab: int,
-             cols: Tensor, index_bytes: int, vals: Tensor, X: Tensor, ldx: int, init: Tensor | None, ldi: int,
-             bias: Tensor | None, dst: Tensor | None, Y: Tensor, ldy: int, nthreads: int) -> None:
-    get().g2g_csr_spmm(nrows, Bp, chunk, rowptr.data_ptr(), _ptr(seg), nslabs, slab, cols.data_ptr(), index_bytes,
-                       vals.data_ptr(), X.data_ptr(), ldx, _ptr(init), ldi, _ptr(bias), _ptr(dst), Y.data_ptr(), ldy,
-                       nthreads)
+def csr_spmm(nrows: int, Bp: int, chunk: int, rowptr: Tensor, cols: Tensor, index_bytes: int, vals: Tensor,
+             X: Tensor, ldx: int, init: Tensor | None, ldi: int, bias: Tensor | None, dst: Tensor | None,
+             Y: Tensor, ldy: int, nthreads: int) -> None:
+    get().g2g_csr_spmm(nrows, Bp, chunk, rowptr.data_ptr(), cols.data_ptr(), index_bytes, vals.data_ptr(),
+                       X.data_ptr(), ldx, _ptr(init), ldi, _ptr(bias), _ptr(dst), Y.data_ptr(), ldy, nthreads)
 
 
-def csr_sddmm(nrows: int, Bp: int, rowptr: Tensor, seg: Tensor | None, nslabs: int, slab: int, cols: Tensor,
-              index_bytes: int, A: Tensor, lda: int, X: Tensor, ldx: int, out: Tensor, nthreads: int) -> None:
-    get().g2g_csr_sddmm(nrows, Bp, rowptr.data_ptr(), _ptr(seg), nslabs, slab, cols.data_ptr(), index_bytes,
-                        A.data_ptr(), lda, X.data_ptr(), ldx, out.data_ptr(), nthreads)
+def csr_sddmm(nrows: int, Bp: int, rowptr: Tensor, cols: Tensor, index_bytes: int, A: Tensor, lda: int,
+              X: Tensor, ldx: int, out: Tensor, nthreads: int) -> None:
+    get().g2g_csr_sddmm(nrows, Bp, rowptr.data_ptr(), cols.data_ptr(), index_bytes, A.data_ptr(), lda,
+                        X.data_ptr(), ldx, out.data_ptr(), nthreads)
 
 
 def csr_transpose(nrows: int, ncols: int, rowptr: Tensor, cols: Tensor, index_bytes: int, vals: Tensor,
-                  colptr: Tensor, t_rows: Tensor, t_vals: Tensor, t_seg: Tensor | None, slab: int,
-                  nthreads: int) -> None:
+                  colptr: Tensor, t_rows: Tensor, t_vals: Tensor, nthreads: int) -> None:
     get().g2g_csr_transpose(nrows, ncols, rowptr.data_ptr(), cols.data_ptr(), index_bytes, vals.data_ptr(),
-                            colptr.data_ptr(), t_rows.data_ptr(), t_vals.data_ptr(), _ptr(t_seg), slab, nthreads)
+                            colptr.data_ptr(), t_rows.data_ptr(), t_vals.data_ptr(), nthreads)
 
 
 def bsr_spmm(nrows: int, Bp: int, T: int, transposed: int, trowptr: Tensor, tcols: Tensor, tidx: Tensor | None,

@@ -49,7 +49,7 @@ def row_stride(bp):
 
 _INDEX_DTYPES = {"out_perm": torch.int64, "in_perm": torch.int64, "block_mask": torch.bool,
                  "rowptr": torch.int64, "cols": torch.int32, "t_rowptr": torch.int64, "t_rows": torch.int32,
-                 "t_index": torch.int32, "seg": torch.int64}
+                 "t_index": torch.int32}
 _CSR_COLS = (torch.int16, torch.int32)
 
 
@@ -77,8 +77,7 @@ def _check_layout(lay: Layout) -> None:
     n = lay.n_values // (lay.tile * lay.tile) if lay.tile else lay.n_values
     n_t = n if lay.tile else 0
     shapes = {"out_perm": (lay.n_out,), "in_perm": (lay.n_in,), "block_mask": lay.intra_shape,
-              "rowptr": (rows + 1,), "cols": (n,), "t_rowptr": (cols + 1,), "t_rows": (n_t,), "t_index": (n_t,),
-              "seg": (rows, lay.nslabs + 1)}
+              "rowptr": (rows + 1,), "cols": (n,), "t_rowptr": (cols + 1,), "t_rows": (n_t,), "t_index": (n_t,)}
     for name in Layout.TENSORS:
         t = getattr(lay, name)
         if t is None:
@@ -139,17 +138,14 @@ def _sparse_rows(lay: Layout, transposed: bool, values: Tensor, x: Tensor, init:
             native.bsr_spmm(n_rows, bp, lay.tile, 0, lay.rowptr, lay.cols, None, values, **io)
         return
     ib = lay.index_bytes
-    if transposed:  # the transposed pattern, its values and slabs, built now (a counting sort by column)
+    if transposed:  # the transposed pattern and its values, built now (a counting sort by column)
         cols = _workspace("t_cols", lay.n_values, lay.cols.dtype)
         vals = _workspace("t_vals", lay.n_values)
-        nslabs = -(-lay.n_out // lay.slab) if lay.slab else 0
-        seg = _workspace("t_seg", lay.n_in * (nslabs + 1), torch.int64).view(lay.n_in, nslabs + 1) if lay.slab else None
-        native.csr_transpose(lay.n_out, lay.n_in, lay.rowptr, lay.cols, ib, values, lay.t_rowptr, cols, vals, seg,
-                             lay.slab, nt)
+        native.csr_transpose(lay.n_out, lay.n_in, lay.rowptr, lay.cols, ib, values, lay.t_rowptr, cols, vals, nt)
         rowptr = lay.t_rowptr
     else:
-        vals, rowptr, cols, seg, nslabs = values, lay.rowptr, lay.cols, lay.seg, lay.nslabs
-    native.csr_spmm(n_rows, bp, _chunk(x.shape[0]), rowptr, seg, nslabs, lay.slab, cols, ib, vals, **io)
+        vals, rowptr, cols = values, lay.rowptr, lay.cols
+    native.csr_spmm(n_rows, bp, _chunk(x.shape[0]), rowptr, cols, ib, vals, **io)
 
 
 _scratch = threading.local()
@@ -257,8 +253,8 @@ def linear_bwd(gy: Tensor, xs: Tensor, intra: Tensor, values: Tensor, layout: Se
             native.bsr_sddmm(lay.n_out // lay.tile, bp, lay.tile, lay.rowptr, lay.cols, gys, gys.stride(0), xs,
                              xs.stride(0), gv, nt)
         elif lay.n_values:
-            native.csr_sddmm(lay.n_out, bp, lay.rowptr, lay.seg, lay.nslabs, lay.slab, lay.cols, lay.index_bytes, gys,
-                             gys.stride(0), xs, xs.stride(0), gv, nt)
+            native.csr_sddmm(lay.n_out, bp, lay.rowptr, lay.cols, lay.index_bytes, gys, gys.stride(0), xs,
+                             xs.stride(0), gv, nt)
     return gx, gi, gv
 
 
