@@ -1,6 +1,8 @@
-"""The configuration of one run (SPEC §5, §8): nested dataclasses, the single source of every
-default, type and range check. The CLI derives its options from these fields, ``build_model``
-and ``DynamicSparsity`` check their arguments through them, and ``config.json`` round-trips.
+"""The configuration of one run (SPEC §5, §8): nested dataclasses holding the defaults, types and
+range checks of a run's settings. The CLI derives its options from these fields; ``build_model``
+takes a ``ModelConfig`` and ``DynamicSparsity`` a ``DSTConfig`` (loose keyword options go through
+the same fields), and the library's other signatures that share a setting take their default
+from here (``modular_mask``'s ``p_inter`` is ``ModelConfig.p_inter``); ``config.json`` round-trips.
 
 Plain data, no torch. Adding a knob is one field: ``knob(default, help, check=..., expect=...)``.
 """
@@ -13,7 +15,7 @@ import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import G2GError
 
@@ -45,6 +47,9 @@ def _window(v) -> bool:
     return v == "all" or (isinstance(v, int) and v >= 1)
 
 
+_S = TypeVar("_S", bound="_Section")
+
+
 class _Section:
     """Checks types and ranges of every field at construction (also after ``replace``)."""
 
@@ -60,6 +65,12 @@ class _Section:
 
     def validate(self) -> None:
         """Checks that involve several fields."""
+
+    def replace(self: _S, **changes: Any) -> _S:
+        """A copy with ``changes`` applied and checked; an unknown key is a G2GError listing the
+        valid ones."""
+        _check_known(type(self), changes)
+        return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
         return {f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v
@@ -124,12 +135,6 @@ class ModelConfig(_Section):
     dropout: float = knob(0.0, "dropout after every hidden non-linearity", check=lambda v: 0.0 <= v < 1.0,
                           expect="in [0, 1)")
 
-    def options(self) -> dict:
-        """Keyword options of ``build_model`` (everything but the name)."""
-        d = self.to_dict()
-        del d["name"]
-        return d
-
 
 @dataclass(frozen=True)
 class TrainConfig(_Section):
@@ -141,6 +146,11 @@ class TrainConfig(_Section):
     seed: int = knob(0, "seeds masks, init, data order, augmentation and DST")
     device: str = knob("cpu", "cpu | cuda | cuda:N")
     threads: int | None = knob(None, "CPU threads (default: torch's)", check=_positive, expect=">= 1")
+
+
+# The rule ``DynamicSparsity`` applies when its caller names none: the paper's (prune by magnitude,
+# grow by the Hebbian score). A run's ``DSTConfig`` names none unless asked: a static mask.
+PAPER_RULE = ("magnitude", "hebbian")
 
 
 @dataclass(frozen=True)
@@ -160,6 +170,13 @@ class DSTConfig(_Section):
     def validate(self) -> None:
         if (self.prune is None) != (self.grow is None):
             raise G2GError("DST needs both a prune and a grow criterion (e.g. --dst magnitude:hebbian)")
+
+    @classmethod
+    def rule(cls, **settings: Any) -> DSTConfig:
+        """The section ``DynamicSparsity(model, optimizer, **settings)`` describes: ``settings`` over
+        the defaults, the paper's rule (``PAPER_RULE``) for a prune or grow criterion not named."""
+        prune, grow = PAPER_RULE
+        return make(cls, **{"prune": prune, "grow": grow, **settings})
 
     @property
     def enabled(self) -> bool:
@@ -207,8 +224,7 @@ class Config:
 
     def replace(self, **changes: dict) -> Config:
         """A copy with ``section={field: value}`` changes applied (and checked)."""
-        return dataclasses.replace(self, **{s: dataclasses.replace(getattr(self, s), **kv)
-                                            for s, kv in changes.items()})
+        return dataclasses.replace(self, **{s: getattr(self, s).replace(**kv) for s, kv in changes.items()})
 
     def resolve(self, default_epochs: int, default_augment: bool) -> Config:
         """Fill the dataset-dependent defaults (``None`` epochs and augment)."""
@@ -232,12 +248,16 @@ class Config:
 
 def make(section: type[_Section], **values: Any) -> _Section:
     """``section(**values)`` with unknown keys as a G2GError listing the valid ones."""
+    _check_known(section, values)
+    return section(**values)
+
+
+def _check_known(section: type[_Section], values: dict) -> None:
     valid = [f.name for f in dataclasses.fields(section)]
     unknown = sorted(set(values) - set(valid))
     if unknown:
         what = section.__name__.removesuffix("Config").lower()
         raise G2GError(f"unknown {what} option(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
-    return section(**values)
 
 
 def _flat_key(section: str, name: str) -> str:

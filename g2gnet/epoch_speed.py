@@ -16,7 +16,6 @@ import dataclasses
 import glob
 import itertools
 import json
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from .data import Batches, Dataset, load_dataset, split_validation
 from .data.datasets import dataset_info
 from .dst import DynamicSparsity
 from .errors import G2GError
-from .models import build_model
+from .models import build_from_config
 from .optim import adam
 from .runs import environment, read_config
 from .sweep import cell_parser, load_suite
@@ -115,15 +114,14 @@ def time_epoch(cfg: Config, ds: Dataset, bench: BenchConfig, repeat: int,
     ``g2g train`` logs are left out (a few small ops per step on either side)."""
     device = torch.device(bench.device)
     shape = tuple(ds.train_x.shape[1:])
-    model = build_model(cfg.model.name, math.prod(shape), ds.num_classes, input_shape=shape,
-                        seed=cfg.train.seed, **cfg.model.options()).to(device)
+    model = build_from_config(cfg, shape, ds.num_classes).to(device)
     model.train()
     opt = adam(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     batches = Batches(ds.train_x, ds.train_y, cfg.train.batch_size, ds.mean, ds.std, shuffle=True,
                       generator=torch.Generator().manual_seed(repeat), augment=bool(cfg.data.augment))
     total_steps = len(batches) * cfg.train.epochs
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
-    dst = (DynamicSparsity.from_config(model, opt, cfg.dst, total_steps=total_steps, seed=cfg.train.seed)
+    dst = (DynamicSparsity(model, opt, cfg.dst, total_steps=total_steps, seed=cfg.train.seed)
            if cfg.dst.enabled else None)
 
     def run(steps: int) -> None:

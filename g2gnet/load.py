@@ -9,7 +9,6 @@ which (and refuses a run still training unless asked).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,18 +19,22 @@ from .config import Config
 from .data import Batches, load_dataset
 from .data.datasets import dataset_info
 from .errors import G2GError
-from .models import build_model
+from .models import build_from_config
 from .records import Checkpoint, Summary
 from .runs import CHECKPOINT, RunDir, RunStatus, load_checkpoint, load_state, read_config, read_json
 from .train import evaluate, resolve_device
 
 
+def untrained_model(cfg: Config) -> nn.Module:
+    """The model a run's ``config.json`` builds before training: its dataset's input shape and the
+    classes of its label set, the same builder and seed as training (``build_from_config``)."""
+    info = dataset_info(cfg.data.dataset)
+    return build_from_config(cfg, info.shape, info.classes_of(cfg.data.labels))
+
+
 def _load(run_dir: Path, device: torch.device) -> tuple[nn.Module, Config, Checkpoint]:
     cfg = read_config(run_dir)
-    info = dataset_info(cfg.data.dataset)
-    num_classes = 20 if cfg.data.labels == "coarse" else info.num_classes
-    model = build_model(cfg.model.name, math.prod(info.shape), num_classes, input_shape=info.shape,
-                        seed=cfg.train.seed, **cfg.model.options())
+    model = untrained_model(cfg)
     path = run_dir / CHECKPOINT
     if not path.exists():
         raise G2GError(f"{run_dir} has no {CHECKPOINT} (checkpoints are not committed with results; "

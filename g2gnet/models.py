@@ -1,19 +1,21 @@
-"""The networks of SPEC §2: G2GNet in its three groupings and the baselines of Table I.
+"""The networks of SPEC §2: G2GNet in its three groupings and the baselines of Table I, plus the
+MLP-Mixers of ``mixer`` (beyond the paper), in one registry ``MODELS``.
 
-Every model is ``frontend -> [linear -> ReLU] x depth -> dense classifier``; only the hidden
-linear layers differ (dense, Erdős–Rényi mask or G2G modular mask). A model is fully determined
-by its name, options and ``seed`` (masks, group permutations and initial weights).
+The MLPs are ``frontend -> [linear -> ReLU] x depth -> dense classifier``; only the hidden linear
+layers differ (dense, Erdős–Rényi mask or G2G modular mask). A model is fully determined by its
+name, options (``ModelConfig``) and ``seed`` (masks, group permutations and initial weights).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Any
 
 import torch
 import torch.nn as nn
 
-from .config import ModelConfig, coerce, make
+from .config import Config, ModelConfig, coerce
 from .errors import G2GError, lookup
 from .layers import SparseLinear
 from .malloc import trim
@@ -203,18 +205,24 @@ def build_model(
     name: str,
     in_features: int,
     num_classes: int,
+    model: ModelConfig | None = None,
     *,
     input_shape: tuple[int, int, int] | None = None,
     seed: int = 0,
-    **options,
-) -> MLP:
-    """Build a model of SPEC §2 by name. ``options`` are the fields of ``ModelConfig`` (hidden,
-    groups, p_intra, p_inter, frontend, inter_tile, dropout), checked there; ``seed`` fixes
-    masks, group permutations and initial weights. ``input_shape`` (C, H, W) is needed by the
-    ``patch`` front end and inferred for 784 (28x28) and 3072 (3x32x32) inputs.
+    **options: Any,
+) -> nn.Module:
+    """Build a model of SPEC §2 by name. ``model`` gives its options (a ``ModelConfig``; its own
+    ``name`` is replaced by ``name``, so one section builds a model and its dense baseline), and
+    loose ``options`` are fields of ``ModelConfig`` (hidden, groups, p_intra, p_inter, frontend,
+    inter_tile, dropout) over it, checked there; ``seed`` fixes masks, group permutations and
+    initial weights. ``input_shape`` (C, H, W) is needed by the ``patch`` front end and inferred
+    for 784 (28x28) and 3072 (3x32x32) inputs.
     """
     builder = lookup(MODELS, name, "model")
-    opts = make(ModelConfig, name=name, **options)
+    if model is not None and not isinstance(model, ModelConfig):
+        raise G2GError(f"model must be a ModelConfig (or left out, with options as keywords), got "
+                       f"{type(model).__name__}")
+    opts = (model if model is not None else ModelConfig()).replace(name=name, **options)
     in_features = coerce(in_features, int, "in_features")
     num_classes = coerce(num_classes, int, "num_classes")
     seed = coerce(seed, int, "seed")
@@ -226,6 +234,15 @@ def build_model(
         raise G2GError(f"input_shape {input_shape} does not have {in_features} elements")
     check_options(opts, tuple(input_shape))
     gen = torch.Generator().manual_seed(seed)
-    model = builder(opts, tuple(input_shape), num_classes, gen)
+    built = builder(opts, tuple(input_shape), num_classes, gen)
     trim()  # the masks and layouts of the build are garbage now; give their pages back
-    return model
+    return built
+
+
+def build_from_config(cfg: Config, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """The model of a run's configuration for inputs of ``input_shape`` (C, H, W) and ``num_classes``
+    classes: ``cfg.model`` seeded by ``cfg.train.seed``. Training builds it so, and so do loading a
+    run, a report's mask picture and a benchmark's epochs, which must get the same model."""
+    shape = tuple(input_shape)
+    return build_model(cfg.model.name, math.prod(shape), num_classes, cfg.model, input_shape=shape,
+                       seed=cfg.train.seed)

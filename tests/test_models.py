@@ -74,3 +74,48 @@ def test_bad_model_arguments():
         build_model("g2g-index", 784, 10, p_inter=2.0)
     with pytest.raises(G2GError, match="frontend"):
         build_model("g2g-index", 784, 10, frontend="resnet")
+
+
+def _same_state(a, b) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_a_model_section_builds_what_its_keywords_build():
+    section = ModelConfig(name="er", hidden=(32, 32), groups=4, p_inter=0.3)
+    from_section = build_model("g2g-index", 64, 10, section, seed=3)
+    from_keywords = build_model("g2g-index", 64, 10, hidden=[32, 32], groups=4, p_inter=0.3, seed=3)
+    assert _same_state(from_section, from_keywords)  # the name argument wins over the section's
+    # Keywords go over the section, through its checks.
+    wider = build_model("g2g-index", 64, 10, section, hidden=[64, 64], seed=3)
+    assert [b.linear.out_features for b in wider.blocks] == [64, 64]
+    with pytest.raises(G2GError, match="p_inter must be a probability"):
+        build_model("g2g-index", 64, 10, section, p_inter=1.5)
+    with pytest.raises(G2GError, match="unknown model option"):
+        build_model("g2g-index", 64, 10, section, width=3)
+    with pytest.raises(G2GError, match="model must be a ModelConfig"):
+        build_model("g2g-index", 64, 10, {"hidden": [32]})
+
+
+def test_build_from_config_is_the_model_training_builds():
+    from g2gnet.config import Config
+    from g2gnet.load import untrained_model
+    from g2gnet.models import build_from_config
+
+    cfg = Config().replace(data={"dataset": "cifar100", "labels": "coarse"},
+                           model={"name": "g2g-random", "hidden": [32, 32], "groups": 4}, train={"seed": 4})
+    model = build_from_config(cfg, (3, 32, 32), 20)
+    assert _same_state(model, build_model("g2g-random", 3072, 20, hidden=[32, 32], groups=4, seed=4))
+    assert _same_state(untrained_model(cfg), model)  # load_model and the mask plot: CIFAR-100's 20 superclasses
+    assert model.head.out_features == 20
+
+
+def test_defaults_shared_with_the_config_are_the_configs():
+    import inspect
+
+    from g2gnet.topology import modular_mask
+
+    params = inspect.signature(modular_mask).parameters
+    defaults = ModelConfig()
+    assert (params["p_intra"].default, params["p_inter"].default, params["inter_tile"].default) == \
+        (defaults.p_intra, defaults.p_inter, defaults.inter_tile) == (1.0, 0.15, 1)  # SPEC §2's values

@@ -251,15 +251,9 @@ def _mask_state(run: RunRecord) -> tuple[dict, str] | None:
         return (state, "from its checkpoint") if isinstance(state, dict) else None
     if run.config.dst.enabled:
         return None  # the mask moved during training: only the checkpoint holds the final one
-    from ..data.datasets import dataset_info
-    from ..models import build_model
+    from ..load import untrained_model
 
-    # As load.load_model builds it: the same builder, sizes and seed as training.
-    cfg = run.config
-    info = dataset_info(cfg.data.dataset)
-    classes = 20 if cfg.data.labels == "coarse" else info.num_classes
-    model = build_model(cfg.model.name, math.prod(info.shape), classes, input_shape=info.shape,
-                        seed=cfg.train.seed, **cfg.model.options())
+    model = untrained_model(run.config)
     return model.state_dict(), "as this code builds it from config.json (static mask; checkpoint not kept)"
 
 
