@@ -22,7 +22,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import Config, ModelConfig, TrainConfig, _Section, knob
+from .config import (Config, DataConfig, ModelConfig, TrainConfig, _Section, at_least, each_at_least, knob,
+                     same_knob)
 from .data.datasets import dataset_info
 from .epoch_speed import bench_epochs, epoch_jobs, epoch_table, read_configs
 from .errors import G2GError, lookup
@@ -54,30 +55,28 @@ class BenchConfig(_Section):
     """What ``g2g bench`` times and how: every option of ``g2g bench`` is one of these knobs."""
 
     widths: tuple[int, ...] = knob((1024, 2048, 4096), "layer table: widths of the layers (in = out)",
-                                   check=lambda v: len(v) > 0 and min(v) >= 8, expect="widths >= 8")
-    batch: int = knob(256, "batch size of the training rows (forward, forward_backward, step)",
-                      check=lambda v: v >= 1, expect=">= 1")
+                                   **each_at_least(8, "widths"))
+    batch: int = knob(256, "batch size of the training rows (forward, forward_backward, step)", **at_least(1))
     infer_batches: tuple[int, ...] = knob((1, 8, 64, 256), "batch sizes of the inference rows",
-                                          check=lambda v: len(v) > 0 and min(v) >= 1, expect="batch sizes >= 1")
+                                          **each_at_least(1, "batch sizes"))
     modes: tuple[str, ...] = knob(MODES, "rows of the layer and model tables: forward (no grad), forward_backward "
                                   "(input, weight and bias gradients), step (forward, backward, Adam), inference "
                                   "(eval() forward under torch.inference_mode())", **_subset_of(MODES, False))
     tables: tuple[str, ...] = knob(TABLES, "tables to time besides the epochs: layer (SparseLinear vs nn.Linear), "
                                    "model (a whole model vs the dense MLP); none: epochs only",
                                    **_subset_of(TABLES, True))
-    model: str = knob("g2g-mixer", "model table: this model against dense, at --dataset's input size and "
-                      "classes with the default hidden widths, on random inputs")
-    device: str = knob("cpu", "cpu | cuda | cuda:N")
+    model: str = same_knob(ModelConfig, "name", flag=None, help="model table: this model against dense, at "
+                           "--dataset's input size and classes with the default hidden widths, on random inputs")
+    device: str = same_knob(TrainConfig, "device")
     dtype: str = knob("float32", "float32 | bfloat16 | float16 (layer table)")
-    threads: int | None = knob(None, "CPU threads (default: torch's)", check=lambda v: v >= 1, expect=">= 1")
-    repeats: int = knob(15, "timed repeats of each layer and model row (each times both sides)",
-                        check=lambda v: v >= 1, expect=">= 1")
+    threads: int | None = same_knob(TrainConfig, "threads")
+    repeats: int = knob(15, "timed repeats of each layer and model row (each times both sides)", **at_least(1))
     warmup: int = knob(3, "untimed calls of each side before a row is timed (epochs: untimed training steps)",
-                       check=lambda v: v >= 0, expect=">= 0")
-    inter_tile: int = knob(1, "inter-group tile side of the G2G layers and models (1 = element-wise)",
-                           check=lambda v: v >= 1, expect=">= 1")
+                       **at_least(0))
+    inter_tile: int = same_knob(ModelConfig, "inter_tile",
+                                help="inter-group tile side of the G2G layers and models (1 = element-wise)")
     path: str = knob("auto", "SparseLinear execution path: auto (the dispatcher's choice) | fast | reference")
-    dataset: str = knob("fashion-mnist", "dataset of the model table's input size and of --epoch")
+    dataset: str = same_knob(DataConfig, "dataset", help="dataset of the model table's input size and of --epoch")
     epoch_models: tuple[str, ...] = knob((), "time training epochs of these models (their default configuration on "
                                          "--dataset, with --inter-tile) against dense, e.g. g2g-mixer,er",
                                          flag="--epoch", metavar="MODELS")
@@ -85,11 +84,9 @@ class BenchConfig(_Section):
                                           "widths: config.json files, run directories, globs of them, suite files "
                                           "(suites/*.toml: their cells); configurations that differ only in the "
                                           "seed are timed once", flag="--epoch-config", metavar="CONFIG")
-    epoch_repeats: int = knob(3, "timed epochs of each configuration and of its dense baseline",
-                              check=lambda v: v >= 1, expect=">= 1")
+    epoch_repeats: int = knob(3, "timed epochs of each configuration and of its dense baseline", **at_least(1))
     epoch_steps: int | None = knob(None, "time only the first N training steps of each epoch (a partial epoch, for a "
-                                   "quicker ratio; default: whole epochs)", check=lambda v: v >= 1,
-                                   expect=">= 1", metavar="N")
+                                   "quicker ratio; default: whole epochs)", **at_least(1), metavar="N")
 
     def validate(self) -> None:
         lookup(DTYPES, self.dtype, "dtype")

@@ -31,8 +31,24 @@ def knob(default: Any, help: str, *, check: Callable[[Any], bool] | None = None,
                                             "metavar": metavar})
 
 
-def _positive(v) -> bool:
-    return v >= 1
+def same_knob(section: type, name: str, **changes: Any) -> Any:
+    """The knob ``name`` of another section again (its default, help and check), with ``changes``
+    to its metadata: a setting that two commands take is written once (``g2g bench --device`` is
+    ``g2g train``'s)."""
+    f = {f.name: f for f in dataclasses.fields(section)}[name]
+    meta = {**f.metadata, **changes}
+    return knob(f.default, meta["help"], check=meta["check"], expect=meta["expect"], flag=meta["flag"],
+                metavar=meta["metavar"])
+
+
+def at_least(low: float) -> dict:
+    """The range check of a knob that must be ``>= low`` (``knob(..., **at_least(1))``)."""
+    return {"check": lambda v: v >= low, "expect": f">= {low}"}
+
+
+def each_at_least(low: float, what: str) -> dict:
+    """The range check of a list knob: at least one value, each ``>= low``."""
+    return {"check": lambda v: len(v) > 0 and min(v) >= low, "expect": f"{what} >= {low}"}
 
 
 def _probability(v) -> bool:
@@ -112,8 +128,7 @@ def _type_name(t: Any) -> str:
 @dataclass(frozen=True)
 class DataConfig(_Section):
     dataset: str = knob("fashion-mnist", "fashion-mnist | mnist | cifar10 | cifar100")
-    val: int = knob(0, "hold out this many training images for validation (model selection)",
-                    check=lambda v: v >= 0, expect=">= 0")
+    val: int = knob(0, "hold out this many training images for validation (model selection)", **at_least(0))
     labels: str = knob("fine", "cifar100 label set: fine | coarse")
     augment: bool | None = knob(None, "random crop + flip (default: on for CIFAR)")
 
@@ -123,15 +138,14 @@ class ModelConfig(_Section):
     name: str = knob("g2g-mixer", "dense | dense-matched | er | g2g-index | g2g-random | g2g-mixer "
                      "(g2g list shows all)", flag="--model")
     hidden: tuple[int, ...] = knob((1024, 1024, 1024), "hidden widths, e.g. 1024,1024,1024",
-                                   check=lambda v: len(v) > 0 and min(v) >= 1, expect="positive widths")
-    groups: int = knob(8, "ensembles per layer side (G)", check=_positive, expect=">= 1")
+                                   **each_at_least(1, "widths"))
+    groups: int = knob(8, "ensembles per layer side (G)", **at_least(1))
     p_intra: float = knob(1.0, "connection probability inside an ensemble", check=_probability,
                           expect="a probability in [0, 1]")
     p_inter: float = knob(0.15, "connection probability between ensembles (p')", check=_probability,
                           expect="a probability in [0, 1]")
     frontend: str = knob("none", "none | patch (CIFAR: conv 8x8/8, 32 channels)")
-    inter_tile: int = knob(1, "sample inter-group links in T x T tiles (1 = element-wise)", check=_positive,
-                           expect=">= 1")
+    inter_tile: int = knob(1, "sample inter-group links in T x T tiles (1 = element-wise)", **at_least(1))
     dropout: float = knob(0.0, "dropout after every hidden non-linearity", check=lambda v: 0.0 <= v < 1.0,
                           expect="in [0, 1)")
 
@@ -139,13 +153,13 @@ class ModelConfig(_Section):
 @dataclass(frozen=True)
 class TrainConfig(_Section):
     epochs: int | None = knob(None, "default: 20 (F-MNIST, MNIST), 30 (CIFAR-10), 40 (CIFAR-100)",
-                              check=_positive, expect=">= 1")
-    batch_size: int = knob(256, "global batch size", check=_positive, expect=">= 1")
+                              **at_least(1))
+    batch_size: int = knob(256, "global batch size", **at_least(1))
     lr: float = knob(1e-3, "Adam learning rate (cosine schedule to 0)", check=lambda v: v > 0, expect="> 0")
-    weight_decay: float = knob(1e-4, "Adam L2 weight decay", check=lambda v: v >= 0, expect=">= 0")
+    weight_decay: float = knob(1e-4, "Adam L2 weight decay", **at_least(0))
     seed: int = knob(0, "seeds masks, init, data order, augmentation and DST")
     device: str = knob("cpu", "cpu | cuda | cuda:N")
-    threads: int | None = knob(None, "CPU threads (default: torch's)", check=_positive, expect=">= 1")
+    threads: int | None = knob(None, "CPU threads (default: torch's)", **at_least(1))
 
 
 # The rule ``DynamicSparsity`` applies when its caller names none: the paper's (prune by magnitude,
@@ -157,7 +171,7 @@ PAPER_RULE = ("magnitude", "hebbian")
 class DSTConfig(_Section):
     prune: str | None = knob(None, "prune criterion (g2g list); none = static mask")
     grow: str | None = knob(None, "grow criterion (g2g list)")
-    interval: int = knob(1000, "optimizer steps between updates", check=_positive, expect=">= 1")
+    interval: int = knob(1000, "optimizer steps between updates", **at_least(1))
     fraction: float = knob(0.1, "fraction of active links rewired per update (zeta)", check=_probability,
                            expect="in [0, 1]")
     decay: str = knob("constant", "constant | cosine", **_one_of("constant", "cosine"))
