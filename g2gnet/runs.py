@@ -237,11 +237,17 @@ class RunRecord:
         return len(self.code_versions) > 1
 
 
+def read_summary(path: str | Path) -> Summary:
+    """A finished run's summary.json, checked."""
+    file = Path(path) / "summary.json"
+    return Summary.from_dict(read_json(file), str(file))
+
+
 def read_run(path: str | Path) -> RunRecord:
     """Read one finished run directory (config.json and summary.json present), checking each file."""
     path = Path(path)
     config = read_config(path)
-    summary = Summary.from_dict(read_json(path / "summary.json"), str(path / "summary.json"))
+    summary = read_summary(path)
     metrics = read_metrics(path)
     env_path = path / "env.json"
     env = read_json(env_path) if env_path.exists() else {}

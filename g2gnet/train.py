@@ -200,12 +200,18 @@ class _Data:
                        augment=augment)
 
 
-def _load_data(cfg: Config, data_dir, device: torch.device) -> _Data:
-    # In memory as uint8, on the training device; validation carved from train if asked.
+def run_data(cfg: Config, data_dir: str | Path | None) -> tuple[Dataset, Dataset | None]:
+    """A run's data in memory (uint8, on the CPU) as its training sees it: the dataset in its label
+    set and, with ``cfg.data.val``, the validation images held out of the training set (the
+    normalisation statistics are then those of the remaining training images)."""
     ds = load_dataset(cfg.data.dataset, data_dir, labels=cfg.data.labels)
-    val = None
-    if cfg.data.val:
-        ds, val = split_validation(ds, cfg.data.val, cfg.train.seed)
+    if not cfg.data.val:
+        return ds, None
+    return split_validation(ds, cfg.data.val, cfg.train.seed)
+
+
+def _load_data(cfg: Config, data_dir, device: torch.device) -> _Data:
+    ds, val = run_data(cfg, data_dir)
     ds = ds.to(device)
     # Only the held-out images move: val's test split is the same test set ds already carries.
     val_xy = (val.train_x.to(device), val.train_y.to(device)) if val is not None else None

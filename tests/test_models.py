@@ -7,6 +7,7 @@ from g2gnet import G2GError, MODELS, build_model, sparse_layers
 from g2gnet.config import ModelConfig
 from g2gnet.models import matched_width
 from g2gnet.stats import active_parameters, intra_fraction, macs_per_sample
+from g2gnet.topology import group_ids
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -17,6 +18,12 @@ def test_every_model_builds_and_runs(name):
     shape = (3, 32, 32) if mixer else (1, 28, 28)
     model = build_model(name, shape[0] * shape[1] * shape[2], 10, seed=0, **({} if mixer else {"hidden": [64] * 3}))
     assert model(torch.randn(4, *shape)).shape == (4, 10)
+    layers = [layer for _, layer in sparse_layers(model)]
+    if name in ("dense", "dense-matched", "mlp-mixer"):
+        assert not layers
+    else:  # every hidden (or block MLP) layer is sparse, at about the paper's density 0.256
+        assert len(layers) == (4 * 2 * 2 if mixer else 3)  # a mixer: 4 blocks of two 2-layer MLPs
+        assert all(0.15 < layer.density < 0.4 for layer in layers)
 
 
 def test_matched_width_is_papers_447_and_469():
@@ -50,6 +57,9 @@ def test_same_seed_same_model_other_seed_differs():
 def test_g2g_layers_keep_group_ids_and_intra_fraction():
     model = build_model("g2g-index", 784, 10, seed=0)
     for _, layer in sparse_layers(model):
+        # The index grouping: contiguous ensembles on both sides, kept by the layer.
+        assert torch.equal(layer.out_groups, group_ids(layer.out_features, 8, "contiguous"))
+        assert torch.equal(layer.in_groups, group_ids(layer.in_features, 8, "contiguous"))
         f = intra_fraction(layer)
         assert 0.125 / 0.2563 - 0.02 < f < 0.125 / 0.2563 + 0.02  # intra share of active links
 
