@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 
 from .config import Config, ModelConfig, coerce
+from .data.datasets import DATASETS
 from .errors import G2GError, lookup
 from .layers import SparseLinear
 from .malloc import trim
@@ -198,7 +199,8 @@ def check_options(opts: ModelConfig, input_shape: tuple[int, ...]) -> None:
         check(opts, input_shape)
 
 
-_KNOWN_SHAPES = {784: (1, 28, 28), 3072: (3, 32, 32)}
+# Flat inputs of a registered dataset's size are its images (a front end may need their shape).
+_KNOWN_SHAPES = {math.prod(info.shape): info.shape for info in DATASETS.values()}
 
 
 def build_model(
@@ -215,8 +217,8 @@ def build_model(
     ``name`` is replaced by ``name``, so one section builds a model and its dense baseline), and
     loose ``options`` are fields of ``ModelConfig`` (hidden, groups, p_intra, p_inter, frontend,
     inter_tile, dropout) over it, checked there; ``seed`` fixes masks, group permutations and
-    initial weights. ``input_shape`` (C, H, W) is needed by the ``patch`` front end and inferred
-    for 784 (28x28) and 3072 (3x32x32) inputs.
+    initial weights. ``input_shape`` (C, H, W) is needed by the ``patch`` front end and the mixers,
+    and inferred for the input sizes of the registered datasets (784: 1x28x28, 3072: 3x32x32).
     """
     builder = lookup(MODELS, name, "model")
     if model is not None and not isinstance(model, ModelConfig):
