@@ -70,14 +70,22 @@ class _Section:
     """Checks types and ranges of every field at construction (also after ``replace``)."""
 
     def __post_init__(self) -> None:
-        hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):
-            value = coerce(getattr(self, f.name), hints[f.name], f.name)
-            check = f.metadata.get("check")
-            if value is not None and check is not None and not check(value):
-                raise G2GError(f"{f.name} must be {f.metadata['expect']}, got {value!r}")
-            object.__setattr__(self, f.name, value)
+            object.__setattr__(self, f.name, self.checked(f.name, getattr(self, f.name)))
         self.validate()
+
+    @classmethod
+    def checked(cls, name: str, value: Any, label: str | None = None) -> Any:
+        """``value`` as field ``name`` holds it (coerced to its type, in its range), or a G2GError
+        naming it ``label`` (default: ``name``): also for functions that take the setting loose
+        (``modular_mask``'s ``p_inter``), or a value of the same kind (an ER mask's density)."""
+        f = next(f for f in dataclasses.fields(cls) if f.name == name)
+        label = label or name
+        value = coerce(value, typing.get_type_hints(cls)[name], label)
+        check = f.metadata.get("check")
+        if value is not None and check is not None and not check(value):
+            raise G2GError(f"{label} must be {f.metadata['expect']}, got {value!r}")
+        return value
 
     def validate(self) -> None:
         """Checks that involve several fields."""

@@ -6,7 +6,6 @@ A mask is a ``torch.bool`` tensor of shape ``(out_features, in_features)``, the 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -21,8 +20,8 @@ ROW_BLOCK = 256
 
 
 def check_groups_count(groups: int) -> None:
-    if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
-        raise G2GError(f"groups must be a positive integer, got {groups!r}")
+    """A number of ensembles, checked as ``ModelConfig.groups`` is."""
+    ModelConfig.checked("groups", groups)
 
 
 def _check_groups(n: int, groups: int, what: str = "width") -> None:
@@ -31,11 +30,6 @@ def _check_groups(n: int, groups: int, what: str = "width") -> None:
         raise G2GError(f"{what} must be positive, got {n}")
     if n % groups:
         raise G2GError(f"groups={groups} does not divide the {what} {n}")
-
-
-def _check_prob(name: str, p: float) -> None:
-    if not (0.0 <= float(p) <= 1.0) or math.isnan(float(p)):
-        raise G2GError(f"{name} must be a probability in [0, 1], got {p!r}")
 
 
 def group_ids(
@@ -80,8 +74,7 @@ def modular_mask(
     ``inter_tile=(R, C)`` draws rectangular R×C tiles (R output rows, C input columns), e.g. for
     an input layer whose group size T does not divide (see ``fit_tile``).
     """
-    _check_prob("p_intra", p_intra)
-    _check_prob("p_inter", p_inter)
+    p_intra, p_inter = ModelConfig.checked("p_intra", p_intra), ModelConfig.checked("p_inter", p_inter)
     n_out, n_in = out_groups.numel(), in_groups.numel()
     # Drawn in row blocks (the same numbers as one [out, in] draw), keeping only what is used.
     intra_on = []  # per row block: the intra-group draws, in row-major order
@@ -151,7 +144,7 @@ def er_mask(
     out_features: int, in_features: int, density: float, generator: torch.Generator | None = None
 ) -> torch.Tensor:
     """Erdős–Rényi mask with exactly round(density · out · in) active entries, uniformly placed."""
-    _check_prob("density", density)
+    density = ModelConfig.checked("p_inter", density, "density")  # a connection probability too
     if out_features < 1 or in_features < 1:
         raise G2GError(f"mask shape must be positive, got {out_features}x{in_features}")
     total = out_features * in_features
