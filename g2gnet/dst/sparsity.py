@@ -48,6 +48,22 @@ def _reserve(layer: SparseLinear, optimizer: torch.optim.Optimizer | None) -> No
                                 and v.numel() == old.numel() else v for k, v in state.items()}
 
 
+def _section(config: DSTConfig | None, settings: dict) -> DSTConfig:
+    """What a ``DynamicSparsity`` runs: ``settings`` over ``config``, or over the defaults with the
+    paper's rule; it must name a rule."""
+    if config is None:
+        config = DSTConfig.rule(**settings)
+    elif isinstance(config, DSTConfig):
+        config = config.replace(**settings)
+    else:
+        raise G2GError(f"config must be a DSTConfig (or left out, with prune=..., grow=... as keywords), got "
+                       f"{type(config).__name__}")
+    if not config.enabled:
+        raise G2GError("DynamicSparsity needs a prune and a grow criterion; this DST config names none "
+                       "(a static mask)")
+    return config
+
+
 class DynamicSparsity:
     """Dynamic sparse training of all SparseLinear layers of ``model``.
 
@@ -77,17 +93,7 @@ class DynamicSparsity:
         check: bool = False,
         **settings: Any,
     ) -> None:
-        if config is None:
-            config = DSTConfig.rule(**settings)
-        elif isinstance(config, DSTConfig):
-            config = config.replace(**settings)
-        else:
-            raise G2GError(f"config must be a DSTConfig (or left out, with prune=..., grow=... as keywords), got "
-                           f"{type(config).__name__}")
-        if not config.enabled:
-            raise G2GError("DynamicSparsity needs a prune and a grow criterion; this DST config names none "
-                           "(a static mask)")
-        self.config = cfg = config
+        self.config = cfg = _section(config, settings)
         self.prune_fn = lookup(PRUNE, cfg.prune, "prune criterion")
         self.grow_fn = lookup(GROW, cfg.grow, "grow criterion")
         self.schedule = Schedule(cfg.interval, cfg.fraction, cfg.decay, cfg.stop, total_steps)
