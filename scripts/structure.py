@@ -60,20 +60,20 @@ def imports(tree: ast.Module, module: str, is_package: bool, known: set[str]) ->
     return out
 
 
-def functions(tree: ast.Module) -> list[tuple[str, int]]:
-    """(qualified name, lines from ``def`` to its last line) of every function and method."""
-    out = []
+def definitions(tree: ast.Module) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+    """(qualified name, lines from ``def``/``class`` to its last line) of every function and method,
+    and of every class."""
+    funcs, classes = [], []
 
     def visit(node: ast.AST, prefix: str) -> None:
         for child in ast.iter_child_nodes(node):
-            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                out.append((prefix + child.name, child.end_lineno - child.lineno + 1))
-                visit(child, f"{prefix}{child.name}.")
-            elif isinstance(child, ast.ClassDef):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                kind = classes if isinstance(child, ast.ClassDef) else funcs
+                kind.append((prefix + child.name, child.end_lineno - child.lineno + 1))
                 visit(child, f"{prefix}{child.name}.")
 
     visit(tree, "")
-    return out
+    return funcs, classes
 
 
 def circles(edges: set[tuple[str, str]]) -> list[list[str]]:
@@ -100,24 +100,27 @@ def measure(checkout: Path) -> dict:
     root = checkout
     files = sorted((checkout / PACKAGE).rglob("*.py"))
     known = {module_name(f, root) for f in files}
-    modules, funcs, edges = {}, [], set()
+    modules, funcs, classes, edges = {}, [], [], set()
     for f in files:
         text = f.read_text()
         name = module_name(f, root)
         tree = ast.parse(text)
         modules[name] = text.count("\n")
-        funcs += [(f"{name}.{fn}", n) for fn, n in functions(tree)]
+        fs, cs = definitions(tree)
+        funcs += [(f"{name}.{fn}", n) for fn, n in fs]
+        classes += [(f"{name}.{c}", n) for c, n in cs]
         edges |= {(name, target) for target in imports(tree, name, f.name == "__init__.py", known)}
     # The package's own __init__ is its public face: it re-exports from every rank.
     back_up = sorted((a, b) for a, b in edges if a != PACKAGE and rank(a) < rank(b))
-    return {"modules": modules, "functions": sorted(funcs, key=lambda x: -x[1]), "imports": sorted(edges),
+    return {"modules": modules, "functions": sorted(funcs, key=lambda x: -x[1]),
+            "classes": sorted(classes, key=lambda x: -x[1]), "imports": sorted(edges),
             "back_up": back_up, "circles": circles({(a, b) for a, b in edges if a != PACKAGE})}
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("checkout", nargs="?", default=str(Path(__file__).resolve().parent.parent))
-    p.add_argument("--top", type=int, default=8, help="how many of the longest modules and functions")
+    p.add_argument("--top", type=int, default=8, help="how many of the longest modules, functions and classes")
     args = p.parse_args(argv)
     m = measure(Path(args.checkout))
     mods = m["modules"]
@@ -128,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {n:5d}  {name}")
     print("longest functions:")
     for name, n in m["functions"][:args.top]:
+        print(f"  {n:5d}  {name}")
+    print("longest classes:")
+    for name, n in m["classes"][:args.top]:
         print(f"  {n:5d}  {name}")
     for a, b in m["back_up"]:
         print(f"back up: {a} (rank {rank(a)}) imports {b} (rank {rank(b)})")
