@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -97,20 +98,23 @@ def _patch_frontend(input_shape: tuple[int, int, int], gen: torch.Generator) -> 
 FRONTENDS = {"none": _flat_frontend, "patch": _patch_frontend}
 
 
-def _make_frontend(opts: ModelConfig, input_shape: tuple[int, int, int], gen) -> tuple[nn.Module, int]:
-    return lookup(FRONTENDS, opts.frontend, "frontend")(input_shape, gen)
+def _mlp(opts: ModelConfig, input_shape: tuple[int, int, int], num_classes: int, gen: torch.Generator,
+         hidden: Callable[[list[int]], list[nn.Module]]) -> MLP:
+    """frontend -> the hidden layers ``hidden(widths)`` makes for the widths from the front end's
+    output on -> dense classifier, drawn from ``gen`` in that order (the models' seeded draw order)."""
+    frontend, n_in = lookup(FRONTENDS, opts.frontend, "frontend")(input_shape, gen)
+    widths = [n_in, *opts.hidden]
+    blocks = [HiddenBlock(layer, opts.dropout) for layer in hidden(widths)]
+    return MLP(frontend, blocks, _dense(widths[-1], num_classes, gen))
 
 
-def _assemble(opts: ModelConfig, blocks: list[nn.Module], frontend: nn.Module, width: int, num_classes: int,
-              gen) -> MLP:
-    return MLP(frontend, [HiddenBlock(b, opts.dropout) for b in blocks], _dense(width, num_classes, gen))
+def _pairs(widths: list[int]) -> list[tuple[int, int]]:
+    """(in, out) of each hidden layer."""
+    return list(zip(widths[:-1], widths[1:]))
 
 
 def _build_dense(opts: ModelConfig, input_shape: tuple[int, int, int], num_classes: int, gen) -> MLP:
-    frontend, n_in = _make_frontend(opts, input_shape, gen)
-    widths = [n_in, *opts.hidden]
-    layers = [_dense(a, b, gen) for a, b in zip(widths[:-1], widths[1:])]
-    return _assemble(opts, layers, frontend, widths[-1], num_classes, gen)
+    return _mlp(opts, input_shape, num_classes, gen, lambda widths: [_dense(a, b, gen) for a, b in _pairs(widths)])
 
 
 def matched_width(opts: ModelConfig, n_in: int, num_classes: int) -> int:
@@ -144,33 +148,31 @@ def _build_dense_matched(opts: ModelConfig, input_shape: tuple[int, int, int], n
 
 
 def _build_er(opts: ModelConfig, input_shape: tuple[int, int, int], num_classes: int, gen) -> MLP:
-    frontend, n_in = _make_frontend(opts, input_shape, gen)
-    widths = [n_in, *opts.hidden]
-    layers = []
-    for a, b in zip(widths[:-1], widths[1:]):
-        mask = er_mask(b, a, expected_density(opts.groups, opts.p_intra, opts.p_inter), gen)
-        layers.append(SparseLinear(a, b, mask, generator=gen))
-    return _assemble(opts, layers, frontend, widths[-1], num_classes, gen)
+    density = expected_density(opts.groups, opts.p_intra, opts.p_inter)
+    return _mlp(opts, input_shape, num_classes, gen, lambda widths: [
+        SparseLinear(a, b, er_mask(b, a, density, gen), generator=gen) for a, b in _pairs(widths)])
 
 
 def _g2g_builder(grouping: str):
     def build(opts: ModelConfig, input_shape: tuple[int, int, int], num_classes: int, gen) -> MLP:
-        frontend, n_in = _make_frontend(opts, input_shape, gen)
-        widths = [n_in, *opts.hidden]
-        layers = []
-        for layer, (a, b, lg) in enumerate(zip(widths[:-1], widths[1:],
-                                                network_groups(widths, opts.groups, grouping, gen))):
-            smallest = min(a, b) // opts.groups
-            if opts.inter_tile > smallest:  # one tile per group pair: the density would be a lottery
-                raise G2GError(f"inter_tile={opts.inter_tile} is larger than the ensembles ({smallest} units) "
-                               f"of sparse layer {layer + 1}; use at most {smallest}")
-            tile = (fit_tile(b // opts.groups, opts.inter_tile), fit_tile(a // opts.groups, opts.inter_tile))
-            mask = modular_mask(lg.out_groups, lg.in_groups, opts.p_intra, opts.p_inter, gen, tile)
-            layers.append(SparseLinear(a, b, mask, in_groups=lg.in_groups, out_groups=lg.out_groups, generator=gen))
-        return _assemble(opts, layers, frontend, widths[-1], num_classes, gen)
+        return _mlp(opts, input_shape, num_classes, gen, lambda widths: _g2g_layers(opts, widths, grouping, gen))
 
     build.__doc__ = f"G2GNet with the {grouping!r} grouping (SPEC §2)."
     return build
+
+
+def _g2g_layers(opts: ModelConfig, widths: list[int], grouping: str, gen: torch.Generator) -> list[SparseLinear]:
+    layers = []
+    groups = network_groups(widths, opts.groups, grouping, gen)  # every layer's, before any mask
+    for layer, ((a, b), lg) in enumerate(zip(_pairs(widths), groups)):
+        smallest = min(a, b) // opts.groups
+        if opts.inter_tile > smallest:  # one tile per group pair: the density would be a lottery
+            raise G2GError(f"inter_tile={opts.inter_tile} is larger than the ensembles ({smallest} units) "
+                           f"of sparse layer {layer + 1}; use at most {smallest}")
+        tile = (fit_tile(b // opts.groups, opts.inter_tile), fit_tile(a // opts.groups, opts.inter_tile))
+        mask = modular_mask(lg.out_groups, lg.in_groups, opts.p_intra, opts.p_inter, gen, tile)
+        layers.append(SparseLinear(a, b, mask, in_groups=lg.in_groups, out_groups=lg.out_groups, generator=gen))
+    return layers
 
 
 MODELS = {
