@@ -1,7 +1,7 @@
 """The ``g2g`` command line: argument parsing only; every subcommand calls one library function.
 
 The options of ``g2g train`` are derived from the fields of ``g2gnet.config`` (name, type, help,
-default), and those of ``g2g bench`` from ``bench.BenchConfig``, so a new field is a new option
+default), and those of ``g2g bench`` from ``bench_config.BenchConfig``, so a new field is a new option
 without touching this file. User mistakes print
 one line ``g2g: error: ...`` and exit with status 2 (SPEC §9).
 """
@@ -81,7 +81,7 @@ def _cmd_report(args) -> int:
 
 
 def _add_bench(sub) -> None:
-    from .bench import BenchConfig
+    from .bench_config import BenchConfig
 
     p = sub.add_parser("bench", help="time G2G against dense: a layer, a whole model, training epochs",
                        description="Time G2G against dense in one process, interleaved: SparseLinear against "
@@ -101,7 +101,8 @@ def _add_bench(sub) -> None:
 
 
 def _cmd_bench(args) -> int:
-    from .bench import BenchConfig, run
+    from .bench import run
+    from .bench_config import BenchConfig
 
     cfg = BenchConfig(**knob_values(args, BenchConfig))
     run(cfg, json_path=Path(args.json) if args.json else None, data_dir=args.data_dir,

@@ -1,6 +1,8 @@
-"""The configuration of one run (SPEC §5, §8): nested dataclasses, the single source of every
-default, type and range check. The CLI derives its options from these fields, ``build_model``
-and ``DynamicSparsity`` check their arguments through them, and ``config.json`` round-trips.
+"""The configuration of one run (SPEC §5, §8): nested dataclasses holding the defaults, types and
+range checks of a run's settings. The CLI derives its options from these fields; ``build_model``
+takes a ``ModelConfig`` and ``DynamicSparsity`` a ``DSTConfig`` (loose keyword options go through
+the same fields), and the library's other signatures that share a setting take their default
+from here (``modular_mask``'s ``p_inter`` is ``ModelConfig.p_inter``); ``config.json`` round-trips.
 
 Plain data, no torch. Adding a knob is one field: ``knob(default, help, check=..., expect=...)``.
 """
@@ -13,7 +15,7 @@ import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import G2GError
 
@@ -29,8 +31,24 @@ def knob(default: Any, help: str, *, check: Callable[[Any], bool] | None = None,
                                             "metavar": metavar})
 
 
-def _positive(v) -> bool:
-    return v >= 1
+def same_knob(section: type, name: str, **changes: Any) -> Any:
+    """The knob ``name`` of another section again (its default, help and check), with ``changes``
+    to its metadata: a setting that two commands take is written once (``g2g bench --device`` is
+    ``g2g train``'s)."""
+    f = {f.name: f for f in dataclasses.fields(section)}[name]
+    meta = {**f.metadata, **changes}
+    return knob(f.default, meta["help"], check=meta["check"], expect=meta["expect"], flag=meta["flag"],
+                metavar=meta["metavar"])
+
+
+def at_least(low: float) -> dict:
+    """The range check of a knob that must be ``>= low`` (``knob(..., **at_least(1))``)."""
+    return {"check": lambda v: v >= low, "expect": f">= {low}"}
+
+
+def each_at_least(low: float, what: str) -> dict:
+    """The range check of a list knob: at least one value, each ``>= low``."""
+    return {"check": lambda v: len(v) > 0 and min(v) >= low, "expect": f"{what} >= {low}"}
 
 
 def _probability(v) -> bool:
@@ -45,21 +63,38 @@ def _window(v) -> bool:
     return v == "all" or (isinstance(v, int) and v >= 1)
 
 
+_S = TypeVar("_S", bound="_Section")
+
+
 class _Section:
     """Checks types and ranges of every field at construction (also after ``replace``)."""
 
     def __post_init__(self) -> None:
-        hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):
-            value = coerce(getattr(self, f.name), hints[f.name], f.name)
-            check = f.metadata.get("check")
-            if value is not None and check is not None and not check(value):
-                raise G2GError(f"{f.name} must be {f.metadata['expect']}, got {value!r}")
-            object.__setattr__(self, f.name, value)
+            object.__setattr__(self, f.name, self.checked(f.name, getattr(self, f.name)))
         self.validate()
+
+    @classmethod
+    def checked(cls, name: str, value: Any, label: str | None = None) -> Any:
+        """``value`` as field ``name`` holds it (coerced to its type, in its range), or a G2GError
+        naming it ``label`` (default: ``name``): also for functions that take the setting loose
+        (``modular_mask``'s ``p_inter``), or a value of the same kind (an ER mask's density)."""
+        f = next(f for f in dataclasses.fields(cls) if f.name == name)
+        label = label or name
+        value = coerce(value, typing.get_type_hints(cls)[name], label)
+        check = f.metadata.get("check")
+        if value is not None and check is not None and not check(value):
+            raise G2GError(f"{label} must be {f.metadata['expect']}, got {value!r}")
+        return value
 
     def validate(self) -> None:
         """Checks that involve several fields."""
+
+    def replace(self: _S, **changes: Any) -> _S:
+        """A copy with ``changes`` applied and checked; an unknown key is a G2GError listing the
+        valid ones."""
+        _check_known(type(self), changes)
+        return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
         return {f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v
@@ -101,8 +136,7 @@ def _type_name(t: Any) -> str:
 @dataclass(frozen=True)
 class DataConfig(_Section):
     dataset: str = knob("fashion-mnist", "fashion-mnist | mnist | cifar10 | cifar100")
-    val: int = knob(0, "hold out this many training images for validation (model selection)",
-                    check=lambda v: v >= 0, expect=">= 0")
+    val: int = knob(0, "hold out this many training images for validation (model selection)", **at_least(0))
     labels: str = knob("fine", "cifar100 label set: fine | coarse")
     augment: bool | None = knob(None, "random crop + flip (default: on for CIFAR)")
 
@@ -112,42 +146,40 @@ class ModelConfig(_Section):
     name: str = knob("g2g-mixer", "dense | dense-matched | er | g2g-index | g2g-random | g2g-mixer "
                      "(g2g list shows all)", flag="--model")
     hidden: tuple[int, ...] = knob((1024, 1024, 1024), "hidden widths, e.g. 1024,1024,1024",
-                                   check=lambda v: len(v) > 0 and min(v) >= 1, expect="positive widths")
-    groups: int = knob(8, "ensembles per layer side (G)", check=_positive, expect=">= 1")
+                                   **each_at_least(1, "widths"))
+    groups: int = knob(8, "ensembles per layer side (G)", **at_least(1))
     p_intra: float = knob(1.0, "connection probability inside an ensemble", check=_probability,
                           expect="a probability in [0, 1]")
     p_inter: float = knob(0.15, "connection probability between ensembles (p')", check=_probability,
                           expect="a probability in [0, 1]")
     frontend: str = knob("none", "none | patch (CIFAR: conv 8x8/8, 32 channels)")
-    inter_tile: int = knob(1, "sample inter-group links in T x T tiles (1 = element-wise)", check=_positive,
-                           expect=">= 1")
+    inter_tile: int = knob(1, "sample inter-group links in T x T tiles (1 = element-wise)", **at_least(1))
     dropout: float = knob(0.0, "dropout after every hidden non-linearity", check=lambda v: 0.0 <= v < 1.0,
                           expect="in [0, 1)")
-
-    def options(self) -> dict:
-        """Keyword options of ``build_model`` (everything but the name)."""
-        d = self.to_dict()
-        del d["name"]
-        return d
 
 
 @dataclass(frozen=True)
 class TrainConfig(_Section):
     epochs: int | None = knob(None, "default: 20 (F-MNIST, MNIST), 30 (CIFAR-10), 40 (CIFAR-100)",
-                              check=_positive, expect=">= 1")
-    batch_size: int = knob(256, "global batch size", check=_positive, expect=">= 1")
+                              **at_least(1))
+    batch_size: int = knob(256, "global batch size", **at_least(1))
     lr: float = knob(1e-3, "Adam learning rate (cosine schedule to 0)", check=lambda v: v > 0, expect="> 0")
-    weight_decay: float = knob(1e-4, "Adam L2 weight decay", check=lambda v: v >= 0, expect=">= 0")
+    weight_decay: float = knob(1e-4, "Adam L2 weight decay", **at_least(0))
     seed: int = knob(0, "seeds masks, init, data order, augmentation and DST")
     device: str = knob("cpu", "cpu | cuda | cuda:N")
-    threads: int | None = knob(None, "CPU threads (default: torch's)", check=_positive, expect=">= 1")
+    threads: int | None = knob(None, "CPU threads (default: torch's)", **at_least(1))
+
+
+# The rule ``DynamicSparsity`` applies when its caller names none: the paper's (prune by magnitude,
+# grow by the Hebbian score). A run's ``DSTConfig`` names none unless asked: a static mask.
+PAPER_RULE = ("magnitude", "hebbian")
 
 
 @dataclass(frozen=True)
 class DSTConfig(_Section):
     prune: str | None = knob(None, "prune criterion (g2g list); none = static mask")
     grow: str | None = knob(None, "grow criterion (g2g list)")
-    interval: int = knob(1000, "optimizer steps between updates", check=_positive, expect=">= 1")
+    interval: int = knob(1000, "optimizer steps between updates", **at_least(1))
     fraction: float = knob(0.1, "fraction of active links rewired per update (zeta)", check=_probability,
                            expect="in [0, 1]")
     decay: str = knob("constant", "constant | cosine", **_one_of("constant", "cosine"))
@@ -160,6 +192,13 @@ class DSTConfig(_Section):
     def validate(self) -> None:
         if (self.prune is None) != (self.grow is None):
             raise G2GError("DST needs both a prune and a grow criterion (e.g. --dst magnitude:hebbian)")
+
+    @classmethod
+    def rule(cls, **settings: Any) -> DSTConfig:
+        """The section ``DynamicSparsity(model, optimizer, **settings)`` describes: ``settings`` over
+        the defaults, the paper's rule (``PAPER_RULE``) for a prune or grow criterion not named."""
+        prune, grow = PAPER_RULE
+        return make(cls, **{"prune": prune, "grow": grow, **settings})
 
     @property
     def enabled(self) -> bool:
@@ -207,8 +246,7 @@ class Config:
 
     def replace(self, **changes: dict) -> Config:
         """A copy with ``section={field: value}`` changes applied (and checked)."""
-        return dataclasses.replace(self, **{s: dataclasses.replace(getattr(self, s), **kv)
-                                            for s, kv in changes.items()})
+        return dataclasses.replace(self, **{s: getattr(self, s).replace(**kv) for s, kv in changes.items()})
 
     def resolve(self, default_epochs: int, default_augment: bool) -> Config:
         """Fill the dataset-dependent defaults (``None`` epochs and augment)."""
@@ -232,12 +270,16 @@ class Config:
 
 def make(section: type[_Section], **values: Any) -> _Section:
     """``section(**values)`` with unknown keys as a G2GError listing the valid ones."""
+    _check_known(section, values)
+    return section(**values)
+
+
+def _check_known(section: type[_Section], values: dict) -> None:
     valid = [f.name for f in dataclasses.fields(section)]
     unknown = sorted(set(values) - set(valid))
     if unknown:
         what = section.__name__.removesuffix("Config").lower()
         raise G2GError(f"unknown {what} option(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
-    return section(**values)
 
 
 def _flat_key(section: str, name: str) -> str:

@@ -16,29 +16,25 @@ import dataclasses
 import glob
 import itertools
 import json
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
+from .bench_config import BenchConfig
 from .config import Config, DSTConfig, ModelConfig
-from .data import Batches, Dataset, load_dataset, split_validation
-from .data.datasets import dataset_info
+from .data import Batches, Dataset
 from .dst import DynamicSparsity
 from .errors import G2GError
-from .models import build_model
+from .models import build_from_config
 from .optim import adam
 from .runs import environment, read_config
 from .sweep import cell_parser, load_suite
 from .timing import STATISTIC, format_ms, median_repeat, sync_for
-from .train import train_step
+from .train import check_config, run_data, train_step
 
-if TYPE_CHECKING:  # bench imports this module
-    from .bench import BenchConfig
 
 
 @dataclass(frozen=True)
@@ -73,16 +69,11 @@ def dense_baseline(cfg: Config) -> Config:
                                                       frontend=cfg.model.frontend), dst=DSTConfig())
 
 
-def _resolved(cfg: Config) -> Config:
-    info = dataset_info(cfg.data.dataset)
-    return cfg.resolve(info.epochs, info.augment)
-
-
 def config_label(cfg: Config) -> str:
     """The model and what differs from the dataset's default configuration, e.g.
     ``g2g-index p_inter=0.01 inter_tile=8`` (dataset, seed, device and threads left out)."""
-    default = _resolved(Config().replace(data={"dataset": cfg.data.dataset})).identity()
-    own = _resolved(cfg).identity()
+    default = check_config(Config().replace(data={"dataset": cfg.data.dataset})).identity()
+    own = check_config(cfg).identity()
     parts = [f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in own.items()
              if k not in ("model", "dataset") and v != default.get(k)]
     return " ".join([own["model"], *parts])
@@ -92,7 +83,7 @@ def epoch_jobs(configs: Sequence[Config]) -> list[EpochJob]:
     """One job per configuration up to the seed (the first seed given is timed), all of one
     dataset; the plain dense configuration is the baseline itself and is left out."""
     unique: dict[str, Config] = {}
-    for cfg in map(_resolved, configs):
+    for cfg in map(check_config, configs):  # as g2g train checks and resolves it
         unique.setdefault(json.dumps(cfg.identity(), sort_keys=True), cfg)
     datasets = sorted({c.data.dataset for c in unique.values()})
     if len(datasets) > 1:
@@ -115,15 +106,14 @@ def time_epoch(cfg: Config, ds: Dataset, bench: BenchConfig, repeat: int,
     ``g2g train`` logs are left out (a few small ops per step on either side)."""
     device = torch.device(bench.device)
     shape = tuple(ds.train_x.shape[1:])
-    model = build_model(cfg.model.name, math.prod(shape), ds.num_classes, input_shape=shape,
-                        seed=cfg.train.seed, **cfg.model.options()).to(device)
+    model = build_from_config(cfg, shape, ds.num_classes).to(device)
     model.train()
     opt = adam(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     batches = Batches(ds.train_x, ds.train_y, cfg.train.batch_size, ds.mean, ds.std, shuffle=True,
                       generator=torch.Generator().manual_seed(repeat), augment=bool(cfg.data.augment))
     total_steps = len(batches) * cfg.train.epochs
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
-    dst = (DynamicSparsity.from_config(model, opt, cfg.dst, total_steps=total_steps, seed=cfg.train.seed)
+    dst = (DynamicSparsity(model, opt, cfg.dst, total_steps=total_steps, seed=cfg.train.seed)
            if cfg.dst.enabled else None)
 
     def run(steps: int) -> None:
@@ -157,10 +147,7 @@ class _Datasets:
         d = cfg.data
         key = (d.dataset, d.labels, d.val, cfg.train.seed if d.val else None)
         if key not in self.loaded:
-            ds = load_dataset(d.dataset, self.data_dir, labels=d.labels)
-            if d.val:  # g2g train carves the validation images out of the training set
-                ds, _ = split_validation(ds, d.val, cfg.train.seed)
-            self.loaded[key] = ds.to(self.device)
+            self.loaded[key] = run_data(cfg, self.data_dir)[0].to(self.device)
         return self.loaded[key]
 
 

@@ -9,7 +9,6 @@ which (and refuses a run still training unless asked).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,21 +16,25 @@ import torch
 import torch.nn as nn
 
 from .config import Config
-from .data import Batches, load_dataset
+from .data import Batches
 from .data.datasets import dataset_info
 from .errors import G2GError
-from .models import build_model
-from .records import Checkpoint, Summary
-from .runs import CHECKPOINT, RunDir, RunStatus, load_checkpoint, load_state, read_config, read_json
-from .train import evaluate, resolve_device
+from .models import build_from_config
+from .records import Checkpoint
+from .runs import CHECKPOINT, RunDir, RunStatus, load_checkpoint, load_state, read_config, read_summary
+from .train import evaluate, resolve_device, run_data
+
+
+def untrained_model(cfg: Config) -> nn.Module:
+    """The model a run's ``config.json`` builds before training: its dataset's input shape and the
+    classes of its label set, the same builder and seed as training (``build_from_config``)."""
+    info = dataset_info(cfg.data.dataset)
+    return build_from_config(cfg, info.shape, info.classes_of(cfg.data.labels))
 
 
 def _load(run_dir: Path, device: torch.device) -> tuple[nn.Module, Config, Checkpoint]:
     cfg = read_config(run_dir)
-    info = dataset_info(cfg.data.dataset)
-    num_classes = 20 if cfg.data.labels == "coarse" else info.num_classes
-    model = build_model(cfg.model.name, math.prod(info.shape), num_classes, input_shape=info.shape,
-                        seed=cfg.train.seed, **cfg.model.options())
+    model = untrained_model(cfg)
     path = run_dir / CHECKPOINT
     if not path.exists():
         raise G2GError(f"{run_dir} has no {CHECKPOINT} (checkpoints are not committed with results; "
@@ -93,14 +96,9 @@ def evaluate_run(run_dir: str | Path, data_dir: str | Path | None = None, device
     if status == "busy" and not allow_partial:
         raise G2GError(f"{run_dir} is still training ({run.holder()}): its checkpoint holds epoch {ckpt.epoch} of "
                        f"{epochs}; wait for it to finish, or pass --allow-partial to evaluate that checkpoint")
-    ds = load_dataset(cfg.data.dataset, data_dir, labels=cfg.data.labels)
-    if cfg.data.val:  # the normalisation statistics of the run's own training images
-        from .data import split_validation
-
-        ds, _ = split_validation(ds, cfg.data.val, cfg.train.seed)
-    ds = ds.to(dev)
+    ds = run_data(cfg, data_dir)[0].to(dev)  # with the normalisation of the run's own training images
     result = evaluate(model, Batches(ds.test_x, ds.test_y, 1000, ds.mean, ds.std, shuffle=False, generator=None))
     recorded = None
     if status == "done":
-        recorded = Summary.from_dict(read_json(run_dir / "summary.json"), str(run_dir / "summary.json")).test_acc
+        recorded = read_summary(run_dir).test_acc
     return Evaluation(run_dir, result["acc"], result["loss"], ckpt.epoch, epochs, status, recorded)

@@ -1,19 +1,23 @@
-"""The networks of SPEC §2: G2GNet in its three groupings and the baselines of Table I.
+"""The networks of SPEC §2: G2GNet in its three groupings and the baselines of Table I, plus the
+MLP-Mixers of ``mixer`` (beyond the paper), in one registry ``MODELS``.
 
-Every model is ``frontend -> [linear -> ReLU] x depth -> dense classifier``; only the hidden
-linear layers differ (dense, Erdős–Rényi mask or G2G modular mask). A model is fully determined
-by its name, options and ``seed`` (masks, group permutations and initial weights).
+The MLPs are ``frontend -> [linear -> ReLU] x depth -> dense classifier``; only the hidden linear
+layers differ (dense, Erdős–Rényi mask or G2G modular mask). A model is fully determined by its
+name, options (``ModelConfig``) and ``seed`` (masks, group permutations and initial weights).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn as nn
 
-from .config import ModelConfig, coerce, make
+from .config import Config, ModelConfig, coerce
+from .data.datasets import DATASETS
 from .errors import G2GError, lookup
 from .layers import SparseLinear
 from .malloc import trim
@@ -94,20 +98,23 @@ def _patch_frontend(input_shape: tuple[int, int, int], gen: torch.Generator) -> 
 FRONTENDS = {"none": _flat_frontend, "patch": _patch_frontend}
 
 
-def _make_frontend(opts: ModelConfig, input_shape: tuple[int, int, int], gen) -> tuple[nn.Module, int]:
-    return lookup(FRONTENDS, opts.frontend, "frontend")(input_shape, gen)
+def _mlp(opts: ModelConfig, input_shape: tuple[int, int, int], num_classes: int, gen: torch.Generator,
+         hidden: Callable[[list[int]], list[nn.Module]]) -> MLP:
+    """frontend -> the hidden layers ``hidden(widths)`` makes for the widths from the front end's
+    output on -> dense classifier, drawn from ``gen`` in that order (the models' seeded draw order)."""
+    frontend, n_in = lookup(FRONTENDS, opts.frontend, "frontend")(input_shape, gen)
+    widths = [n_in, *opts.hidden]
+    blocks = [HiddenBlock(layer, opts.dropout) for layer in hidden(widths)]
+    return MLP(frontend, blocks, _dense(widths[-1], num_classes, gen))
 
 
-def _assemble(opts: ModelConfig, blocks: list[nn.Module], frontend: nn.Module, width: int, num_classes: int,
-              gen) -> MLP:
-    return MLP(frontend, [HiddenBlock(b, opts.dropout) for b in blocks], _dense(width, num_classes, gen))
+def _pairs(widths: list[int]) -> list[tuple[int, int]]:
+    """(in, out) of each hidden layer."""
+    return list(zip(widths[:-1], widths[1:]))
 
 
 def _build_dense(opts: ModelConfig, input_shape: tuple[int, int, int], num_classes: int, gen) -> MLP:
-    frontend, n_in = _make_frontend(opts, input_shape, gen)
-    widths = [n_in, *opts.hidden]
-    layers = [_dense(a, b, gen) for a, b in zip(widths[:-1], widths[1:])]
-    return _assemble(opts, layers, frontend, widths[-1], num_classes, gen)
+    return _mlp(opts, input_shape, num_classes, gen, lambda widths: [_dense(a, b, gen) for a, b in _pairs(widths)])
 
 
 def matched_width(opts: ModelConfig, n_in: int, num_classes: int) -> int:
@@ -141,33 +148,31 @@ def _build_dense_matched(opts: ModelConfig, input_shape: tuple[int, int, int], n
 
 
 def _build_er(opts: ModelConfig, input_shape: tuple[int, int, int], num_classes: int, gen) -> MLP:
-    frontend, n_in = _make_frontend(opts, input_shape, gen)
-    widths = [n_in, *opts.hidden]
-    layers = []
-    for a, b in zip(widths[:-1], widths[1:]):
-        mask = er_mask(b, a, expected_density(opts.groups, opts.p_intra, opts.p_inter), gen)
-        layers.append(SparseLinear(a, b, mask, generator=gen))
-    return _assemble(opts, layers, frontend, widths[-1], num_classes, gen)
+    density = expected_density(opts.groups, opts.p_intra, opts.p_inter)
+    return _mlp(opts, input_shape, num_classes, gen, lambda widths: [
+        SparseLinear(a, b, er_mask(b, a, density, gen), generator=gen) for a, b in _pairs(widths)])
 
 
 def _g2g_builder(grouping: str):
     def build(opts: ModelConfig, input_shape: tuple[int, int, int], num_classes: int, gen) -> MLP:
-        frontend, n_in = _make_frontend(opts, input_shape, gen)
-        widths = [n_in, *opts.hidden]
-        layers = []
-        for layer, (a, b, lg) in enumerate(zip(widths[:-1], widths[1:],
-                                                network_groups(widths, opts.groups, grouping, gen))):
-            smallest = min(a, b) // opts.groups
-            if opts.inter_tile > smallest:  # one tile per group pair: the density would be a lottery
-                raise G2GError(f"inter_tile={opts.inter_tile} is larger than the ensembles ({smallest} units) "
-                               f"of sparse layer {layer + 1}; use at most {smallest}")
-            tile = (fit_tile(b // opts.groups, opts.inter_tile), fit_tile(a // opts.groups, opts.inter_tile))
-            mask = modular_mask(lg.out_groups, lg.in_groups, opts.p_intra, opts.p_inter, gen, tile)
-            layers.append(SparseLinear(a, b, mask, in_groups=lg.in_groups, out_groups=lg.out_groups, generator=gen))
-        return _assemble(opts, layers, frontend, widths[-1], num_classes, gen)
+        return _mlp(opts, input_shape, num_classes, gen, lambda widths: _g2g_layers(opts, widths, grouping, gen))
 
     build.__doc__ = f"G2GNet with the {grouping!r} grouping (SPEC §2)."
     return build
+
+
+def _g2g_layers(opts: ModelConfig, widths: list[int], grouping: str, gen: torch.Generator) -> list[SparseLinear]:
+    layers = []
+    groups = network_groups(widths, opts.groups, grouping, gen)  # every layer's, before any mask
+    for layer, ((a, b), lg) in enumerate(zip(_pairs(widths), groups)):
+        smallest = min(a, b) // opts.groups
+        if opts.inter_tile > smallest:  # one tile per group pair: the density would be a lottery
+            raise G2GError(f"inter_tile={opts.inter_tile} is larger than the ensembles ({smallest} units) "
+                           f"of sparse layer {layer + 1}; use at most {smallest}")
+        tile = (fit_tile(b // opts.groups, opts.inter_tile), fit_tile(a // opts.groups, opts.inter_tile))
+        mask = modular_mask(lg.out_groups, lg.in_groups, opts.p_intra, opts.p_inter, gen, tile)
+        layers.append(SparseLinear(a, b, mask, in_groups=lg.in_groups, out_groups=lg.out_groups, generator=gen))
+    return layers
 
 
 MODELS = {
@@ -196,25 +201,32 @@ def check_options(opts: ModelConfig, input_shape: tuple[int, ...]) -> None:
         check(opts, input_shape)
 
 
-_KNOWN_SHAPES = {784: (1, 28, 28), 3072: (3, 32, 32)}
+# Flat inputs of a registered dataset's size are its images (a front end may need their shape).
+_KNOWN_SHAPES = {math.prod(info.shape): info.shape for info in DATASETS.values()}
 
 
 def build_model(
     name: str,
     in_features: int,
     num_classes: int,
+    model: ModelConfig | None = None,
     *,
     input_shape: tuple[int, int, int] | None = None,
     seed: int = 0,
-    **options,
-) -> MLP:
-    """Build a model of SPEC §2 by name. ``options`` are the fields of ``ModelConfig`` (hidden,
-    groups, p_intra, p_inter, frontend, inter_tile, dropout), checked there; ``seed`` fixes
-    masks, group permutations and initial weights. ``input_shape`` (C, H, W) is needed by the
-    ``patch`` front end and inferred for 784 (28x28) and 3072 (3x32x32) inputs.
+    **options: Any,
+) -> nn.Module:
+    """Build a model of SPEC §2 by name. ``model`` gives its options (a ``ModelConfig``; its own
+    ``name`` is replaced by ``name``, so one section builds a model and its dense baseline), and
+    loose ``options`` are fields of ``ModelConfig`` (hidden, groups, p_intra, p_inter, frontend,
+    inter_tile, dropout) over it, checked there; ``seed`` fixes masks, group permutations and
+    initial weights. ``input_shape`` (C, H, W) is needed by the ``patch`` front end and the mixers,
+    and inferred for the input sizes of the registered datasets (784: 1x28x28, 3072: 3x32x32).
     """
     builder = lookup(MODELS, name, "model")
-    opts = make(ModelConfig, name=name, **options)
+    if model is not None and not isinstance(model, ModelConfig):
+        raise G2GError(f"model must be a ModelConfig (or left out, with options as keywords), got "
+                       f"{type(model).__name__}")
+    opts = (model if model is not None else ModelConfig()).replace(name=name, **options)
     in_features = coerce(in_features, int, "in_features")
     num_classes = coerce(num_classes, int, "num_classes")
     seed = coerce(seed, int, "seed")
@@ -226,6 +238,15 @@ def build_model(
         raise G2GError(f"input_shape {input_shape} does not have {in_features} elements")
     check_options(opts, tuple(input_shape))
     gen = torch.Generator().manual_seed(seed)
-    model = builder(opts, tuple(input_shape), num_classes, gen)
+    built = builder(opts, tuple(input_shape), num_classes, gen)
     trim()  # the masks and layouts of the build are garbage now; give their pages back
-    return model
+    return built
+
+
+def build_from_config(cfg: Config, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """The model of a run's configuration for inputs of ``input_shape`` (C, H, W) and ``num_classes``
+    classes: ``cfg.model`` seeded by ``cfg.train.seed``. Training builds it so, and so do loading a
+    run, a report's mask picture and a benchmark's epochs, which must get the same model."""
+    shape = tuple(input_shape)
+    return build_model(cfg.model.name, math.prod(shape), num_classes, cfg.model, input_shape=shape,
+                       seed=cfg.train.seed)

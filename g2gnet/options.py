@@ -1,7 +1,7 @@
 """Command-line options derived from knobs (``config.knob``): one option per field of a section
 (name, type, help and default from the field), so a new field is a new option. ``g2g train``'s
 come from ``g2gnet.config`` (shared with ``g2g sweep``, which parses every cell of a grid with the
-same options), ``g2g bench``'s from ``bench.BenchConfig``.
+same options), ``g2g bench``'s from ``bench_config.BenchConfig``.
 """
 
 from __future__ import annotations

@@ -2,10 +2,11 @@
 ``metrics.jsonl`` an ``EpochRecord`` (with the ``DSTUpdate`` of every rewiring in that epoch), and
 ``checkpoint.pt`` a ``Checkpoint``. The training loop builds them, ``runs`` writes them with
 ``to_dict()`` and reads them back with ``from_dict()``, which checks every field and names the file
-and the key of a bad value. Code that reads a run uses the attributes, never key strings.
+and the key of a bad value. The library reads a run through the attributes.
 
 Each record also reads as a ``Mapping`` of its JSON keys (``summary["test_acc"]``,
-``summary.get("density")``), so that code written against the plain dicts keeps working.
+``summary.get("density")``): reports name a summary value by its key (a table column, a plotted
+value: ``report.records.fact``), and code written against the plain dicts keeps working.
 """
 
 from __future__ import annotations

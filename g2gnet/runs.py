@@ -237,11 +237,17 @@ class RunRecord:
         return len(self.code_versions) > 1
 
 
+def read_summary(path: str | Path) -> Summary:
+    """A finished run's summary.json, checked."""
+    file = Path(path) / "summary.json"
+    return Summary.from_dict(read_json(file), str(file))
+
+
 def read_run(path: str | Path) -> RunRecord:
     """Read one finished run directory (config.json and summary.json present), checking each file."""
     path = Path(path)
     config = read_config(path)
-    summary = Summary.from_dict(read_json(path / "summary.json"), str(path / "summary.json"))
+    summary = read_summary(path)
     metrics = read_metrics(path)
     env_path = path / "env.json"
     env = read_json(env_path) if env_path.exists() else {}
@@ -368,14 +374,10 @@ class RunDir:
         it). Held until ``close``; another sweep sees the run as busy meanwhile."""
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            f = open(self.path / _CLAIM, "a")
         except OSError as e:
             raise _os_error(e, self.path, "write to the run directory") from None
-        if not _try_lock(f, 5):
-            f.close()
-            return False
-        self._claim_file = f
-        return True
+        self._claim_file = self._locked(_CLAIM, "a")
+        return self._claim_file is not None
 
     # -- opening -----------------------------------------------------------------------------------
     def open(self, config: Config, resume: bool) -> None:
@@ -410,14 +412,21 @@ class RunDir:
                 self.close()
                 raise G2GError(f"cannot resume {p}: its config differs in {'; '.join(diff)}")
 
-    def _lock(self) -> None:
-        path = self.path / _LOCK
+    def _locked(self, name: str, mode: str):
+        """The directory's file ``name`` opened and exclusively locked, or None while another
+        process holds it."""
         try:
-            f = open(path, "a+")
+            f = open(self.path / name, mode)
         except OSError as e:
             raise _os_error(e, self.path, "write to the run directory") from None
         if not _try_lock(f, 5):
             f.close()
+            return None
+        return f
+
+    def _lock(self) -> None:
+        f = self._locked(_LOCK, "a+")
+        if f is None:
             raise G2GError(f"run directory {self.path} is in use by {self.holder()}")
         f.seek(0)
         f.truncate()

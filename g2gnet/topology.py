@@ -6,19 +6,22 @@ A mask is a ``torch.bool`` tensor of shape ``(out_features, in_features)``, the 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 
+from .config import ModelConfig
 from .errors import G2GError
 
 SCHEMES = ("contiguous", "interleaved", "random")
+# Rows of an [out, in] mask drawn or scanned at once: bounds the temporary memory (the two float32
+# draws of a 4096 x 4096 mask would take 128 MiB at once; in blocks of 256 rows, 8 MiB).
+ROW_BLOCK = 256
 
 
 def check_groups_count(groups: int) -> None:
-    if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
-        raise G2GError(f"groups must be a positive integer, got {groups!r}")
+    """A number of ensembles, checked as ``ModelConfig.groups`` is."""
+    ModelConfig.checked("groups", groups)
 
 
 def _check_groups(n: int, groups: int, what: str = "width") -> None:
@@ -27,11 +30,6 @@ def _check_groups(n: int, groups: int, what: str = "width") -> None:
         raise G2GError(f"{what} must be positive, got {n}")
     if n % groups:
         raise G2GError(f"groups={groups} does not divide the {what} {n}")
-
-
-def _check_prob(name: str, p: float) -> None:
-    if not (0.0 <= float(p) <= 1.0) or math.isnan(float(p)):
-        raise G2GError(f"{name} must be a probability in [0, 1], got {p!r}")
 
 
 def group_ids(
@@ -62,10 +60,10 @@ def expected_density(groups: int, p_intra: float, p_inter: float) -> float:
 def modular_mask(
     out_groups: torch.Tensor,
     in_groups: torch.Tensor,
-    p_intra: float = 1.0,
-    p_inter: float = 0.15,
+    p_intra: float = ModelConfig.p_intra,
+    p_inter: float = ModelConfig.p_inter,
     generator: torch.Generator | None = None,
-    inter_tile: int | tuple[int, int] = 1,
+    inter_tile: int | tuple[int, int] = ModelConfig.inter_tile,
 ) -> torch.Tensor:
     """Bernoulli mask: p_intra inside a group (same id on both sides), p_inter between groups.
 
@@ -76,31 +74,25 @@ def modular_mask(
     ``inter_tile=(R, C)`` draws rectangular R×C tiles (R output rows, C input columns), e.g. for
     an input layer whose group size T does not divide (see ``fit_tile``).
     """
-    _check_prob("p_intra", p_intra)
-    _check_prob("p_inter", p_inter)
+    p_intra, p_inter = ModelConfig.checked("p_intra", p_intra), ModelConfig.checked("p_inter", p_inter)
     n_out, n_in = out_groups.numel(), in_groups.numel()
-    # Drawn in row blocks (the same numbers as one [out, in] draw), keeping only what is used:
-    # the float uniforms of a 4096 x 4096 layer would take 128 MiB at once.
+    # Drawn in row blocks (the same numbers as one [out, in] draw), keeping only what is used.
     intra_on = []  # per row block: the intra-group draws, in row-major order
-    for r0 in range(0, n_out, _DRAW_ROWS):
-        same = out_groups[r0:r0 + _DRAW_ROWS, None] == in_groups[None, :]
+    for r0 in range(0, n_out, ROW_BLOCK):
+        same = out_groups[r0:r0 + ROW_BLOCK, None] == in_groups[None, :]
         u = torch.rand(same.shape, generator=generator)
         intra_on.append(u[same] < p_intra)
     rows, cols = _tile_shape(inter_tile)
     if rows == cols == 1:
         mask = torch.empty(n_out, n_in, dtype=torch.bool)
-        for r0 in range(0, n_out, _DRAW_ROWS):
-            mask[r0:r0 + _DRAW_ROWS] = torch.rand(min(_DRAW_ROWS, n_out - r0), n_in, generator=generator) < p_inter
+        for r0 in range(0, n_out, ROW_BLOCK):
+            mask[r0:r0 + ROW_BLOCK] = torch.rand(min(ROW_BLOCK, n_out - r0), n_in, generator=generator) < p_inter
     else:
         mask = _tiled_uniform(out_groups, in_groups, (rows, cols), generator) < p_inter
-    for i, r0 in enumerate(range(0, n_out, _DRAW_ROWS)):
-        same = out_groups[r0:r0 + _DRAW_ROWS, None] == in_groups[None, :]
-        mask[r0:r0 + _DRAW_ROWS][same] = intra_on[i]
+    for i, r0 in enumerate(range(0, n_out, ROW_BLOCK)):
+        same = out_groups[r0:r0 + ROW_BLOCK, None] == in_groups[None, :]
+        mask[r0:r0 + ROW_BLOCK][same] = intra_on[i]
     return mask
-
-
-_DRAW_ROWS = 256
-
 
 
 def _tile_shape(inter_tile: int | tuple[int, int]) -> tuple[int, int]:
@@ -134,19 +126,25 @@ def _tiled_uniform(
                 f" (use a divisor, e.g. {fit_tile(n // groups, t)})"
             )
     # Rank of every unit in the group-sorted order (stable, so contiguous stays identity).
-    out_rank = torch.empty(n_out, dtype=torch.long)
-    out_rank[torch.argsort(out_groups, stable=True)] = torch.arange(n_out)
-    in_rank = torch.empty(n_in, dtype=torch.long)
-    in_rank[torch.argsort(in_groups, stable=True)] = torch.arange(n_in)
+    out_rank = inverse_permutation(torch.argsort(out_groups, stable=True))
+    in_rank = inverse_permutation(torch.argsort(in_groups, stable=True))
     tiles = torch.rand(n_out // t_out, n_in // t_in, generator=generator)
     return tiles[out_rank // t_out][:, in_rank // t_in]
+
+
+def inverse_permutation(perm: torch.Tensor) -> torch.Tensor:
+    """``inv`` with ``inv[perm[k]] = k``: for the order ``perm`` lists units in (e.g. a sort by
+    group), the position of every unit in that order."""
+    inv = torch.empty_like(perm)
+    inv[perm] = torch.arange(perm.numel(), device=perm.device, dtype=perm.dtype)
+    return inv
 
 
 def er_mask(
     out_features: int, in_features: int, density: float, generator: torch.Generator | None = None
 ) -> torch.Tensor:
     """Erdős–Rényi mask with exactly round(density · out · in) active entries, uniformly placed."""
-    _check_prob("density", density)
+    density = ModelConfig.checked("p_inter", density, "density")  # a connection probability too
     if out_features < 1 or in_features < 1:
         raise G2GError(f"mask shape must be positive, got {out_features}x{in_features}")
     total = out_features * in_features

@@ -34,7 +34,7 @@ from .distributed import World
 from .dst import GROW, PRUNE, DynamicSparsity
 from .errors import G2GError, lookup
 from .layers import derived_buffers
-from .models import build_model, check_options
+from .models import build_from_config, check_options
 from .optim import adam
 from .progress import Progress, bar, choose_mode, show_epoch
 from .records import Checkpoint, DSTUpdate, EpochRecord, Summary
@@ -111,8 +111,7 @@ def check_config(cfg: Config) -> Config:
 
 def _build_model(cfg: Config, input_shape: tuple[int, ...], num_classes: int, device: torch.device) -> nn.Module:
     try:
-        return build_model(cfg.model.name, math.prod(input_shape), num_classes, input_shape=input_shape,
-                           seed=cfg.train.seed, **cfg.model.options()).to(device)
+        return build_from_config(cfg, input_shape, num_classes).to(device)
     except (MemoryError, RuntimeError) as e:
         if isinstance(e, RuntimeError) and "alloc" not in str(e).lower() and "memory" not in str(e).lower():
             raise
@@ -201,12 +200,18 @@ class _Data:
                        augment=augment)
 
 
-def _load_data(cfg: Config, data_dir, device: torch.device) -> _Data:
-    # In memory as uint8, on the training device; validation carved from train if asked.
+def run_data(cfg: Config, data_dir: str | Path | None) -> tuple[Dataset, Dataset | None]:
+    """A run's data in memory (uint8, on the CPU) as its training sees it: the dataset in its label
+    set and, with ``cfg.data.val``, the validation images held out of the training set (the
+    normalisation statistics are then those of the remaining training images)."""
     ds = load_dataset(cfg.data.dataset, data_dir, labels=cfg.data.labels)
-    val = None
-    if cfg.data.val:
-        ds, val = split_validation(ds, cfg.data.val, cfg.train.seed)
+    if not cfg.data.val:
+        return ds, None
+    return split_validation(ds, cfg.data.val, cfg.train.seed)
+
+
+def _load_data(cfg: Config, data_dir, device: torch.device) -> _Data:
+    ds, val = run_data(cfg, data_dir)
     ds = ds.to(device)
     # Only the held-out images move: val's test split is the same test set ds already carries.
     val_xy = (val.train_x.to(device), val.train_y.to(device)) if val is not None else None
@@ -225,7 +230,7 @@ def _fit(cfg: Config, run: RunDir, world: World, device: torch.device, resume: b
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
     dst = None
     if cfg.dst.enabled:  # before DDP: it fixes the parameter shapes DDP's buckets then keep
-        dst = DynamicSparsity.from_config(model, optimizer, cfg.dst, total_steps=total_steps, seed=tc.seed)
+        dst = DynamicSparsity(model, optimizer, cfg.dst, total_steps=total_steps, seed=tc.seed)
 
     start_epoch, step, wall = 0, 0, 0.0
     if resume and run.has_checkpoint():

@@ -284,6 +284,9 @@ def test_cifar100_fine_and_coarse(tmp_path, tiny):
     assert coarse.test_y.tolist() == ref["test"][2].tolist()
     assert torch.equal(fine.train_x, coarse.train_x)
     assert np.array_equal(fine.test_x.reshape(4, -1).numpy(), ref["test"][0])
+    # What a model of the run is built for without loading the data (load_model, mask plots).
+    info = DATASETS["cifar100"]
+    assert (info.classes_of("fine"), info.classes_of("coarse")) == (fine.num_classes, coarse.num_classes)
 
 
 def test_cifar_truncated_pickle_names_file(tmp_path, tiny):

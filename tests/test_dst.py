@@ -462,6 +462,28 @@ def test_model_without_sparse_layers_raises():
         DynamicSparsity(_model("dense"), None)
 
 
+def test_a_dst_section_or_keywords_describe_one_rule():
+    from g2gnet.config import PAPER_RULE, DSTConfig
+
+    section = DSTConfig(prune="hebbian", grow="gradient", interval=7, fraction=0.2)
+    dst = DynamicSparsity(_model(), None, section)
+    assert dst.config == section
+    assert DynamicSparsity(_model(), None, section, interval=9).config == section.replace(interval=9)
+    keywords = DynamicSparsity(_model(), None, prune="hebbian", grow="gradient", interval=7, fraction=0.2)
+    assert keywords.settings == dst.settings  # what a checkpoint must match
+    # Without a section and without names: the paper's rule, the rest DSTConfig's defaults.
+    paper = DynamicSparsity(_model(), None).config
+    assert (paper.prune, paper.grow) == PAPER_RULE == ("magnitude", "hebbian")
+    assert paper.replace(prune=None, grow=None) == DSTConfig()
+    assert DynamicSparsity(_model(), None, grow="random").config.prune == "magnitude"
+    with pytest.raises(G2GError, match="names none"):
+        DynamicSparsity(_model(), None, DSTConfig())  # a run's static section
+    with pytest.raises(G2GError, match="config must be a DSTConfig"):
+        DynamicSparsity(_model(), None, "magnitude")  # the rule is named by keyword
+    with pytest.raises(G2GError, match="unknown dst option"):
+        DynamicSparsity(_model(), None, section, rate=0.1)
+
+
 def test_window_is_a_count_or_all():
     assert DynamicSparsity(_model(), None, window=3).window == 3
     assert DynamicSparsity(_model(), None, window="all").window is None

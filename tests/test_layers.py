@@ -107,8 +107,12 @@ def test_bad_input_errors():
 
 def test_3d_input_and_repr():
     layer = _layer()
-    assert layer(torch.randn(2, 3, 24)).shape == (2, 3, 16)
-    assert "density=" in repr(layer)
+    x = torch.randn(2, 3, 24)
+    torch.testing.assert_close(layer(x), layer(x.view(6, 24)).view(2, 3, 16))  # leading dims are samples
+    nnz = int(layer.mask.sum())
+    assert 0 < nnz < layer.mask.numel()
+    head = f"in_features=24, out_features=16, bias=True, density={nnz / 384:.4f}, active={nnz:,}"
+    assert repr(layer).startswith(f"SparseLinear(\n  {head}\n")
 
 
 # -- never silently wrong (reliability-audit-2: R1, A7, A12, E11-E13; issue "inference mode") -----------------

@@ -7,6 +7,7 @@ from g2gnet import G2GError, MODELS, build_model, sparse_layers
 from g2gnet.config import ModelConfig
 from g2gnet.models import matched_width
 from g2gnet.stats import active_parameters, intra_fraction, macs_per_sample
+from g2gnet.topology import group_ids
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -17,6 +18,12 @@ def test_every_model_builds_and_runs(name):
     shape = (3, 32, 32) if mixer else (1, 28, 28)
     model = build_model(name, shape[0] * shape[1] * shape[2], 10, seed=0, **({} if mixer else {"hidden": [64] * 3}))
     assert model(torch.randn(4, *shape)).shape == (4, 10)
+    layers = [layer for _, layer in sparse_layers(model)]
+    if name in ("dense", "dense-matched", "mlp-mixer"):
+        assert not layers
+    else:  # every hidden (or block MLP) layer is sparse, at about the paper's density 0.256
+        assert len(layers) == (4 * 2 * 2 if mixer else 3)  # a mixer: 4 blocks of two 2-layer MLPs
+        assert all(0.15 < layer.density < 0.4 for layer in layers)
 
 
 def test_matched_width_is_papers_447_and_469():
@@ -50,6 +57,9 @@ def test_same_seed_same_model_other_seed_differs():
 def test_g2g_layers_keep_group_ids_and_intra_fraction():
     model = build_model("g2g-index", 784, 10, seed=0)
     for _, layer in sparse_layers(model):
+        # The index grouping: contiguous ensembles on both sides, kept by the layer.
+        assert torch.equal(layer.out_groups, group_ids(layer.out_features, 8, "contiguous"))
+        assert torch.equal(layer.in_groups, group_ids(layer.in_features, 8, "contiguous"))
         f = intra_fraction(layer)
         assert 0.125 / 0.2563 - 0.02 < f < 0.125 / 0.2563 + 0.02  # intra share of active links
 
@@ -74,3 +84,48 @@ def test_bad_model_arguments():
         build_model("g2g-index", 784, 10, p_inter=2.0)
     with pytest.raises(G2GError, match="frontend"):
         build_model("g2g-index", 784, 10, frontend="resnet")
+
+
+def _same_state(a, b) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_a_model_section_builds_what_its_keywords_build():
+    section = ModelConfig(name="er", hidden=(32, 32), groups=4, p_inter=0.3)
+    from_section = build_model("g2g-index", 64, 10, section, seed=3)
+    from_keywords = build_model("g2g-index", 64, 10, hidden=[32, 32], groups=4, p_inter=0.3, seed=3)
+    assert _same_state(from_section, from_keywords)  # the name argument wins over the section's
+    # Keywords go over the section, through its checks.
+    wider = build_model("g2g-index", 64, 10, section, hidden=[64, 64], seed=3)
+    assert [b.linear.out_features for b in wider.blocks] == [64, 64]
+    with pytest.raises(G2GError, match="p_inter must be a probability"):
+        build_model("g2g-index", 64, 10, section, p_inter=1.5)
+    with pytest.raises(G2GError, match="unknown model option"):
+        build_model("g2g-index", 64, 10, section, width=3)
+    with pytest.raises(G2GError, match="model must be a ModelConfig"):
+        build_model("g2g-index", 64, 10, {"hidden": [32]})
+
+
+def test_build_from_config_is_the_model_training_builds():
+    from g2gnet.config import Config
+    from g2gnet.load import untrained_model
+    from g2gnet.models import build_from_config
+
+    cfg = Config().replace(data={"dataset": "cifar100", "labels": "coarse"},
+                           model={"name": "g2g-random", "hidden": [32, 32], "groups": 4}, train={"seed": 4})
+    model = build_from_config(cfg, (3, 32, 32), 20)
+    assert _same_state(model, build_model("g2g-random", 3072, 20, hidden=[32, 32], groups=4, seed=4))
+    assert _same_state(untrained_model(cfg), model)  # load_model and the mask plot: CIFAR-100's 20 superclasses
+    assert model.head.out_features == 20
+
+
+def test_defaults_shared_with_the_config_are_the_configs():
+    import inspect
+
+    from g2gnet.topology import modular_mask
+
+    params = inspect.signature(modular_mask).parameters
+    defaults = ModelConfig()
+    assert (params["p_intra"].default, params["p_inter"].default, params["inter_tile"].default) == \
+        (defaults.p_intra, defaults.p_inter, defaults.inter_tile) == (1.0, 0.15, 1)  # SPEC §2's values

@@ -7,7 +7,7 @@ import torch
 
 from g2gnet import G2GError
 from g2gnet.topology import (
-    er_mask, expected_density, fit_tile, group_ids, modular_mask, network_groups,
+    er_mask, expected_density, fit_tile, group_ids, inverse_permutation, modular_mask, network_groups,
 )
 
 
@@ -72,6 +72,14 @@ def test_tiled_mask_is_block_structured_in_group_order():
     assert torch.all(tiles.all(-1) | ~tiles.any(-1))   # each 4x4 tile is all-on or all-off
     with pytest.raises(G2GError, match="inter_tile=5 does not divide"):
         modular_mask(og, ig, 1.0, 0.3, inter_tile=5)
+
+
+def test_inverse_permutation_undoes_the_permutation():
+    perm = torch.tensor([2, 0, 3, 1])
+    inv = inverse_permutation(perm)
+    assert inv.tolist() == [1, 3, 0, 2]  # unit 0 stands at position 1 of the order perm lists
+    x = torch.arange(10, 14)
+    assert torch.equal(x[perm][inv], x) and torch.equal(perm[inv], torch.arange(4))
 
 
 def test_er_mask_exact_count_and_seeded():

@@ -78,12 +78,18 @@ class DatasetInfo:
 
     name: str
     shape: tuple[int, int, int]  # C, H, W
-    num_classes: int  # fine labels for cifar100
+    num_classes: int  # of the fine labels, the label set every dataset has
     train_size: int
     test_size: int
     read: Callable[[DatasetInfo, dict[str, Path], str], Arrays]
     epochs: int  # default training length (SPEC §5)
     augment: bool  # random crop + flip by default
+    coarse_classes: int | None = None  # CIFAR-100's superclasses; None: no coarse label set
+
+    def classes_of(self, labels: str) -> int:
+        """The number of classes of label set ``labels`` (a G2GError if the dataset lacks it)."""
+        check_labels(self.name, labels)
+        return self.num_classes if labels == "fine" else self.coarse_classes
 
 
 def _read_idx_pair(info: DatasetInfo, files: dict[str, Path], split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -123,7 +129,7 @@ def _read_cifar10(info: DatasetInfo, files: dict[str, Path], labels: str) -> Arr
 
 
 def _read_cifar100(info: DatasetInfo, files: dict[str, Path], labels: str) -> Arrays:
-    key, n = (b"fine_labels", 100) if labels == "fine" else (b"coarse_labels", 20)
+    key, n = f"{labels}_labels".encode(), info.classes_of(labels)
     train_x, train_y = formats.read_cifar_batch(files["train"], key, n, info.train_size)
     test_x, test_y = formats.read_cifar_batch(files["test"], key, n, info.test_size)
     classes = formats.read_cifar_meta(files["meta"], f"{labels}_label_names".encode(), n)
@@ -134,7 +140,8 @@ DATASETS: dict[str, DatasetInfo] = {
     "fashion-mnist": DatasetInfo("fashion-mnist", (1, 28, 28), 10, 60000, 10000, _read_idx, 20, False),
     "mnist": DatasetInfo("mnist", (1, 28, 28), 10, 60000, 10000, _read_idx, 20, False),
     "cifar10": DatasetInfo("cifar10", (3, 32, 32), 10, 50000, 10000, _read_cifar10, 30, True),
-    "cifar100": DatasetInfo("cifar100", (3, 32, 32), 100, 50000, 10000, _read_cifar100, 40, True),
+    "cifar100": DatasetInfo("cifar100", (3, 32, 32), 100, 50000, 10000, _read_cifar100, 40, True,
+                            coarse_classes=20),
 }
 
 
@@ -168,11 +175,12 @@ def _tensor(a: np.ndarray) -> torch.Tensor:
 
 
 def check_labels(name: str, labels: str) -> None:
-    """A label set the dataset has (CIFAR-100 alone has the 20 coarse classes)."""
+    """A label set the dataset has (only a dataset with ``coarse_classes``, CIFAR-100, has "coarse")."""
     if labels not in LABEL_SETS:
         raise G2GError(f"unknown label set {labels!r}; valid: {', '.join(LABEL_SETS)}")
-    if labels == "coarse" and name != "cifar100":
-        raise G2GError(f"labels='coarse' only exists for cifar100, not {name}")
+    if labels == "coarse" and dataset_info(name).coarse_classes is None:
+        with_coarse = [n for n, info in DATASETS.items() if info.coarse_classes is not None]
+        raise G2GError(f"labels='coarse' only exists for {', '.join(with_coarse)}, not {name}")
 
 
 def load_dataset(
@@ -180,7 +188,8 @@ def load_dataset(
 ) -> Dataset:
     """Find (or download) and load a dataset into memory as uint8 tensors on the CPU.
 
-    ``labels`` selects CIFAR-100's 100 fine or 20 coarse classes; other datasets only have "fine".
+    ``labels`` selects CIFAR-100's fine or coarse classes (``DatasetInfo.classes_of``); other
+    datasets only have "fine".
     """
     info = dataset_info(name)
     check_labels(name, labels)

@@ -2,7 +2,8 @@
 
 One convention for all: a higher score means more worth keeping (prune) or more worth growing
 (grow). ``rewire`` then prunes the lowest-scoring active entries and grows the highest-scoring
-inactive ones. A criterion only scores; it never sees the mask logic.
+inactive ones. A criterion only scores; ``rewire`` alone changes the mask (``composite`` reads the
+mask to split its budget among the active links, and still returns scores).
 
 Adding a criterion is one function and one registry line. If it needs evidence collected during
 training, mark it with ``@needs("activity")`` or ``@needs("gradient")`` so that

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import Any
 
 import torch
 import torch.nn as nn
 
-from ..config import DSTConfig, coerce, make
+from ..config import DSTConfig, coerce
 from ..distributed import check_same
 from ..errors import G2GError, lookup
 from ..layers import SparseLinear, sparse_layers
@@ -47,17 +48,35 @@ def _reserve(layer: SparseLinear, optimizer: torch.optim.Optimizer | None) -> No
                                 and v.numel() == old.numel() else v for k, v in state.items()}
 
 
+def _section(config: DSTConfig | None, settings: dict) -> DSTConfig:
+    """What a ``DynamicSparsity`` runs: ``settings`` over ``config``, or over the defaults with the
+    paper's rule; it must name a rule."""
+    if config is None:
+        config = DSTConfig.rule(**settings)
+    elif isinstance(config, DSTConfig):
+        config = config.replace(**settings)
+    else:
+        raise G2GError(f"config must be a DSTConfig (or left out, with prune=..., grow=... as keywords), got "
+                       f"{type(config).__name__}")
+    if not config.enabled:
+        raise G2GError("DynamicSparsity needs a prune and a grow criterion; this DST config names none "
+                       "(a static mask)")
+    return config
+
+
 class DynamicSparsity:
     """Dynamic sparse training of all SparseLinear layers of ``model``.
 
     Args:
         model, optimizer: the optimizer's state for the layer weights is reset where the mask
             changes (``None``: no optimizer state to reset).
-        prune, grow: criteria names (``PRUNE``, ``GROW``).
-        settings: the other fields of ``g2gnet.config.DSTConfig``, which holds their defaults
-            and checks: interval, fraction, decay, stop (the ``Schedule``), window (training
-            batches before each update whose activity or gradient is summed: 1, the paper-style
-            last batch, or "all", the whole interval) and score ("cosine" or "pearson").
+        config: the rule and schedule (``g2gnet.config.DSTConfig``, e.g. a run's ``cfg.dst``); it
+            must name a prune and a grow criterion.
+        settings: fields of ``DSTConfig`` as keywords, over ``config`` or, without one, over the
+            defaults with the paper's rule (``DSTConfig.rule``): prune, grow (criteria names,
+            ``PRUNE``, ``GROW``), interval, fraction, decay, stop (the ``Schedule``), window
+            (training batches before each update whose activity or gradient is summed: 1, the
+            paper-style last batch, or "all", the whole interval) and score ("cosine" or "pearson").
         total_steps: length of training, needed for a cosine decay or ``stop < 1``.
         seed: seed of the generator behind ``random`` and tie-breaking.
         check: assert the rewiring invariants after every update (debugging).
@@ -67,16 +86,14 @@ class DynamicSparsity:
         self,
         model: nn.Module,
         optimizer: torch.optim.Optimizer | None,
-        prune: str = "magnitude",
-        grow: str = "hebbian",
+        config: DSTConfig | None = None,
         *,
         total_steps: int | None = None,
         seed: int = 0,
         check: bool = False,
-        **settings,
+        **settings: Any,
     ) -> None:
-        self.config = make(DSTConfig, prune=prune, grow=grow, **settings)
-        cfg = self.config
+        self.config = cfg = _section(config, settings)
         self.prune_fn = lookup(PRUNE, cfg.prune, "prune criterion")
         self.grow_fn = lookup(GROW, cfg.grow, "grow criterion")
         self.schedule = Schedule(cfg.interval, cfg.fraction, cfg.decay, cfg.stop, total_steps)
@@ -102,12 +119,6 @@ class DynamicSparsity:
                           "sparsify(..., post_activation=...), before creating DynamicSparsity)", stacklevel=2)
         self.recorder = Recorder(self.layers, activity="activity" in uses, gradient="gradient" in uses)
         self._update_recording()
-
-    @classmethod
-    def from_config(cls, model: nn.Module, optimizer: torch.optim.Optimizer | None, config: DSTConfig, *,
-                    total_steps: int | None = None, seed: int = 0) -> DynamicSparsity:
-        """The DST a run's ``config.dst`` describes (it must name a prune and a grow rule)."""
-        return cls(model, optimizer, **config.to_dict(), total_steps=total_steps, seed=seed)
 
     # -- the training-loop entry point ------------------------------------------------------
     def step(self) -> dict | None:

@@ -3,8 +3,8 @@ configuration (runs that differ in nothing but seed, device and threads), mean Â
 its seeds, and, against a named baseline row, differences paired by seed with a 95% t-interval and
 a verdict. Rows and pairs that mix code versions say so.
 
-``tables`` needs the standard library only; ``plots`` needs matplotlib and is skipped with a note
-when it is missing. Run directories are read through ``g2gnet.runs``, which checks them.
+``tables`` draws nothing; ``plots`` needs matplotlib and is skipped with a note when it is
+missing. Run directories are read through ``g2gnet.runs``, which checks them.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ _RC = {"font.size": FONT, "axes.titlesize": FONT, "axes.labelsize": FONT, "legen
        "xtick.labelsize": FONT - 1, "ytick.labelsize": FONT - 1}
 _MARKERS = "osD^vP*Xh<>p"
 STD = "mean ± 1 sample std over seeds"
+FINAL_ACC = "final test accuracy (%)"  # the y axis of every plot of final-model accuracy
 
 
 def _plt():
@@ -62,6 +63,16 @@ def _save(fig, path: Path) -> None:
     _plt().close(fig)
 
 
+def _finish(fig, ax, path: Path, xlabel: str, ylabel: str, title: str, series: int) -> bool:
+    """Label the axes, place the legend of ``series`` entries, save and close; True: a plot was drawn."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    _legend(ax, series)
+    _save(fig, path)
+    return True
+
+
 def spread(xs: list[float], rel: float = 0.03, width: float = 0.16) -> list[float]:
     """Log-scale x positions with points that (nearly) coincide pushed apart side by side, in their
     order, so equal-sized models do not hide each other; ``rel``: the gap as a fraction of x, narrowed
@@ -92,12 +103,8 @@ def accuracy_vs_params(cs: list[Cell], keys: list[str], path: Path) -> bool:
         ax.errorbar(x, m, yerr=s if len(c.runs) > 1 else None, capsize=3, linestyle="none", color=st["color"],
                     marker=st["marker"], label=label(c, keys))
     ax.set_xscale("log")
-    ax.set_xlabel("active parameters (log scale; equal sizes set side by side)")
-    ax.set_ylabel("final test accuracy (%)")
-    ax.set_title(f"{STD}")
-    _legend(ax, len(cs))
-    _save(fig, path)
-    return True
+    return _finish(fig, ax, path, "active parameters (log scale; equal sizes set side by side)", FINAL_ACC, STD,
+                   len(cs))
 
 
 def accuracy_vs_pinter(cs: list[Cell], path: Path) -> bool:
@@ -117,12 +124,8 @@ def accuracy_vs_pinter(cs: list[Cell], path: Path) -> bool:
             m, s = c.mean_std()
             ax.axhspan(m - s, m + s, color="grey", alpha=0.25, label=f"dense, mean ± std ({m:.2f} ± {s:.2f})")
             break
-    ax.set_xlabel("p' (inter-ensemble connection probability)")
-    ax.set_ylabel("final test accuracy (%)")
-    ax.set_title(f"error bars and band: {STD}")
-    _legend(ax, len(models) + 1)
-    _save(fig, path)
-    return True
+    return _finish(fig, ax, path, "p' (inter-ensemble connection probability)", FINAL_ACC,
+                   f"error bars and band: {STD}", len(models) + 1)
 
 
 _VERDICT_COLOURS = {"better": "tab:green", "within noise": "tab:grey", "worse": "tab:red"}
@@ -169,12 +172,8 @@ def accuracy_vs_speedup(points: list[tuple[str, tuple[float, float, float], tupl
         ax.plot([e[0] for e in edge], [e[1] for e in edge], color="black", lw=1, linestyle="--", zorder=0,
                 label="Pareto front")
     ax.axvline(1.0, color="grey", lw=0.8)
-    ax.set_xlabel("epoch speed-up over dense (measured; bars: min–max of repeats)")
-    ax.set_ylabel("final test accuracy (%)")
-    ax.set_title(f"vertical bars: {STD}")
-    _legend(ax, len(points) + 1)
-    _save(fig, path)
-    return True
+    return _finish(fig, ax, path, "epoch speed-up over dense (measured; bars: min–max of repeats)", FINAL_ACC,
+                   f"vertical bars: {STD}", len(points) + 1)
 
 
 def curve(runs: list[RunRecord], key: str = "test_acc") -> list[tuple[float, float]]:
@@ -207,12 +206,8 @@ def learning_curves(cs: list[Cell], keys: list[str], path: Path, target: tuple[f
                             alpha=0.2, linewidth=0)
     if target is not None:
         ax.axhline(target[0], color="black", lw=0.8, linestyle="--", label=target[1])
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"line and band: {STD}")
-    _legend(ax, len(rows) + (target is not None))
-    _save(fig, path)
-    return True
+    return _finish(fig, ax, path, "epoch", "test accuracy (%)", f"line and band: {STD}",
+                   len(rows) + (target is not None))
 
 
 def topology(cs: list[Cell], keys: list[str], path: Path) -> bool:
@@ -251,15 +246,9 @@ def _mask_state(run: RunRecord) -> tuple[dict, str] | None:
         return (state, "from its checkpoint") if isinstance(state, dict) else None
     if run.config.dst.enabled:
         return None  # the mask moved during training: only the checkpoint holds the final one
-    from ..data.datasets import dataset_info
-    from ..models import build_model
+    from ..load import untrained_model
 
-    # As load.load_model builds it: the same builder, sizes and seed as training.
-    cfg = run.config
-    info = dataset_info(cfg.data.dataset)
-    classes = 20 if cfg.data.labels == "coarse" else info.num_classes
-    model = build_model(cfg.model.name, math.prod(info.shape), classes, input_shape=info.shape,
-                        seed=cfg.train.seed, **cfg.model.options())
+    model = untrained_model(run.config)
     return model.state_dict(), "as this code builds it from config.json (static mask; checkpoint not kept)"
 
 

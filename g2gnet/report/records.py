@@ -1,14 +1,14 @@
-"""What a report reads of a run beyond its configuration: summary facts and the code version.
+"""What a report reads of a run beyond its configuration: summary facts by key and the code versions.
 
-The one place report code reads summary.json and env.json keys, so the typed run records that
-``runs.py`` is growing replace the dict access here and nowhere else.
+Reports name summary values by their summary.json key (table columns, plotted values), which the
+typed ``Summary`` answers as a mapping; the code versions are ``runs.code_version``'s.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..runs import RunRecord
+from ..runs import RunRecord, code_version
 
 
 def fact(run: RunRecord, key: str) -> Any:
@@ -21,22 +21,13 @@ def accuracy(run: RunRecord) -> float:
     return 100 * fact(run, "test_acc")
 
 
-def _version(env: dict) -> str:
-    sha = env.get("source_sha256")
-    if sha:
-        return str(sha)
-    git = env.get("git_sha")  # runs from before source_sha256 was recorded
-    if git:
-        return f"git:{git}" + ("+dirty" if env.get("git_dirty") else "")
-    return "unknown"
-
-
 def versions(run: RunRecord) -> tuple[str, ...]:
     """The code versions a run ran under, in order: its start and every resume in another version
-    (env.json ``source_sha256``; the git commit, marked dirty, where that was not recorded)."""
-    out = [_version(run.env)]
-    for resume in run.env.get("resumes") or []:
-        v = _version(resume) if isinstance(resume, dict) else "unknown"
+    (``runs.code_version``). A start that recorded none is "unknown": a report cannot tell it
+    from any other version, so a row that holds it beside a known one is marked as mixed."""
+    out: list[str] = []
+    for start in run.starts or [{}]:
+        v = code_version(start) or "unknown"
         if v not in out:
             out.append(v)
     return tuple(out)

@@ -1,4 +1,4 @@
-"""The statistics and Markdown tables of a report (standard library only): runs grouped into
+"""The statistics and Markdown tables of a report (no plotting library): runs grouped into
 configurations, mean ± sample std over seeds, the settings every row shares, differences paired by
 seed against a baseline with a 95% t-interval and a verdict, and topology under DST. Rows and pairs
 whose runs come from different code versions carry a mark (†) and a footnote."""
