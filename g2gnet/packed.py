@@ -130,13 +130,12 @@ class PackedWeight(nn.Module):
         self._layout = None  # the Layout of the buffers, built on first use
         self._op_args = None  # (tensors, ints) for the custom ops, built on first use
         self.infer_plans = {}  # per thread: the inference kernel bound to this layout (kernels.ops)
-        self._dense_cache = None  # (key, dense weight) for small layers in inference (``dense_cached``)
         self._flat = None  # dense positions of (intra, values), cached by the reference path
         self.version = getattr(self, "version", 0) + 1  # bumped at every repack or move
 
     def __getstate__(self) -> dict:  # deepcopy / pickle: the caches are rebuilt on use (and hold ctypes)
         state = dict(self.__dict__)
-        state.update(_layout=None, _op_args=None, _flat=None, infer_plans={}, _dense_cache=None)
+        state.update(_layout=None, _op_args=None, _flat=None, infer_plans={})
         return state
 
     def _apply(self, fn, recurse: bool = True):  # .to(), .cuda(), .double(): cached tensors go stale
@@ -208,18 +207,6 @@ class PackedWeight(nn.Module):
         src = torch.cat([intra.reshape(-1), values[: self.n_values]])
         dense = src.new_zeros(self.n_out * self.n_in).index_put((self._positions(),), src)
         return dense.view(self.n_out, self.n_in)
-
-    def dense_cached(self) -> Tensor:
-        """The dense weight as ``dense()`` gives it, detached and kept until the weights change (the
-        key includes the parameters' version counters, which every in-place update bumps): small
-        layers in inference run it through ``F.linear``, as fast as ``nn.Linear`` at a dense copy's
-        memory, which for them is small."""
-        intra, values = self._parameters["intra"], self._parameters["values"]
-        key = (self.version, intra._version, values._version, values.data_ptr(), intra.data_ptr())
-        if self._dense_cache is None or self._dense_cache[0] != key:
-            with torch.no_grad(), _normal_tensors():
-                self._dense_cache = (key, self.dense().detach())
-        return self._dense_cache[1]
 
     def from_dense(self, dense: Tensor) -> tuple[Tensor, Tensor]:
         """Tensors shaped like ``intra`` and ``values`` read from a dense [out, in] one (the tail

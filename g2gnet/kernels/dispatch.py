@@ -5,16 +5,15 @@
 - ``native``: the batched C++ kernels behind the custom ops (training, and inference at larger
   batches), when the product is big enough to amortise the call and the layout's estimated cost
   is below the dense product's (``COST``);
-- ``dense``: inference for small layers, where fixed costs dominate, and on GPUs (no custom GPU
-  kernels): ``F.linear`` on a cached dense weight (rebuilt when the weights change), as fast as
-  ``nn.Linear``;
 - otherwise the masked reference ``F.linear(x, weight, bias)``, which every path equals.
 
 Switches, strongest first: ``reference_mode()`` or ``G2G_FAST=0`` (read at import): the
 reference everywhere; ``layer.fast = False``: the reference; ``layer.fast = True``: the native
 kernels whenever they can run (``infer`` or ``native``). The native paths run on the CPU in
 float32 (autocast included: they compute in float32). On GPUs the masked product runs on the dense
-GEMM units and was the faster path (results/bench/cuda-h200), so training uses it there.
+GEMM units and was the faster path (results/bench/cuda-h200), so it is used there. (No path caches
+a dense weight between calls: nothing tells a layer reliably that its weights changed, e.g. a fused
+optimizer step does not move the parameters' version counters.)
 """
 
 from __future__ import annotations
@@ -26,7 +25,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from . import native, ops
@@ -43,7 +41,6 @@ class CostModel:
     value_cost: float = 2.5  # one inter-ensemble nonzero against one dense multiply-add (the blocks run near dense)
     fixed: float = 0.05  # the batched kernels' other work (gather, permutations), as a fraction of dense
     max_cost: float = 0.9  # take the batched kernels when their estimated cost is below this fraction of dense
-    dense_cache_max: int = 1 << 16  # inference: layers with at most this many weights run a cached dense weight
 
 
 COST = CostModel()
@@ -75,13 +72,7 @@ def choose(layer, x: Tensor) -> str | None:
     intra, values, bias = params["intra"], params["values"], layer._parameters.get("bias")
     if x.dim() == 0 or x.numel() == 0:
         return None  # (an empty batch: the reference gives the empty result)
-    if not (x.is_cpu and values.is_cpu):
-        # No custom GPU kernels: the masked product rebuilds the dense weight at every call, so
-        # inference takes a cached one (the speed of nn.Linear, at a dense layer's memory).
-        inference = flag is None and not (torch.is_grad_enabled() and any(
-            t is not None and t.requires_grad for t in (x, intra, values, bias)))
-        return "dense" if inference and x.device == values.device else None
-    if values.dtype is not torch.float32:
+    if not (x.is_cpu and values.is_cpu) or values.dtype is not torch.float32:
         return None
     if x.dtype is not torch.float32 and not torch.is_autocast_enabled("cpu"):
         return None  # a mixed-dtype call fails in F.linear with PyTorch's own message
@@ -91,9 +82,6 @@ def choose(layer, x: Tensor) -> str | None:
     grad = torch.is_grad_enabled() and (x.requires_grad or intra.requires_grad or values.requires_grad
                                          or (bias is not None and bias.requires_grad))
     total = layer.in_features * layer.out_features
-    small = not grad and flag is None and total <= COST.dense_cache_max
-    if small:
-        return "dense"  # fixed costs dominate: nn.Linear's own path on a cached dense weight
     if rows <= ops.INFER_MAX_BATCH and not grad:
         return "infer"  # streams the packed weights once: never more bytes than the dense weight
     if flag is True:
@@ -120,8 +108,4 @@ def native_infer(layer, x: Tensor) -> Tensor:
     return y if x.dim() == 2 else y.view(*x.shape[:-1], layer.out_features)
 
 
-def dense_cached(layer, x: Tensor) -> Tensor:
-    return F.linear(x, layer._modules["packed"].dense_cached().to(x.dtype), layer._parameters.get("bias"))
-
-
-PATHS = {"native": native_linear, "infer": native_infer, "dense": dense_cached}  # name -> (layer, x) -> y
+PATHS = {"native": native_linear, "infer": native_infer}  # name -> (layer, x) -> y
