@@ -385,6 +385,56 @@ static inline float sparse_dot(int64_t kb, int64_t ke, const I* cols, const floa
 }
 #endif
 
+// acc[b] += sum_k vals[k] * xc[cols[k] * NB + b] for b < NB: two chains; in whole vectors when NB
+// is a multiple of the vector width (NB scalar sums would not stay in registers).
+template <int NB, typename I>
+static inline void csr_samples(int64_t k, int64_t e, const I* cols, const float* vals, const float* xc, float* acc) {
+    if constexpr (NB % VW == 0) {
+        constexpr int NV = NB / VW;
+        vf a[NV], c[NV];
+        UNROLL
+        for (int j = 0; j < NV; ++j) a[j] = c[j] = vbcast(0.f);
+        for (; k + 1 < e; k += 2) {
+            const vf w0 = vbcast(vals[k]), w1 = vbcast(vals[k + 1]);
+            const float* x0 = xc + (int64_t)cols[k] * NB;
+            const float* x1 = xc + (int64_t)cols[k + 1] * NB;
+            UNROLL
+            for (int j = 0; j < NV; ++j) { a[j] += w0 * vload(x0 + VW * j); c[j] += w1 * vload(x1 + VW * j); }
+        }
+        if (k < e) {
+            const vf w0 = vbcast(vals[k]);
+            const float* x0 = xc + (int64_t)cols[k] * NB;
+            UNROLL
+            for (int j = 0; j < NV; ++j) a[j] += w0 * vload(x0 + VW * j);
+        }
+        UNROLL
+        for (int j = 0; j < NV; ++j) {
+            const vf t = a[j] + c[j];
+            UNROLL
+            for (int b = 0; b < VW; ++b) acc[VW * j + b] += t[b];
+        }
+    } else {
+        float a[NB], c[NB];
+        UNROLL
+        for (int b = 0; b < NB; ++b) a[b] = c[b] = 0.f;
+        for (; k + 1 < e; k += 2) {
+            const float w0 = vals[k], w1 = vals[k + 1];
+            const float* x0 = xc + (int64_t)cols[k] * NB;
+            const float* x1 = xc + (int64_t)cols[k + 1] * NB;
+            UNROLL
+            for (int b = 0; b < NB; ++b) { a[b] += w0 * x0[b]; c[b] += w1 * x1[b]; }
+        }
+        if (k < e) {
+            const float w0 = vals[k];
+            const float* x0 = xc + (int64_t)cols[k] * NB;
+            UNROLL
+            for (int b = 0; b < NB; ++b) a[b] += w0 * x0[b];
+        }
+        UNROLL
+        for (int b = 0; b < NB; ++b) acc[b] += a[b] + c[b];
+    }
+}
+
 template <int NB, typename I>
 static void infer_rows(int64_t B, int64_t r0, int64_t r1, int64_t n_in, int64_t og, int64_t ig, const float* intra,
                        const uint8_t* bmask, int T, const int64_t* rowptr, const I* cols, const float* vals,
@@ -397,8 +447,8 @@ static void infer_rows(int64_t B, int64_t r0, int64_t r1, int64_t n_in, int64_t 
         if (og) {  // the ensemble's dense block row (NB = 16 in two halves: 16 chains would spill)
             const int64_t g = r / og;
             const uint8_t* m = bmask ? bmask + r * ig : 0;
-            if (NB <= 8) {
-                block_row<NB <= 8 ? NB : 8>(intra + r * ig, m, xr + g * ig, n_in, ig, acc);
+            if (NB <= 8 || REGS == 32) {
+                block_row<NB <= 8 || REGS == 32 ? NB : 8>(intra + r * ig, m, xr + g * ig, n_in, ig, acc);
             } else {
                 block_row<8>(intra + r * ig, m, xr + g * ig, n_in, ig, acc);
                 block_row<8>(intra + r * ig, m, xr + 8 * n_in + g * ig, n_in, ig, acc + 8);
@@ -413,27 +463,8 @@ static void infer_rows(int64_t B, int64_t r0, int64_t r1, int64_t n_in, int64_t 
             }
         } else if (NB == 1) {
             acc[0] += sparse_dot(rowptr[r], rowptr[r + 1], cols, vals, xc);
-        } else {  // two chains of NB sums: one load of NB samples per nonzero
-            float a[NB], c[NB];
-            UNROLL
-            for (int b = 0; b < NB; ++b) a[b] = c[b] = 0.f;
-            int64_t k = rowptr[r];
-            const int64_t e = rowptr[r + 1];
-            for (; k + 1 < e; k += 2) {
-                const float w0 = vals[k], w1 = vals[k + 1];
-                const float* x0 = xc + (int64_t)cols[k] * NB;
-                const float* x1 = xc + (int64_t)cols[k + 1] * NB;
-                UNROLL
-                for (int b = 0; b < NB; ++b) { a[b] += w0 * x0[b]; c[b] += w1 * x1[b]; }
-            }
-            if (k < e) {
-                const float w0 = vals[k];
-                const float* x0 = xc + (int64_t)cols[k] * NB;
-                UNROLL
-                for (int b = 0; b < NB; ++b) a[b] += w0 * x0[b];
-            }
-            UNROLL
-            for (int b = 0; b < NB; ++b) acc[b] += a[b] + c[b];
+        } else {
+            csr_samples<NB>(rowptr[r], rowptr[r + 1], cols, vals, xc, acc);
         }
         const int64_t d = out_perm ? out_perm[r] : r;
         const float bb = bias ? bias[d] : 0.f;

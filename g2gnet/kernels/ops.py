@@ -8,9 +8,9 @@ dtype, rank, shape against the layout, and the strides the kernels rely on. A vi
 
 Layout of a call: ``layout`` holds the ``Layout`` tensors in ``Layout.TENSORS`` order (an empty
 tensor for a missing permutation or block mask), ``meta`` its ints in ``Layout.INTS`` order.
-Activations travel transposed, [features, Bp] (see the C++ file): the forward returns y as a
-transposed view [N, out] of its [out, ld] buffer and ``xs``, the permuted transposed input, which
-autograd saves for the backward.
+Activations travel transposed inside the ops, [features, Bp] (see the C++ file); what they return
+is [N, features] and contiguous, as nn.Linear's (the forward also returns ``xs``, the permuted
+transposed input, which autograd saves for the backward).
 """
 
 from __future__ import annotations
@@ -170,9 +170,19 @@ def _bmm_into(name: str, a: Tensor, b: Tensor) -> Tensor:
     return torch.bmm(a, b, out=out)
 
 
-def _padded_rows(n_rows: int, bp: int) -> Tensor:
-    """[n_rows, Bp] with the padded row stride (the layout the fake implementations promise)."""
-    return torch.empty(n_rows, row_stride(bp))[:, :bp]
+def _padded_rows(name: str, n_rows: int, bp: int) -> Tensor:
+    """A workspace [n_rows, Bp] with the padded row stride: the kernels' transposed result."""
+    ld = row_stride(bp)
+    return _workspace(name, n_rows * ld).view(n_rows, ld)[:, :bp]
+
+
+def _untransposed(t: Tensor, n: int) -> Tensor:
+    """[n, features], contiguous, from a transposed result [features, >= n]: what callers get, as
+    from nn.Linear (a transposed view made some consumers ten times slower, e.g. a dense
+    classifier's matmul)."""
+    out = torch.empty(n, t.shape[0])
+    native.gather_t(t, t.shape[0], t.stride(0), 1, None, n, out, t.shape[0], torch.get_num_threads())
+    return out
 
 
 def _masked(intra: Tensor, lay: Layout) -> Tensor:
@@ -198,10 +208,10 @@ def linear_fwd(x: Tensor, intra: Tensor, values: Tensor, bias: Tensor | None, la
     # Outputs first, temporaries last: freed temporaries then sit at the top of the heap, where
     # the allocator can give them back, not in holes between long-lived tensors.
     xs = gather_t(x, lay.in_perm, bp)  # [in, Bp], sorted inputs (saved for the backward)
-    out = _padded_rows(lay.n_out, bp)
+    out = _padded_rows("out", lay.n_out, bp)
     ys = _bmm_into("blocks", _masked(intra, lay), _blocks(lay, xs, lay.ig)).view(lay.n_out, bp) if lay.n_groups else None
     _sparse_rows(lay, False, values, xs, ys, bias, lay.out_perm, out)  # blocks + inter + bias, unpermuted
-    return out[:, :n].t(), xs
+    return _untransposed(out, n), xs
 
 
 @linear_fwd.register_fake
@@ -210,7 +220,7 @@ def _(x, intra, values, bias, layout, meta):
     n = x.shape[0]
     bp = padded(n)
     ld = row_stride(bp)
-    return x.new_empty_strided((n, n_out), (1, ld)), x.new_empty_strided((n_in, bp), (ld, 1))
+    return x.new_empty((n, n_out)), x.new_empty_strided((n_in, bp), (ld, 1))
 
 
 @torch.library.custom_op("g2gnet::linear_bwd", mutates_args=(), device_types="cpu")
@@ -231,7 +241,6 @@ def linear_bwd(gy: Tensor, xs: Tensor, intra: Tensor, values: Tensor, layout: Se
     _require_native()
     nt = torch.get_num_threads()
     # Outputs (they outlive this call: gradients) first, temporaries last (see linear_fwd).
-    gx = _padded_rows(lay.n_in, bp) if need_x else gy.new_empty(0)
     gi = torch.empty(lay.intra_shape) if need_w else gy.new_empty(0)
     gv = torch.empty(values.numel()) if need_w else gy.new_empty(0)
     gys = gather_t(gy, lay.out_perm, bp, scratch=True)  # [out, Bp], sorted
@@ -239,8 +248,11 @@ def linear_bwd(gy: Tensor, xs: Tensor, intra: Tensor, values: Tensor, layout: Se
     if need_x:
         dxs = _bmm_into("blocks", intra.transpose(1, 2), _blocks(lay, gys, lay.og)).view(lay.n_in, bp) \
             if lay.n_groups else None
-        _sparse_rows(lay, True, values, gys, dxs, None, lay.in_perm, gx)
-        gx = gx[:, :n].t()
+        gxs = _padded_rows("gx", lay.n_in, bp)
+        _sparse_rows(lay, True, values, gys, dxs, None, lay.in_perm, gxs)
+        gx = _untransposed(gxs, n)
+    else:
+        gx = gy.new_empty(0)
     if need_w:
         if lay.n_groups:
             torch.bmm(_blocks(lay, gys, lay.og), _blocks(lay, xs, lay.ig).transpose(1, 2), out=gi)
@@ -262,8 +274,7 @@ def linear_bwd(gy: Tensor, xs: Tensor, intra: Tensor, values: Tensor, layout: Se
 def _(gy, xs, intra, values, layout, meta, need_x, need_w):
     n_in = int(meta[1])
     n = gy.shape[0]
-    ld = row_stride(padded(n))
-    gx = gy.new_empty_strided((n, n_in), (1, ld)) if need_x else gy.new_empty(0)
+    gx = gy.new_empty((n, n_in)) if need_x else gy.new_empty(0)
     gi = intra.new_empty(intra.shape) if need_w else gy.new_empty(0)
     gv = values.new_empty(values.shape) if need_w else gy.new_empty(0)
     return gx, gi, gv
