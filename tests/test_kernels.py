@@ -214,7 +214,13 @@ def test_automatic_choice():
     layer = _layer(1024, 1024)
     layer.fast = None
     assert dispatch.choose(layer, torch.zeros(256, 1024)) is not None
-    assert dispatch.choose(layer, torch.zeros(1, 1024)) is None  # too small to pay off
+    assert dispatch.choose(layer, torch.zeros(1, 1024)) == "native"  # training at batch 1: still pays (crossover.md)
+    small = _layer(256, 256)
+    small.fast = None
+    assert dispatch.choose(small, torch.zeros(256, 256)) is None  # below 512 x 512: the reference
+    with torch.no_grad():
+        assert dispatch.choose(layer, torch.zeros(1, 1024)) == "infer"
+        assert dispatch.choose(layer, torch.zeros(17, 1024)) == "native"
     assert dispatch.choose(layer.double(), torch.zeros(256, 1024, dtype=torch.float64)) is None
 
 

@@ -37,7 +37,10 @@ _FAST_ENV = os.environ.get("G2G_FAST", "") not in ("0", "false", "off")
 class CostModel:
     """The dispatcher's numbers, in one place (measured: benchmarks/crossover.py)."""
 
-    min_macs: int = 1 << 22  # training: below ~4M multiply-adds the batched kernels' call overhead dominates
+    # Below this many weights (512 x 512) the masked reference beat the batched kernels, training or
+    # not (at 256 wide: 0.31-0.77x of nn.Linear against 0.21-0.72x); above it the kernels won at every
+    # batch (results/bench/cpu/crossover.md; nothing is faster than nn.Linear below 512 x 512).
+    min_weights: int = 1 << 18
     value_cost: float = 2.5  # one inter-ensemble nonzero against one dense multiply-add (the blocks run near dense)
     fixed: float = 0.05  # the batched kernels' other work (gather, permutations), as a fraction of dense
     max_cost: float = 0.9  # take the batched kernels when their estimated cost is below this fraction of dense
@@ -86,7 +89,7 @@ def choose(layer, x: Tensor) -> str | None:
         return "infer"  # streams the packed weights once: never more bytes than the dense weight
     if flag is True:
         return "native"
-    if rows * total < COST.min_macs:
+    if total < COST.min_weights:
         return None
     cost = intra.numel() / total + COST.value_cost * values.numel() / total + COST.fixed
     return "native" if cost < COST.max_cost else None
