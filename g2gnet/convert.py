@@ -201,14 +201,27 @@ def sparsify(
     return model
 
 
+def to_linear(layer: SparseLinear) -> nn.Linear:
+    """An ``nn.Linear`` with ``layer``'s effective weight (0 off the mask) and bias, trainable as the
+    layer was."""
+    w = layer.weight.detach()
+    dense = nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None, device=w.device,
+                      dtype=w.dtype)
+    with torch.no_grad():
+        dense.weight.copy_(w)
+        if layer.bias is not None:
+            dense.bias.copy_(layer.bias)
+    dense.requires_grad_(layer.values.requires_grad)
+    return dense.train(layer.training)
+
+
 def densify(model: nn.Module) -> nn.Module:
     """Replace every ``SparseLinear`` of ``model`` by an ``nn.Linear`` with its effective weight
     (0 off the mask) and bias, in place, and return the model (shared layers stay shared)."""
     done: dict[int, nn.Linear] = {}
     for name, m in list(model.named_modules(remove_duplicate=False)):
         if isinstance(m, SparseLinear):
-            dense = done.setdefault(id(m), m.to_linear())
-            dense.train(m.training)
+            dense = done.setdefault(id(m), to_linear(m))
             parent_name, _, child = name.rpartition(".")
             setattr(model.get_submodule(parent_name) if parent_name else model, child, dense)
     return model

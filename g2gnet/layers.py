@@ -142,18 +142,6 @@ class SparseLinear(nn.Module):
             return None
         return ensemble_fill(self.mask, self.out_groups, self.in_groups)
 
-    def to_linear(self) -> nn.Linear:
-        """An ``nn.Linear`` with this layer's effective weight (0 off the mask) and bias."""
-        w = self.weight.detach()
-        dense = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None, device=w.device,
-                          dtype=w.dtype)
-        with torch.no_grad():
-            dense.weight.copy_(w)
-            if self.bias is not None:
-                dense.bias.copy_(self.bias)
-        dense.requires_grad_(self.values.requires_grad)
-        return dense
-
     def __setattr__(self, name: str, value) -> None:
         if name == "post_activation":  # a reference to a module of the model, not a child of this layer
             if value is not None and not callable(value):
