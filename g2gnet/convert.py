@@ -35,10 +35,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from .config import coerce
+from .config import ModelConfig, coerce
 from .errors import G2GError, lookup
 from .layers import SparseLinear
 from .topology import GROUPINGS, check_groups_count, group_ids, modular_mask
+
+_MODEL = ModelConfig()  # sparsify's defaults are the models' (config.ModelConfig): written once, there
 
 # Modules that use a child linear's weight themselves (not through its forward).
 _DIRECT_WEIGHT_PARENTS = (nn.MultiheadAttention,)
@@ -137,9 +139,9 @@ def _post_for(name: str, post_activation) -> Callable | None:
 def sparsify(
     model: nn.Module,
     *,
-    groups: int = 8,
-    p_intra: float = 1.0,
-    p_inter: float = 0.15,
+    groups: int = _MODEL.groups,
+    p_intra: float = _MODEL.p_intra,
+    p_inter: float = _MODEL.p_inter,
     grouping: str = "random",
     include: list[str] | None = None,
     exclude: list[str] | None = None,

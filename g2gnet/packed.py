@@ -313,22 +313,22 @@ class PackedWeight(nn.Module):
         if missing:
             missing_keys += missing
             return
-        bits = _expect(state_dict[keys["mask_bits"]], prefix + "mask_bits", torch.uint8,
+        bits = expect(state_dict[keys["mask_bits"]], prefix + "mask_bits", torch.uint8,
                        (self.n_out, (self.n_in + 7) // 8))
         mask = unpack_bits(bits.cpu(), self.n_in)
         nnz = int(torch.count_nonzero(mask))
-        values = _expect(state_dict[keys["weight_values"]], prefix + "weight_values", None, (nnz,))
+        values = expect(state_dict[keys["weight_values"]], prefix + "weight_values", None, (nnz,))
         if not values.is_floating_point():
             raise G2GError(f"checkpoint {prefix}weight_values must be floating point, got {values.dtype}")
         groups = [state_dict.get(keys[k]) if k in keys else None for k in ("out_groups", "in_groups")]
         for ids, n, k in zip(groups, (self.n_out, self.n_in), ("out_groups", "in_groups")):
             if ids is not None:
-                _expect(ids, prefix + k, None, (n,))
+                expect(ids, prefix + k, None, (n,))
                 check_group_ids(ids, n, f"checkpoint {prefix}{k}")
         if (groups[0] is None) != (groups[1] is None):
             raise G2GError(f"checkpoint {prefix} has only one of out_groups / in_groups")
         if "blocks" in keys:
-            flag = _expect(state_dict[keys["blocks"]], prefix + "blocks", torch.bool, ())
+            flag = expect(state_dict[keys["blocks"]], prefix + "blocks", torch.bool, ())
             out_groups, in_groups = (g.detach().cpu().long() if g is not None else None for g in groups)
             blocks = bool(flag)
         else:  # a checkpoint of an earlier version, which did not save the choice: make it now
@@ -355,7 +355,7 @@ class PackedWeight(nn.Module):
 _STATE_KEYS = ("mask_bits", "weight_values", "out_groups", "in_groups", "blocks")
 
 
-def _expect(t, key: str, dtype: torch.dtype | None, shape: tuple) -> Tensor:
+def expect(t, key: str, dtype: torch.dtype | None, shape: tuple) -> Tensor:
     """``t`` checked before use: a tensor of that shape (and dtype), else one G2GError naming it."""
     if not isinstance(t, Tensor) or tuple(t.shape) != tuple(shape) or (dtype is not None and t.dtype != dtype):
         want = f"{tuple(shape)} {dtype}" if dtype is not None else f"shape {tuple(shape)}"

@@ -20,17 +20,9 @@ from torch import Tensor
 
 from .errors import G2GError
 from .kernels.layout import pack_bits, unpack_bits
-from .packed import describe
+from .packed import expect
 
 _FLAT = ("mask_bits", "weight_values", "out_groups", "in_groups")
-
-
-def _tensor(state: dict, key: str, shape: tuple, dtype: torch.dtype | None = None) -> Tensor:
-    t = state[key]
-    if not isinstance(t, Tensor) or tuple(t.shape) != tuple(shape) or (dtype is not None and t.dtype != dtype):
-        want = f"{tuple(shape)} {dtype}" if dtype is not None else f"shape {tuple(shape)}"
-        raise G2GError(f"checkpoint {key} is {describe(t)}; this layer needs {want}")
-    return t
 
 
 def upgrade(layer, state: dict, prefix: str) -> None:
@@ -41,9 +33,9 @@ def upgrade(layer, state: dict, prefix: str) -> None:
         return
     shape = (layer.out_features, layer.in_features)
     if prefix + "weight" in state:
-        weight = _tensor(state, prefix + "weight", shape)
+        weight = expect(state[prefix + "weight"], prefix + "weight", None, shape)
         if prefix + "mask" in state:  # g2gnet 0.1
-            mask = _tensor(state, prefix + "mask", shape, torch.bool)
+            mask = expect(state[prefix + "mask"], prefix + "mask", torch.bool, shape)
             del state[prefix + "mask"]
         else:  # a dense nn.Linear: its weights on this layer's mask and layout
             mask = layer.mask

@@ -9,8 +9,9 @@ and the layers use the PyTorch reference path instead. ``G2G_NO_NATIVE=1`` disab
 
 The argument types come from the ``extern "C"`` prototypes of the source itself (``prototypes``),
 so the C++ file is the one place they are written; below, one typed Python function per kernel
-names its arguments in the C order (a test holds the two together). Only ``g2gnet.kernels``
-calls them, after checking every tensor it passes (shape, dtype, strides, device).
+names its arguments in the C order (a test holds the two together). They check nothing: the
+ops of ``g2gnet.kernels`` check every tensor they pass (shape, dtype, strides, device), and
+``benchmarks/parts.py`` calls them directly on tensors built the same way.
 """
 
 from __future__ import annotations
