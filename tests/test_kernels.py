@@ -320,11 +320,12 @@ def test_build_layout_without_blocks():
 # -- every batch size: the inference paths ---------------------------------------------------------
 @needs_native
 @pytest.mark.parametrize("shape,tile,p_intra", [((256, 128), 1, 1.0), ((96, 64), 1, 0.8), ((128, 128), 8, 1.0),
-                                                ((784, 64), 1, 1.0)])
+                                                ((128, 128), 4, 1.0), ((256, 256), 32, 0.8), ((784, 64), 1, 1.0)])
 def test_inference_paths_equal_the_reference_at_every_batch(shape, tile, p_intra):
     n_in, n_out = shape
     layer = _layer(n_in, n_out, p_intra=p_intra, tile=tile, groups=8 if n_in % 8 == 0 else 4)
     layer.eval()
+    assert layer.packed.layout.tile == (tile if tile > 1 else 0)  # the tiled kernels are the ones tested
     for batch in (1, 2, 3, 7, 8, 13, 16, 17, 64):
         x = torch.randn(batch, n_in)
         with torch.inference_mode():

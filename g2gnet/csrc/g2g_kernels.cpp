@@ -451,6 +451,41 @@ static inline void csr_samples(int64_t k, int64_t e, const I* cols, const float*
     }
 }
 
+// acc[b] += sum_c w[c] * xc[c * NB + b] for c < T, b < NB: row q of one T x T tile against all samples
+// (xc: the tile's first input, samples together), two chains of whole vectors when NB allows.
+template <int NB>
+static inline void tile_samples(const float* w, const float* xc, int T, float* acc) {
+    if constexpr (NB % VW == 0) {
+        constexpr int NV = NB / VW;
+        vf a[NV], c[NV];
+        UNROLL
+        for (int j = 0; j < NV; ++j) a[j] = c[j] = vbcast(0.f);
+        for (int k = 0; k < T; k += 2) {  // T % 4 == 0
+            const vf w0 = vbcast(w[k]), w1 = vbcast(w[k + 1]);
+            const float* x0 = xc + (int64_t)k * NB;
+            UNROLL
+            for (int j = 0; j < NV; ++j) { a[j] += w0 * vload(x0 + VW * j); c[j] += w1 * vload(x0 + NB + VW * j); }
+        }
+        UNROLL
+        for (int j = 0; j < NV; ++j) {
+            const vf t = a[j] + c[j];
+            UNROLL
+            for (int b = 0; b < VW; ++b) acc[VW * j + b] += t[b];
+        }
+    } else {
+        float a[NB];
+        UNROLL
+        for (int b = 0; b < NB; ++b) a[b] = 0.f;
+        for (int k = 0; k < T; ++k) {
+            const float wk = w[k];
+            UNROLL
+            for (int b = 0; b < NB; ++b) a[b] += wk * xc[(int64_t)k * NB + b];
+        }
+        UNROLL
+        for (int b = 0; b < NB; ++b) acc[b] += a[b];
+    }
+}
+
 template <int NB, typename I>
 static void infer_rows(int64_t B, int64_t r0, int64_t r1, int64_t n_in, int64_t og, int64_t ig, const float* intra,
                        const uint8_t* bmask, int T, const int64_t* rowptr, const I* cols, const float* vals,
@@ -475,7 +510,8 @@ static void infer_rows(int64_t B, int64_t r0, int64_t r1, int64_t n_in, int64_t 
             for (int64_t t = rowptr[tr]; t < rowptr[tr + 1]; ++t) {
                 const float* w = vals + t * T * T + q * T;
                 const int64_t c0 = (int64_t)cols[t] * T;
-                for (int b = 0; b < NB && b < B; ++b) acc[b] += dot(w, xr + b * n_in + c0, T);
+                if constexpr (NB == 1) acc[0] += dot(w, xr + c0, T);
+                else tile_samples<NB>(w, xc + c0 * NB, T, acc);
             }
         } else if (NB == 1) {
             acc[0] += sparse_dot(rowptr[r], rowptr[r + 1], cols, vals, xc);
