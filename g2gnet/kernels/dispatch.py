@@ -37,10 +37,14 @@ _FAST_ENV = os.environ.get("G2G_FAST", "") not in ("0", "false", "off")
 class CostModel:
     """The dispatcher's numbers, in one place (measured: benchmarks/crossover.py)."""
 
-    # Below this many weights (512 x 512) the masked reference beat the batched kernels, training or
-    # not (at 256 wide: 0.31-0.77x of nn.Linear against 0.21-0.72x); above it the kernels won at every
-    # batch (results/bench/cpu/crossover.md; nothing is faster than nn.Linear below 512 x 512).
+    # Training: below this many weights (512 x 512) the masked reference beat the batched kernels (at
+    # 256 wide: 0.53-0.76x of nn.Linear against 0.51-0.58x); above it the kernels won at every batch
+    # (results/bench/cpu/crossover.md; nothing is faster than nn.Linear below 512 x 512).
     min_weights: int = 1 << 18
+    # Inference (no gradient) at more than 16 rows: from 256 x 256 the batched forward is at least as
+    # fast as the reference (three crossover runs at 256 wide, means: batch 64 0.42x of nn.Linear
+    # against 0.40x, batch 256 0.69x against 0.66x; each run within noise of the other path).
+    min_weights_inference: int = 1 << 16
     value_cost: float = 2.5  # one inter-ensemble nonzero against one dense multiply-add (the blocks run near dense)
     fixed: float = 0.05  # the batched kernels' other work (gather, permutations), as a fraction of dense
     max_cost: float = 0.9  # take the batched kernels when their estimated cost is below this fraction of dense
@@ -89,7 +93,7 @@ def choose(layer, x: Tensor) -> str | None:
         return "infer"  # streams the packed weights once: never more bytes than the dense weight
     if flag is True:
         return "native"
-    if total < COST.min_weights:
+    if total < (COST.min_weights if grad else COST.min_weights_inference):
         return None
     cost = intra.numel() / total + COST.value_cost * values.numel() / total + COST.fixed
     return "native" if cost < COST.max_cost else None
