@@ -401,6 +401,17 @@ static inline float sparse_dot(int64_t kb, int64_t ke, const I* cols, const floa
 }
 #endif
 
+// acc[VW * j + b] += (a[j] + c[j])[b]: two chains of whole vectors into the per-sample sums.
+template <int NV>
+static inline void add_chains(const vf* a, const vf* c, float* acc) {
+    UNROLL
+    for (int j = 0; j < NV; ++j) {
+        const vf t = a[j] + c[j];
+        UNROLL
+        for (int b = 0; b < VW; ++b) acc[VW * j + b] += t[b];
+    }
+}
+
 // acc[b] += sum_k vals[k] * xc[cols[k] * NB + b] for b < NB: two chains; in whole vectors when NB
 // is a multiple of the vector width (NB scalar sums would not stay in registers).
 template <int NB, typename I>
@@ -423,12 +434,7 @@ static inline void csr_samples(int64_t k, int64_t e, const I* cols, const float*
             UNROLL
             for (int j = 0; j < NV; ++j) a[j] += w0 * vload(x0 + VW * j);
         }
-        UNROLL
-        for (int j = 0; j < NV; ++j) {
-            const vf t = a[j] + c[j];
-            UNROLL
-            for (int b = 0; b < VW; ++b) acc[VW * j + b] += t[b];
-        }
+        add_chains<NV>(a, c, acc);
     } else {
         float a[NB], c[NB];
         UNROLL
@@ -466,12 +472,7 @@ static inline void tile_samples(const float* w, const float* xc, int T, float* a
             UNROLL
             for (int j = 0; j < NV; ++j) { a[j] += w0 * vload(x0 + VW * j); c[j] += w1 * vload(x0 + NB + VW * j); }
         }
-        UNROLL
-        for (int j = 0; j < NV; ++j) {
-            const vf t = a[j] + c[j];
-            UNROLL
-            for (int b = 0; b < VW; ++b) acc[VW * j + b] += t[b];
-        }
+        add_chains<NV>(a, c, acc);
     } else {
         float a[NB];
         UNROLL
