@@ -312,8 +312,9 @@ def run_sweep(suites: Suite | list[Suite], workers: int = 1, extra: list[str] = 
     without finishing them). ``g2g`` is the command that runs ``g2g train`` (default ``G2G``)."""
     if workers < 1:
         raise G2GError(f"--workers must be >= 1, got {workers}")
-    if time_limit is not None and not (math.isfinite(time_limit) and time_limit > 0):
-        raise G2GError(f"--time-limit must be a positive number of seconds, got {time_limit}")
+    # 0 is allowed: no cell starts, the closing report is written (scripts/report_all.sh uses it)
+    if time_limit is not None and not (math.isfinite(time_limit) and time_limit >= 0):
+        raise G2GError(f"--time-limit must be a number of seconds >= 0, got {time_limit}")
     g2g = g2g or G2G
     suites = [suites] if isinstance(suites, Suite) else suites
     cells = _unique_cells(suites)

@@ -188,11 +188,27 @@ def test_S28_unknown_names_on_the_command_line_up_front(tmp_path, capsys):
                            "--out", str(tmp_path / "bad2")], "unknown model 'nosuchmodel'")
 
 
-@pytest.mark.parametrize("limit", ["nan", "-5", "0", "inf"])
-def test_S26_time_limit_must_be_a_positive_number(tmp_path, capsys, limit):
+@pytest.mark.parametrize("limit", ["nan", "-5", "inf"])
+def test_S26_time_limit_must_be_a_finite_number_of_seconds(tmp_path, capsys, limit):
     _cli_one_line(capsys, ["sweep", "--grid", "seed=0", "--set", "hidden=64", "--out", str(tmp_path / "tl"),
-                           f"--time-limit={limit}"], "--time-limit must be a positive number")
+                           f"--time-limit={limit}"], "--time-limit must be a number of seconds >= 0")
     assert not (tmp_path / "tl").exists()
+
+
+def test_time_limit_0_starts_no_cell_and_reports(tiny_fmnist, tmp_path):
+    """How scripts/report_all.sh rebuilds a suite's report: the finished cell is reported, the new
+    one is not started."""
+    out = str(tmp_path / "zero")
+    one = load_suite(None, ["seed=0"], _grid(tmp_path, 1), out, cell_parser())
+    assert run_sweep(one, extra=["--data-dir", str(tiny_fmnist)], log=lambda s: None,
+                     g2g=(*WORKER, str(tiny_fmnist))) == []
+    from g2gnet.cli import main
+
+    argv = ["sweep", "--grid", "seed=0,1", *(a for kv in _grid(tmp_path, 1) for a in ("--set", kv)), "--out", out,
+            "--time-limit", "0"]
+    assert main(argv) == 0
+    assert not (tmp_path / "zero" / "run-s1").exists()
+    assert "run-s0" in (tmp_path / "zero" / "report.md").read_text()
 
 
 def test_S21_a_cell_holding_another_configuration_is_never_reported_as_it(tiny_fmnist, tmp_path):
