@@ -148,11 +148,13 @@ seed = [0, 1, 2]
 """
 
 
-def _bench_row(label: str, seconds: list[float], ratios: list[float], **model) -> dict:
+def _bench_row(label: str, seconds: list[float], ratios: list[float], baseline: list[float] | None = None,
+               **model) -> dict:
     config = Config().replace(data={"dataset": "cifar10", "augment": True}, model=model, train={"epochs": 30})
     s = sorted(ratios)
-    return {"label": label, "config": config.to_dict(), "seconds": seconds, "ratio": ratios,
-            "ratio_median": s[len(s) // 2], "ratio_min": s[0], "ratio_max": s[-1]}
+    row = {"label": label, "config": config.to_dict(), "seconds": seconds, "ratio": ratios,
+           "ratio_median": s[len(s) // 2], "ratio_min": s[0], "ratio_max": s[-1]}
+    return row if baseline is None else {**row, "baseline_seconds": baseline}
 
 
 def _frontier_tree(tmp_path: Path) -> tuple[Path, Path]:
@@ -272,6 +274,25 @@ def test_long_schedule_against_table1_and_time_to_dense_best(tmp_path):
     # the claim: g2g-index - dense at 4 epochs, 3 and 3: better -> holds
     (claim,) = _rows(root, suites=suites)["the gain holds at 100 epochs"]
     assert claim.pair.diffs == pytest.approx([3.0, 3.0]) and claim.verdict == "holds"
+
+
+def test_dense_time_to_best_from_the_baseline_timed_beside_the_others(tmp_path):
+    """The bench times dense beside every configuration, not as a row of its own: dense's clean
+    seconds per epoch are the median of those epochs at its widths."""
+    from g2gnet.report.speed import read_epoch_speeds
+    root, _ = _long_tree(tmp_path)
+    bench = tmp_path / "speeds.json"
+    bench.write_text(json.dumps({"kind": "epoch-speed", "baseline": "dense", "rows": [
+        _bench_row("idx", [4.0, 6.0, 5.0], [2.5, 2.0, 2.2], baseline=[10.0, 12.0, 13.0], name="g2g-index"),
+        _bench_row("mix", [5.0], [2.0], baseline=[11.0], name="g2g-mixer"),  # pooled: median 11.5
+        _bench_row("wide", [5.0], [2.0], baseline=[99.0], name="g2g-index", hidden=[2048] * 3)]}))  # other widths
+    speeds = read_epoch_speeds(bench)
+    cs = cells(find_runs([root / "cifar10" / "long"]))
+    dense = next(c for c in cs if c.identity["model.name"] == "dense")
+    _, _, reach = long.time_to_best(cs, dense, speeds)
+    by = {r.cell.identity["model.name"]: r for r in reach}
+    assert by["dense"].seconds_per_epoch == pytest.approx(11.5) and by["dense"].seconds == pytest.approx(46.0)
+    assert speeds.baseline_seconds_per_epoch((64, 64)) is None
 
 
 def test_long_schedule_renders_without_dense_and_without_speeds(tmp_path):

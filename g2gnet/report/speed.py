@@ -33,6 +33,7 @@ class EpochSpeed:
     median: float  # speed-up: baseline seconds / these seconds
     low: float
     high: float
+    baseline_seconds: tuple[float, ...] = ()  # the baseline's epochs timed beside these (older files: none)
 
     @property
     def seconds_per_epoch(self) -> float:
@@ -53,6 +54,12 @@ class EpochSpeeds:
         want = identity_key({k: v for k, v in ident.items() if k not in ignore})
         hits = [r for r in self.rows if identity_key({k: v for k, v in r.identity.items() if k not in ignore}) == want]
         return hits[0] if hits else None
+
+    def baseline_seconds_per_epoch(self, model_hidden) -> float | None:
+        """The baseline's (dense's) seconds per epoch at these hidden widths: the median of its
+        epochs timed beside every configuration of those widths, or None."""
+        pooled = [t for r in self.rows if r.identity.get("model.hidden") == model_hidden for t in r.baseline_seconds]
+        return statistics.median(pooled) if pooled else None
 
 
 def _number(value, what: str) -> float:
@@ -81,8 +88,12 @@ def read_epoch_speeds(path: Path) -> EpochSpeeds | None:
         if not isinstance(seconds, list) or not seconds:
             raise G2GError(f"{where}: seconds must be a non-empty list")
         ratios = (_number(row.get(k), f"{where}: {k}") for k in ("ratio_median", "ratio_min", "ratio_max"))
+        base = row.get("baseline_seconds") or []
+        if not isinstance(base, list):
+            raise G2GError(f"{where}: baseline_seconds must be a list")
         rows.append(EpochSpeed(str(row.get("label", "")), ident,
-                               tuple(_number(s, f"{where}: seconds") for s in seconds), *ratios))
+                               tuple(_number(s, f"{where}: seconds") for s in seconds), *ratios,
+                               baseline_seconds=tuple(_number(s, f"{where}: baseline_seconds") for s in base)))
     return EpochSpeeds(path, str(data.get("baseline", "")), data.get("env") or {}, tuple(rows))
 
 

@@ -99,7 +99,10 @@ def time_to_best(cs: list[Cell], dense: Cell, speeds) -> tuple[float, int, list[
         mean_curve = [m for m, _ in curve(c.runs)]
         epoch = next((e + 1 for e, m in enumerate(mean_curve) if m >= best), None)
         timed = speeds.find(c.identity, ignore=("train.epochs",)) if speeds else None
-        reach.append(Reach(c, epoch, len(mean_curve), timed.seconds_per_epoch if timed else None))
+        per_epoch = timed.seconds_per_epoch if timed else None
+        if per_epoch is None and speeds and c is dense:  # dense is timed beside every configuration
+            per_epoch = speeds.baseline_seconds_per_epoch(c.identity.get("model.hidden"))
+        reach.append(Reach(c, epoch, len(mean_curve), per_epoch))
     return best, dense_curve.index(best) + 1, reach
 
 
