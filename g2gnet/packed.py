@@ -27,6 +27,7 @@ from torch import Tensor
 from .errors import G2GError
 from .kernels.layout import Layout, blocks_pay, build_layout, check_block_groups, pack_bits, unpack_bits
 from .ensembles import find_groups
+from .malloc import limit_retention
 
 _INIT_ROWS = 512  # rows scaled at once by the init (bounds its temporary memory)
 
@@ -76,6 +77,7 @@ class PackedWeight(nn.Module):
     def __init__(self, mask: Tensor, out_groups: Tensor | None = None, in_groups: Tensor | None = None,
                  blocks: bool | None = None) -> None:
         super().__init__()
+        limit_retention()  # the first sparse weight of the process: freed step buffers go back (g2gnet.malloc)
         if not isinstance(mask, Tensor) or mask.dim() != 2:
             raise G2GError(f"mask must be a bool [out, in] tensor, got {describe(mask)}")
         self.n_out, self.n_in = (int(s) for s in mask.shape)

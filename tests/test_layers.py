@@ -226,3 +226,22 @@ def test_first_forward_under_inference_mode_then_train_save_and_load(batch):
         x = torch.randn(batch, 256)
         torch.testing.assert_close(again(x), model(x))
         assert before.shape == (batch, 4)
+
+
+def test_the_first_sparse_layer_limits_heap_retention_once_unless_the_user_chose(monkeypatch):
+    """g2gnet.malloc.limit_retention: glibc's mmap threshold set once per process, when a sparse
+    weight is first built; MALLOC_MMAP_THRESHOLD_ (the user's own setting) or G2G_MALLOC=0 keep it off."""
+    from g2gnet import malloc
+
+    calls = []
+    monkeypatch.setattr(malloc, "_mallopt", lambda param, value: calls.append((param, value)))
+    for env, want in (({}, [(-3, 4 << 20)]), ({"MALLOC_MMAP_THRESHOLD_": "65536"}, []), ({"G2G_MALLOC": "0"}, [])):
+        calls.clear()
+        monkeypatch.setattr(malloc, "_limited", False)
+        monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+        monkeypatch.delenv("G2G_MALLOC", raising=False)
+        for k, v in env.items():
+            monkeypatch.setenv(k, v)
+        SparseLinear(8, 8)
+        SparseLinear(8, 8)  # once per process
+        assert calls == want, (env, calls)
