@@ -38,7 +38,25 @@ typedef float vfu __attribute__((vector_size(VW * 4), aligned(4), may_alias));  
 static inline vf vload(const float* p) { return *(const vfu*)p; }
 static inline void vstore(float* p, vf v) { *(vfu*)p = v; }
 static inline vf vbcast(float s) { return (vf){} + s; }
-static inline float hsum(vf v) { float s = 0.f; for (int i = 0; i < VW; ++i) s += v[i]; return s; }
+// The sum of a vector's lanes as a tree of halves (log2 VW dependent adds, not VW - 1: at batch 1 the
+// inference kernel reduces twice per output row, and a serial chain cost ~30 cycles a row).
+static inline float hsum(vf v) {
+#if VW == 16
+    typedef float h8 __attribute__((vector_size(32)));
+    const h8 s8 = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7) + __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
+#elif VW == 8
+    const vf s8 = v;
+#endif
+#if VW >= 8
+    typedef float h4 __attribute__((vector_size(16)));
+    const h4 s4 = __builtin_shufflevector(s8, s8, 0, 1, 2, 3) + __builtin_shufflevector(s8, s8, 4, 5, 6, 7);
+#else
+    const vf s4 = v;
+#endif
+    typedef float h2 __attribute__((vector_size(8)));
+    const h2 s2 = __builtin_shufflevector(s4, s4, 0, 1) + __builtin_shufflevector(s4, s4, 2, 3);
+    return s2[0] + s2[1];
+}
 
 // Every loop over a register block is unrolled, so that its accumulators live in registers (an
 // array that stays an array lives on the stack).
@@ -369,6 +387,18 @@ static inline __m256 gather8(const float* x, const I* c) {
     return _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1);
 }
 
+// int16 indices: four per 64-bit load, taken apart with shifts (the load ports, not the ALUs, are the
+// limit here: 11 loads per 8 nonzeros instead of 17).
+template <>
+inline __m256 gather8<int16_t>(const float* x, const int16_t* c) {
+    uint64_t u, v;
+    memcpy(&u, c, 8);
+    memcpy(&v, c + 4, 8);
+    const __m128 lo = _mm_set_ps(x[(uint16_t)(u >> 48)], x[(uint16_t)(u >> 32)], x[(uint16_t)(u >> 16)], x[(uint16_t)u]);
+    const __m128 hi = _mm_set_ps(x[(uint16_t)(v >> 48)], x[(uint16_t)(v >> 32)], x[(uint16_t)(v >> 16)], x[(uint16_t)v]);
+    return _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1);
+}
+
 template <typename I>
 static inline float sparse_dot(int64_t kb, int64_t ke, const I* cols, const float* vals, const float* x) {
     __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
@@ -382,8 +412,7 @@ static inline float sparse_dot(int64_t kb, int64_t ke, const I* cols, const floa
         k += 8;
     }
     a = _mm256_add_ps(a, b);
-    float s = 0.f;
-    for (int i = 0; i < 8; ++i) s += a[i];
+    float s = hsum((vf)a);
     for (; k < ke; ++k) s += vals[k] * x[cols[k]];
     return s;
 }
@@ -417,24 +446,33 @@ static inline void add_chains(const vf* a, const vf* c, float* acc) {
 template <int NB, typename I>
 static inline void csr_samples(int64_t k, int64_t e, const I* cols, const float* vals, const float* xc, float* acc) {
     if constexpr (NB % VW == 0) {
-        constexpr int NV = NB / VW;
-        vf a[NV], c[NV];
+        // CH chains of NV vectors: at least four independent FMAs in flight (two chains of one vector
+        // each waited on the FMA latency: 0.5 nonzeros a cycle).
+        constexpr int NV = NB / VW, CH = NV >= 2 ? 2 : 4;
+        vf a[CH][NV];
         UNROLL
-        for (int j = 0; j < NV; ++j) a[j] = c[j] = vbcast(0.f);
-        for (; k + 1 < e; k += 2) {
-            const vf w0 = vbcast(vals[k]), w1 = vbcast(vals[k + 1]);
-            const float* x0 = xc + (int64_t)cols[k] * NB;
-            const float* x1 = xc + (int64_t)cols[k + 1] * NB;
+        for (int h = 0; h < CH; ++h)
             UNROLL
-            for (int j = 0; j < NV; ++j) { a[j] += w0 * vload(x0 + VW * j); c[j] += w1 * vload(x1 + VW * j); }
-        }
-        if (k < e) {
-            const vf w0 = vbcast(vals[k]);
+            for (int j = 0; j < NV; ++j) a[h][j] = vbcast(0.f);
+        for (; k + CH <= e; k += CH)
+            UNROLL
+            for (int h = 0; h < CH; ++h) {
+                const vf w = vbcast(vals[k + h]);
+                const float* x0 = xc + (int64_t)cols[k + h] * NB;
+                UNROLL
+                for (int j = 0; j < NV; ++j) a[h][j] += w * vload(x0 + VW * j);
+            }
+        for (; k < e; ++k) {
+            const vf w = vbcast(vals[k]);
             const float* x0 = xc + (int64_t)cols[k] * NB;
             UNROLL
-            for (int j = 0; j < NV; ++j) a[j] += w0 * vload(x0 + VW * j);
+            for (int j = 0; j < NV; ++j) a[0][j] += w * vload(x0 + VW * j);
         }
-        add_chains<NV>(a, c, acc);
+        UNROLL
+        for (int h = 2; h < CH; ++h)
+            UNROLL
+            for (int j = 0; j < NV; ++j) a[h & 1][j] += a[h][j];
+        add_chains<NV>(a[0], a[1], acc);
     } else {
         float a[NB], c[NB];
         UNROLL
@@ -462,17 +500,25 @@ static inline void csr_samples(int64_t k, int64_t e, const I* cols, const float*
 template <int NB>
 static inline void tile_samples(const float* w, const float* xc, int T, float* acc) {
     if constexpr (NB % VW == 0) {
-        constexpr int NV = NB / VW;
-        vf a[NV], c[NV];
+        constexpr int NV = NB / VW, CH = NV >= 2 ? 2 : 4;  // chains as in csr_samples
+        vf a[CH][NV];
         UNROLL
-        for (int j = 0; j < NV; ++j) a[j] = c[j] = vbcast(0.f);
-        for (int k = 0; k < T; k += 2) {  // T % 4 == 0
-            const vf w0 = vbcast(w[k]), w1 = vbcast(w[k + 1]);
-            const float* x0 = xc + (int64_t)k * NB;
+        for (int h = 0; h < CH; ++h)
             UNROLL
-            for (int j = 0; j < NV; ++j) { a[j] += w0 * vload(x0 + VW * j); c[j] += w1 * vload(x0 + NB + VW * j); }
-        }
-        add_chains<NV>(a, c, acc);
+            for (int j = 0; j < NV; ++j) a[h][j] = vbcast(0.f);
+        for (int k = 0; k < T; k += CH)  // T % 4 == 0
+            UNROLL
+            for (int h = 0; h < CH; ++h) {
+                const vf wk = vbcast(w[k + h]);
+                const float* x0 = xc + (int64_t)(k + h) * NB;
+                UNROLL
+                for (int j = 0; j < NV; ++j) a[h][j] += wk * vload(x0 + VW * j);
+            }
+        UNROLL
+        for (int h = 2; h < CH; ++h)
+            UNROLL
+            for (int j = 0; j < NV; ++j) a[h & 1][j] += a[h][j];
+        add_chains<NV>(a[0], a[1], acc);
     } else {
         float a[NB];
         UNROLL
@@ -490,8 +536,8 @@ static inline void tile_samples(const float* w, const float* xc, int T, float* a
 template <int NB, typename I>
 static void infer_rows(int64_t B, int64_t r0, int64_t r1, int64_t n_in, int64_t og, int64_t ig, const float* intra,
                        const uint8_t* bmask, int T, const int64_t* rowptr, const I* cols, const float* vals,
-                       const float* bias, const int64_t* out_perm, const float* xr, const float* xc, float* y,
-                       int64_t ldy) {
+                       const float* bias, const int64_t* out_perm, const float* xr, int64_t ldr, const float* xc,
+                       float* y, int64_t ldy) {
     for (int64_t r = r0; r < r1; ++r) {
         float acc[NB];
         UNROLL
@@ -500,10 +546,10 @@ static void infer_rows(int64_t B, int64_t r0, int64_t r1, int64_t n_in, int64_t 
             const int64_t g = r / og;
             const uint8_t* m = bmask ? bmask + r * ig : 0;
             if (NB <= 8 || REGS == 32) {
-                block_row<NB <= 8 || REGS == 32 ? NB : 8>(intra + r * ig, m, xr + g * ig, n_in, ig, acc);
+                block_row<NB <= 8 || REGS == 32 ? NB : 8>(intra + r * ig, m, xr + g * ig, ldr, ig, acc);
             } else {
-                block_row<8>(intra + r * ig, m, xr + g * ig, n_in, ig, acc);
-                block_row<8>(intra + r * ig, m, xr + 8 * n_in + g * ig, n_in, ig, acc + 8);
+                block_row<8>(intra + r * ig, m, xr + g * ig, ldr, ig, acc);
+                block_row<8>(intra + r * ig, m, xr + 8 * ldr + g * ig, ldr, ig, acc + 8);
             }
         }
         if (T) {  // tiles: row q of every tile of the tile row, a dot with T contiguous inputs
@@ -688,20 +734,22 @@ void g2g_infer_call(const struct g2g_infer_args* a) {
 }
 
 // y[b, out_perm[r]] = bias + (blocks + inter part) @ x[b, in_perm] for b < B <= 16, r < n_out: the
-// inference kernel. x [B, n_in] and y [B, n_out] with row strides ldx, ldy; work: 2 * 16 * n_in
-// floats of scratch. og = 0: no blocks; T = 0: CSR (cols int16 or int32 by index_bytes), else tiles.
+// inference kernel. x [B, n_in] and y [B, n_out] with row strides ldx, ldy; work: 16 * (2 * n_in + 16)
+// floats of scratch (the sorted rows are 16 floats apart beyond n_in: at a multiple of 4 KB, the
+// samples' rows of a block row share L1 sets and evict each other, 3x slower at batch 8). og = 0: no blocks; T = 0: CSR (cols int16 or int32 by index_bytes), else tiles.
 void g2g_infer(int64_t B, const float* x, int64_t ldx, const int64_t* in_perm, int64_t n_out, int64_t n_in,
                int64_t og, int64_t ig, const float* intra, const uint8_t* block_mask, int T, const int64_t* rowptr,
                const void* cols, int index_bytes, const float* vals, const float* bias, const int64_t* out_perm,
                float* y, int64_t ldy, float* work, int nthreads) {
     const int NB = B <= 1 ? 1 : B <= 2 ? 2 : B <= 4 ? 4 : B <= 8 ? 8 : 16;
-    float* xr = work;              // [B, n_in], sorted inputs
-    float* xc = work + 16 * n_in;  // [n_in, NB], sorted inputs, samples together (zero-padded)
+    const int64_t ldr = n_in + 16;
+    float* xr = work;             // [B, n_in] with row stride ldr, sorted inputs
+    float* xc = work + 16 * ldr;  // [n_in, NB], sorted inputs, samples together (zero-padded)
     for (int64_t b = 0; b < B; ++b)
-        for (int64_t i = 0; i < n_in; ++i) xr[b * n_in + i] = x[b * ldx + (in_perm ? in_perm[i] : i)];
+        for (int64_t i = 0; i < n_in; ++i) xr[b * ldr + i] = x[b * ldx + (in_perm ? in_perm[i] : i)];
     for (int64_t i = 0; i < n_in; ++i)
         UNROLL
-        for (int b = 0; b < NB; ++b) xc[i * NB + b] = b < B ? xr[b * n_in + i] : 0.f;
+        for (int b = 0; b < NB; ++b) xc[i * NB + b] = b < B ? xr[b * ldr + i] : 0.f;
     #pragma omp parallel num_threads(nthreads)
     {
         const int t = omp_get_thread_num(), nt = omp_get_num_threads();
@@ -709,7 +757,7 @@ void g2g_infer(int64_t B, const float* x, int64_t ldx, const int64_t* in_perm, i
         const int64_t unit = T ? T : 1, units = n_out / unit;
         const int64_t r0 = units * t / nt * unit, r1 = units * (t + 1) / nt * unit;
 #define ROWS(N, I) infer_rows<N, I>(B, r0, r1, n_in, og, ig, intra, block_mask, T, rowptr, (const I*)cols, vals, \
-                                    bias, out_perm, xr, xc, y, ldy)
+                                    bias, out_perm, xr, ldr, xc, y, ldy)
 #define BY_INDEX(N) if (index_bytes == 2) ROWS(N, int16_t); else ROWS(N, int32_t)
         switch (NB) {
             case 1: BY_INDEX(1); break;

@@ -316,6 +316,11 @@ def linear(x: Tensor, intra: Tensor, values: Tensor, bias: Tensor | None, layout
 INFER_MAX_BATCH = 16  # the widest batch the inference kernel holds in registers
 
 
+def infer_work(n_in: int) -> int:
+    """Floats of scratch the inference kernel takes (its comment: two sorted copies of the input)."""
+    return INFER_MAX_BATCH * (2 * n_in + 16)
+
+
 def _infer(x: Tensor, intra: Tensor, values: Tensor, bias: Tensor | None, lay: Layout) -> Tensor:
     """y [N, out] = x Wᵀ + b by the weight-stationary inference kernel (arguments checked)."""
     n = x.shape[0]
@@ -327,7 +332,7 @@ def _infer(x: Tensor, intra: Tensor, values: Tensor, bias: Tensor | None, lay: L
     nt = max(1, min(torch.get_num_threads(), weight_bytes // _INFER_BYTES_PER_THREAD))
     native.infer(n, x, x.stride(0), lay.in_perm, lay.n_out, lay.n_in, lay.og, lay.ig, intra, lay.block_mask,
                  lay.tile, lay.rowptr, lay.cols, 4 if lay.tile else lay.index_bytes, values, bias, lay.out_perm, y,
-                 lay.n_out, _workspace("infer", 2 * INFER_MAX_BATCH * lay.n_in), nt)
+                 lay.n_out, _workspace("infer", infer_work(lay.n_in)), nt)
     return y
 
 
@@ -364,7 +369,7 @@ class _InferPlan:
         _check_layout(lay)
         self.version, self.lay = packed.version, lay
         with torch.inference_mode(False):
-            self.work = torch.empty(2 * INFER_MAX_BATCH * lay.n_in)
+            self.work = torch.empty(infer_work(lay.n_in))
         ptr = lambda t: None if t is None else t.data_ptr()  # noqa: E731
         self.args = native.InferArgs(
             in_perm=ptr(lay.in_perm), n_out=lay.n_out, n_in=lay.n_in, og=lay.og, ig=lay.ig, block_mask=ptr(lay.block_mask),
