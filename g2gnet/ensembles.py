@@ -34,7 +34,10 @@ _ITERATIONS = 20
 
 def _balanced(scores: Tensor) -> Tensor:
     """Group ids [n] maximising the scores [n, G] greedily with exactly n / G units per group:
-    every unit asks for its best open group; an over-asked group keeps its highest scorers."""
+    every unit asks for its best open group; an over-asked group keeps the units that would lose
+    most elsewhere (best score less the second best open one). Keeping the highest scorers instead
+    failed on ties: with inter tiles of half an ensemble, an input can have as many links from
+    another ensemble as from its own, and the group kept it and turned away its own members."""
     n, g = scores.shape
     cap = n // g
     ids = scores.argmax(1)
@@ -44,12 +47,16 @@ def _balanced(scores: Tensor) -> Tensor:
     count = torch.zeros(g, dtype=torch.long)
     while bool((ids < 0).any()):
         free = (ids < 0).nonzero().squeeze(1)
-        choice = scores[free].masked_fill((count >= cap)[None, :], -math.inf).argmax(1)
+        open_scores = scores[free].masked_fill((count >= cap)[None, :], -math.inf)
+        top = open_scores.topk(min(2, int((count < cap).sum())), dim=1)
+        choice = top.indices[:, 0]
+        regret = top.values[:, 0] - top.values[:, 1] if top.values.shape[1] > 1 else top.values[:, 0]
         for j in choice.unique().tolist():
-            asked = free[choice == j]
+            pick = choice == j
+            asked = free[pick]
             room = cap - int(count[j])
             if asked.numel() > room:
-                asked = asked[scores[asked, j].topk(room).indices]
+                asked = asked[regret[pick].topk(room).indices]
             ids[asked] = j
             count[j] += asked.numel()
     return ids
@@ -109,13 +116,17 @@ def _fit(m: Tensor, g: int, generator: torch.Generator) -> tuple[float, Tensor, 
             if restart == 0:
                 return None
             continue
+        fit = (*_gain(m, out_ids, in_ids, g), out_ids, in_ids)
         for _ in range(_ITERATIONS):  # each side joins the block it fills most, in turn
             new_out = _balanced(m @ _one_hot(in_ids, g))  # [out, G]: links into each in group
             new_in = _balanced(_group_sums(new_out, g, m).T)
             if torch.equal(new_in, in_ids) and torch.equal(new_out, out_ids):
                 break
             in_ids, out_ids = new_in, new_out
-        gain, p_in, p_out = _gain(m, out_ids, in_ids, g)
+            step = _gain(m, out_ids, in_ids, g)
+            if step[0] > fit[0]:  # the best seen: a step can trade ties for a worse fit
+                fit = (*step, out_ids, in_ids)
+        gain, p_in, p_out, out_ids, in_ids = fit
         if gain > 0 and p_in >= MIN_FILL and p_in - p_out >= MIN_GAP and (best is None or gain > best[0]):
             best = (gain, out_ids, in_ids)
         if best is not None and p_in == 1.0:  # full blocks: no other start can explain them better

@@ -20,6 +20,7 @@ def _same_partition(a: torch.Tensor, b: torch.Tensor) -> bool:
 @pytest.mark.parametrize("scheme,groups,p_inter,tile", [
     ("contiguous", 4, 0.15, 1), ("interleaved", 8, 0.3, 1), ("random", 8, 0.15, 1), ("random", 16, 0.05, 1),
     ("random", 4, 0.15, 16), ("interleaved", 4, 0.15, 16), ("random", 4, 0.15, 8),
+    ("random", 4, 0.15, 32), ("interleaved", 4, 0.15, 32),  # tiles of half an ensemble: ties (below)
 ])
 def test_find_groups_recovers_the_partition_from_the_mask(scheme, groups, p_inter, tile):
     g = torch.Generator().manual_seed(0)
@@ -27,6 +28,15 @@ def test_find_groups_recovers_the_partition_from_the_mask(scheme, groups, p_inte
     found = find_groups(modular_mask(og, ig, 1.0, p_inter, g, inter_tile=tile))
     assert found is not None
     assert _same_partition(found.out_groups, og) and _same_partition(found.in_groups, ig)
+
+
+def test_balanced_assignment_breaks_ties_by_what_a_unit_loses_elsewhere():
+    """Unit 0 scores the same in both groups, units 1 and 2 only in group 0 (two places each):
+    the full group keeps 1 and 2, and 0 goes where it loses nothing. Keeping the highest scorers
+    (all 1) could turn 2 away to a group where it scores 0."""
+    from g2gnet.ensembles import _balanced
+    ids = _balanced(torch.tensor([[1.0, 1.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]))
+    assert ids.tolist() == [1, 0, 0, 1]
 
 
 @pytest.mark.parametrize("model", ["g2g-index", "g2g-random", "g2g-mixer"])
