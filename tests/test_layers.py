@@ -245,3 +245,23 @@ def test_the_first_sparse_layer_limits_heap_retention_once_unless_the_user_chose
         SparseLinear(8, 8)
         SparseLinear(8, 8)  # once per process
         assert calls == want, (env, calls)
+
+
+def test_large_step_buffers_ask_for_huge_pages_on_their_whole_2mib_pages(monkeypatch):
+    """g2gnet.malloc.huge: MADV_HUGEPAGE (14) on every whole 2 MiB page inside a buffer of 4 MiB or
+    more, nothing on smaller ones or with G2G_HUGEPAGES=0 (read at import: the module flag)."""
+    from g2gnet import malloc
+
+    calls = []
+    monkeypatch.setattr(malloc, "_madvise", lambda addr, length, advice: calls.append((addr, length, advice)))
+    big = torch.empty(3 << 20)  # 12 MiB
+    assert malloc.huge(big) is big
+    (addr, length, advice), = calls
+    start, end, page = big.data_ptr(), big.data_ptr() + (12 << 20), 2 << 20
+    assert advice == 14 and addr % page == 0 and length % page == 0
+    assert start <= addr < start + page and end - page < addr + length <= end
+    calls.clear()
+    malloc.huge(torch.empty(1 << 19))  # 2 MiB: below the threshold
+    monkeypatch.setattr(malloc, "_HUGE_ENV", False)
+    malloc.huge(torch.empty(3 << 20))
+    assert calls == []

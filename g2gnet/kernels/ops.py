@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from ..errors import G2GError
+from ..malloc import huge
 from . import native
 from .layout import Layout
 
@@ -118,7 +119,7 @@ def gather_t(x: Tensor, perm: Tensor | None, bp: int, scratch: bool = False) -> 
     ``scratch``: for a temporary)."""
     n_rows, n = x.shape
     ld = row_stride(bp)
-    out = _workspace("gather", n * ld).view(n, ld) if scratch else torch.empty(n, ld, dtype=torch.float32)
+    out = _workspace("gather", n * ld).view(n, ld) if scratch else huge(torch.empty(n, ld, dtype=torch.float32))
     native.gather_t(x, n_rows, x.stride(0), x.stride(1), perm, n, out, out.stride(0), torch.get_num_threads())
     return out[:, :bp]
 
@@ -180,7 +181,7 @@ def _untransposed(t: Tensor, n: int) -> Tensor:
     """[n, features], contiguous, from a transposed result [features, >= n]: what callers get, as
     from nn.Linear (a transposed view made some consumers ten times slower, e.g. a dense
     classifier's matmul)."""
-    out = torch.empty(n, t.shape[0])
+    out = huge(torch.empty(n, t.shape[0]))
     native.gather_t(t, t.shape[0], t.stride(0), 1, None, n, out, t.shape[0], torch.get_num_threads())
     return out
 
@@ -241,8 +242,8 @@ def linear_bwd(gy: Tensor, xs: Tensor, intra: Tensor, values: Tensor, layout: Se
     _require_native()
     nt = torch.get_num_threads()
     # Outputs (they outlive this call: gradients) first, temporaries last (see linear_fwd).
-    gi = torch.empty(lay.intra_shape) if need_w else gy.new_empty(0)
-    gv = torch.empty(values.numel()) if need_w else gy.new_empty(0)
+    gi = huge(torch.empty(lay.intra_shape)) if need_w else gy.new_empty(0)
+    gv = huge(torch.empty(values.numel())) if need_w else gy.new_empty(0)
     gys = gather_t(gy, lay.out_perm, bp, scratch=True)  # [out, Bp], sorted
     intra = _masked(intra, lay)
     if need_x:
