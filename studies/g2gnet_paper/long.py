@@ -125,7 +125,8 @@ def _against_short_md(cs: list[Cell], short: list[Cell]) -> list[str]:
     for p in pairs:
         own.append(f"| {name(p.cell.identity)} | {p.n}{_mark(p.mixed)} | {p.base.mean_std()[0]:.2f} | "
                    f"{p.cell.mean_std()[0]:.2f} | {_interval(p.diffs)} | {p.verdict()} |")
-    out = [f"Each configuration at {e_long} against {e_short} epochs (Table I's runs), paired by seed:\n",
+    out = [f"Each configuration at {e_long} against {e_short} epochs (Table I's runs; the frontier's for a "
+           "configuration Table I lacks), paired by seed:\n",
            "\n".join(own), ""]
     changes = gain_changes(cs, short)
     if changes:

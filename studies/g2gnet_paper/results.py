@@ -116,7 +116,11 @@ def _sections(root: Path, dataset: str, suites: Path) -> tuple[list[str], dict[s
             add(key, title, rec[key], by, baseline, note, f"results/{dataset}/{key}")
     parts, pools["frontier"] = frontier.section(root, dataset, suites, rec["pinter"], rec["table1"])
     doc += parts
-    parts, pools["long"] = long.section(root, dataset, suites, pools["table1"])
+    # Each long configuration's 30-epoch twin: Table I's runs, or the frontier's for the configurations
+    # Table I lacks (the frontier's best joins the long suite).
+    short = pools["table1"] + [c for c in pools["frontier"]
+                               if all(c.identity != t.identity for t in pools["table1"])]
+    parts, pools["long"] = long.section(root, dataset, suites, short)
     doc += parts
     return doc, pools
 
