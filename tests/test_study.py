@@ -276,6 +276,26 @@ def test_long_schedule_against_table1_and_time_to_dense_best(tmp_path):
     assert claim.pair.diffs == pytest.approx([3.0, 3.0]) and claim.verdict == "holds"
 
 
+def test_a_long_configuration_table1_lacks_pairs_with_its_frontier_run(tmp_path):
+    """The frontier's best joins the long suite: its 30-epoch twin is the frontier's run (Table I
+    has no g2g-index at p' = 0.01), and dense still pairs with Table I's dense only once."""
+    root, suites = _frontier_tree(tmp_path)  # Table I dense 50, 51, 52; frontier p' 0.01: 55, 57
+    _suite(suites / "cifar10-long.toml", LONG.replace('model = ["dense", "g2g-index"]', 'model = ["dense"]')
+           + '[[grid]]\nmodel = ["g2g-index"]\np-inter = [0.01]\nseed = [0, 1]\n')
+    long_dir = root / "cifar10" / "long"
+    for s, a in enumerate([53.0, 54.0, 55.0]):
+        write_run(long_dir / f"dense-s{s}", a, s, name="dense", epochs=4)
+    for s, a in enumerate([58.0, 58.0]):
+        write_run(long_dir / f"g2g-index-p0.01-s{s}", a, s, name="g2g-index", p_inter=0.01, epochs=4)
+    doc, _ = _sections(root, "cifar10", suites)
+    text = "\n".join(doc)
+    table = text[text.index("Each configuration at 4 against 30 epochs"):].split("\n\n")[1]
+    rows = {l.split(" | ")[0]: l.split(" | ") for l in table.splitlines()}
+    assert rows["| dense"][1:5] == ["3", "51.00", "54.00", "+3.00 [+3.00, +3.00]"]  # 51 -> 54 on each seed
+    assert rows["| g2g-index p' = 0.01"][1:4] == ["2", "56.00", "58.00"]  # 55, 57 -> 58, 58
+    assert rows["| g2g-index p' = 0.01"][4].startswith("+2.00")
+
+
 def test_dense_time_to_best_from_the_baseline_timed_beside_the_others(tmp_path):
     """The bench times dense beside every configuration, not as a row of its own: dense's clean
     seconds per epoch are the median of those epochs at its widths."""
