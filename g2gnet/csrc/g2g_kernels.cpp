@@ -20,6 +20,9 @@
 #include <stdint.h>
 #include <string.h>
 #include <omp.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #if defined(__AVX512F__)
 #define VW 16
@@ -473,6 +476,36 @@ static inline void csr_samples(int64_t k, int64_t e, const I* cols, const float*
             UNROLL
             for (int j = 0; j < NV; ++j) a[h & 1][j] += a[h][j];
         add_chains<NV>(a[0], a[1], acc);
+    } else if constexpr (NB == 4) {  // four samples in a 128-bit vector, four chains (as above)
+        typedef float v4 __attribute__((vector_size(16)));
+        typedef float v4u __attribute__((vector_size(16), aligned(4), may_alias));
+        v4 a0 = {}, a1 = {}, a2 = {}, a3 = {};
+        for (; k + 4 <= e; k += 4) {
+            a0 += ((v4){} + vals[k]) * *(const v4u*)(xc + (int64_t)cols[k] * 4);
+            a1 += ((v4){} + vals[k + 1]) * *(const v4u*)(xc + (int64_t)cols[k + 1] * 4);
+            a2 += ((v4){} + vals[k + 2]) * *(const v4u*)(xc + (int64_t)cols[k + 2] * 4);
+            a3 += ((v4){} + vals[k + 3]) * *(const v4u*)(xc + (int64_t)cols[k + 3] * 4);
+        }
+        for (; k < e; ++k) a0 += ((v4){} + vals[k]) * *(const v4u*)(xc + (int64_t)cols[k] * 4);
+        const v4 t = (a0 + a1) + (a2 + a3);
+        UNROLL
+        for (int b = 0; b < 4; ++b) acc[b] += t[b];
+#if defined(__SSE2__)
+    } else if constexpr (NB == 2) {  // two samples: one 64-bit load into the low half of a vector
+        __m128 a0 = _mm_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+#define X2(j) _mm_castpd_ps(_mm_load_sd((const double*)(xc + (int64_t)cols[j] * 2)))
+        for (; k + 4 <= e; k += 4) {
+            a0 = _mm_add_ps(a0, _mm_mul_ps(_mm_set1_ps(vals[k]), X2(k)));
+            a1 = _mm_add_ps(a1, _mm_mul_ps(_mm_set1_ps(vals[k + 1]), X2(k + 1)));
+            a2 = _mm_add_ps(a2, _mm_mul_ps(_mm_set1_ps(vals[k + 2]), X2(k + 2)));
+            a3 = _mm_add_ps(a3, _mm_mul_ps(_mm_set1_ps(vals[k + 3]), X2(k + 3)));
+        }
+        for (; k < e; ++k) a0 = _mm_add_ps(a0, _mm_mul_ps(_mm_set1_ps(vals[k]), X2(k)));
+#undef X2
+        const __m128 t = _mm_add_ps(_mm_add_ps(a0, a1), _mm_add_ps(a2, a3));
+        acc[0] += _mm_cvtss_f32(t);
+        acc[1] += _mm_cvtss_f32(_mm_shuffle_ps(t, t, 1));
+#endif
     } else {
         float a[NB], c[NB];
         UNROLL
