@@ -552,6 +552,33 @@ static inline void tile_samples(const float* w, const float* xc, int T, float* a
             UNROLL
             for (int j = 0; j < NV; ++j) a[h & 1][j] += a[h][j];
         add_chains<NV>(a[0], a[1], acc);
+    } else if constexpr (NB == 4) {  // four samples in a 128-bit vector, four chains (as in csr_samples)
+        typedef float v4 __attribute__((vector_size(16)));
+        typedef float v4u __attribute__((vector_size(16), aligned(4), may_alias));
+        v4 a0 = {}, a1 = {}, a2 = {}, a3 = {};
+        for (int k = 0; k < T; k += 4) {  // T % 4 == 0
+            a0 += ((v4){} + w[k]) * *(const v4u*)(xc + (int64_t)k * 4);
+            a1 += ((v4){} + w[k + 1]) * *(const v4u*)(xc + (int64_t)(k + 1) * 4);
+            a2 += ((v4){} + w[k + 2]) * *(const v4u*)(xc + (int64_t)(k + 2) * 4);
+            a3 += ((v4){} + w[k + 3]) * *(const v4u*)(xc + (int64_t)(k + 3) * 4);
+        }
+        const v4 t = (a0 + a1) + (a2 + a3);
+        UNROLL
+        for (int b = 0; b < 4; ++b) acc[b] += t[b];
+#if defined(__SSE2__)
+    } else if constexpr (NB == 2) {  // two samples: four inputs' pairs in two 128-bit loads
+        __m128 a0 = _mm_setzero_ps(), a1 = a0;
+        for (int k = 0; k < T; k += 4) {  // lanes: (k, b0) (k, b1) (k+1, b0) (k+1, b1), ...
+            const __m128 w01 = _mm_set_ps(w[k + 1], w[k + 1], w[k], w[k]);
+            const __m128 w23 = _mm_set_ps(w[k + 3], w[k + 3], w[k + 2], w[k + 2]);
+            a0 = _mm_add_ps(a0, _mm_mul_ps(w01, _mm_loadu_ps(xc + (int64_t)k * 2)));
+            a1 = _mm_add_ps(a1, _mm_mul_ps(w23, _mm_loadu_ps(xc + (int64_t)k * 2 + 4)));
+        }
+        const __m128 t = _mm_add_ps(a0, a1);  // (b0, b1, b0, b1)
+        const __m128 u = _mm_add_ps(t, _mm_movehl_ps(t, t));
+        acc[0] += _mm_cvtss_f32(u);
+        acc[1] += _mm_cvtss_f32(_mm_shuffle_ps(u, u, 1));
+#endif
     } else {
         float a[NB];
         UNROLL
