@@ -444,14 +444,36 @@ static inline void add_chains(const vf* a, const vf* c, float* acc) {
     }
 }
 
+// Independent accumulator chains for NV-vector sums: at least four FMAs in flight (two chains of one
+// vector each waited on the FMA latency: 0.5 nonzeros a cycle).
+constexpr int chains(int nv) { return nv >= 2 ? 2 : 4; }
+
+// acc[VW * j + b] += (sum over the CH chains a[h][j])[b].
+template <int CH, int NV>
+static inline void add_all_chains(vf (*a)[NV], float* acc) {
+    UNROLL
+    for (int h = 2; h < CH; ++h)
+        UNROLL
+        for (int j = 0; j < NV; ++j) a[h & 1][j] += a[h][j];
+    add_chains<NV>(a[0], a[1], acc);
+}
+
+// Four samples in a 128-bit vector (below the vector width: NB = 3 or 4).
+typedef float v4 __attribute__((vector_size(16)));
+typedef float v4u __attribute__((vector_size(16), aligned(4), may_alias));
+static inline v4 v4fma(v4 a, float w, const float* x) { return a + ((v4){} + w) * *(const v4u*)x; }
+static inline void add_v4(v4 a0, v4 a1, v4 a2, v4 a3, float* acc) {
+    const v4 t = (a0 + a1) + (a2 + a3);
+    UNROLL
+    for (int b = 0; b < 4; ++b) acc[b] += t[b];
+}
+
 // acc[b] += sum_k vals[k] * xc[cols[k] * NB + b] for b < NB: two chains; in whole vectors when NB
 // is a multiple of the vector width (NB scalar sums would not stay in registers).
 template <int NB, typename I>
 static inline void csr_samples(int64_t k, int64_t e, const I* cols, const float* vals, const float* xc, float* acc) {
     if constexpr (NB % VW == 0) {
-        // CH chains of NV vectors: at least four independent FMAs in flight (two chains of one vector
-        // each waited on the FMA latency: 0.5 nonzeros a cycle).
-        constexpr int NV = NB / VW, CH = NV >= 2 ? 2 : 4;
+        constexpr int NV = NB / VW, CH = chains(NV);
         vf a[CH][NV];
         UNROLL
         for (int h = 0; h < CH; ++h)
@@ -471,25 +493,17 @@ static inline void csr_samples(int64_t k, int64_t e, const I* cols, const float*
             UNROLL
             for (int j = 0; j < NV; ++j) a[0][j] += w * vload(x0 + VW * j);
         }
-        UNROLL
-        for (int h = 2; h < CH; ++h)
-            UNROLL
-            for (int j = 0; j < NV; ++j) a[h & 1][j] += a[h][j];
-        add_chains<NV>(a[0], a[1], acc);
-    } else if constexpr (NB == 4) {  // four samples in a 128-bit vector, four chains (as above)
-        typedef float v4 __attribute__((vector_size(16)));
-        typedef float v4u __attribute__((vector_size(16), aligned(4), may_alias));
+        add_all_chains<CH, NV>(a, acc);
+    } else if constexpr (NB == 4) {  // four chains of 128-bit vectors
         v4 a0 = {}, a1 = {}, a2 = {}, a3 = {};
         for (; k + 4 <= e; k += 4) {
-            a0 += ((v4){} + vals[k]) * *(const v4u*)(xc + (int64_t)cols[k] * 4);
-            a1 += ((v4){} + vals[k + 1]) * *(const v4u*)(xc + (int64_t)cols[k + 1] * 4);
-            a2 += ((v4){} + vals[k + 2]) * *(const v4u*)(xc + (int64_t)cols[k + 2] * 4);
-            a3 += ((v4){} + vals[k + 3]) * *(const v4u*)(xc + (int64_t)cols[k + 3] * 4);
+            a0 = v4fma(a0, vals[k], xc + (int64_t)cols[k] * 4);
+            a1 = v4fma(a1, vals[k + 1], xc + (int64_t)cols[k + 1] * 4);
+            a2 = v4fma(a2, vals[k + 2], xc + (int64_t)cols[k + 2] * 4);
+            a3 = v4fma(a3, vals[k + 3], xc + (int64_t)cols[k + 3] * 4);
         }
-        for (; k < e; ++k) a0 += ((v4){} + vals[k]) * *(const v4u*)(xc + (int64_t)cols[k] * 4);
-        const v4 t = (a0 + a1) + (a2 + a3);
-        UNROLL
-        for (int b = 0; b < 4; ++b) acc[b] += t[b];
+        for (; k < e; ++k) a0 = v4fma(a0, vals[k], xc + (int64_t)cols[k] * 4);
+        add_v4(a0, a1, a2, a3, acc);
 #if defined(__SSE2__)
     } else if constexpr (NB == 2) {  // two samples: one 64-bit load into the low half of a vector
         __m128 a0 = _mm_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
@@ -533,7 +547,7 @@ static inline void csr_samples(int64_t k, int64_t e, const I* cols, const float*
 template <int NB>
 static inline void tile_samples(const float* w, const float* xc, int T, float* acc) {
     if constexpr (NB % VW == 0) {
-        constexpr int NV = NB / VW, CH = NV >= 2 ? 2 : 4;  // chains as in csr_samples
+        constexpr int NV = NB / VW, CH = chains(NV);
         vf a[CH][NV];
         UNROLL
         for (int h = 0; h < CH; ++h)
@@ -547,24 +561,16 @@ static inline void tile_samples(const float* w, const float* xc, int T, float* a
                 UNROLL
                 for (int j = 0; j < NV; ++j) a[h][j] += wk * vload(x0 + VW * j);
             }
-        UNROLL
-        for (int h = 2; h < CH; ++h)
-            UNROLL
-            for (int j = 0; j < NV; ++j) a[h & 1][j] += a[h][j];
-        add_chains<NV>(a[0], a[1], acc);
-    } else if constexpr (NB == 4) {  // four samples in a 128-bit vector, four chains (as in csr_samples)
-        typedef float v4 __attribute__((vector_size(16)));
-        typedef float v4u __attribute__((vector_size(16), aligned(4), may_alias));
+        add_all_chains<CH, NV>(a, acc);
+    } else if constexpr (NB == 4) {  // four chains of 128-bit vectors
         v4 a0 = {}, a1 = {}, a2 = {}, a3 = {};
         for (int k = 0; k < T; k += 4) {  // T % 4 == 0
-            a0 += ((v4){} + w[k]) * *(const v4u*)(xc + (int64_t)k * 4);
-            a1 += ((v4){} + w[k + 1]) * *(const v4u*)(xc + (int64_t)(k + 1) * 4);
-            a2 += ((v4){} + w[k + 2]) * *(const v4u*)(xc + (int64_t)(k + 2) * 4);
-            a3 += ((v4){} + w[k + 3]) * *(const v4u*)(xc + (int64_t)(k + 3) * 4);
+            a0 = v4fma(a0, w[k], xc + (int64_t)k * 4);
+            a1 = v4fma(a1, w[k + 1], xc + (int64_t)(k + 1) * 4);
+            a2 = v4fma(a2, w[k + 2], xc + (int64_t)(k + 2) * 4);
+            a3 = v4fma(a3, w[k + 3], xc + (int64_t)(k + 3) * 4);
         }
-        const v4 t = (a0 + a1) + (a2 + a3);
-        UNROLL
-        for (int b = 0; b < 4; ++b) acc[b] += t[b];
+        add_v4(a0, a1, a2, a3, acc);
 #if defined(__SSE2__)
     } else if constexpr (NB == 2) {  // two samples: four inputs' pairs in two 128-bit loads
         __m128 a0 = _mm_setzero_ps(), a1 = a0;
@@ -796,7 +802,8 @@ void g2g_infer_call(const struct g2g_infer_args* a) {
 // y[b, out_perm[r]] = bias + (blocks + inter part) @ x[b, in_perm] for b < B <= 16, r < n_out: the
 // inference kernel. x [B, n_in] and y [B, n_out] with row strides ldx, ldy; work: 16 * (2 * n_in + 16)
 // floats of scratch (the sorted rows are 16 floats apart beyond n_in: at a multiple of 4 KB, the
-// samples' rows of a block row share L1 sets and evict each other, 3x slower at batch 8). og = 0: no blocks; T = 0: CSR (cols int16 or int32 by index_bytes), else tiles.
+// samples' rows of a block row share L1 sets and evict each other, 3x slower at batch 8). og = 0: no
+// blocks; T = 0: CSR (cols int16 or int32 by index_bytes), else tiles.
 void g2g_infer(int64_t B, const float* x, int64_t ldx, const int64_t* in_perm, int64_t n_out, int64_t n_in,
                int64_t og, int64_t ig, const float* intra, const uint8_t* block_mask, int T, const int64_t* rowptr,
                const void* cols, int index_bytes, const float* vals, const float* bias, const int64_t* out_perm,
