@@ -4,7 +4,7 @@ glibc serves allocations below its mmap threshold from the heap and keeps their 
 ``free``; the threshold starts at 128 KiB and rises at run time up to 32 MiB, so the 4-17 MiB
 buffers of a training step end up in the heap, and the resident memory grows over the first
 steps beyond what is live (training a 784-4096³-10 g2g-mixer: 0.39-0.40 of dense's peak, with
-0.30 live). Two tools:
+0.30 live). Three tools:
 
 - ``limit_retention()``: sets glibc's mmap threshold to 4 MiB (``mallopt(M_MMAP_THRESHOLD)``), so
   larger blocks are mapped and returned at ``free``. It is a process-wide allocator setting:
@@ -20,7 +20,7 @@ steps beyond what is live (training a 784-4096³-10 g2g-mixer: 0.39-0.40 of dens
   without, 2,229 with, the step 2-4% faster (noisy); perf-memory's peak unchanged (0.31 / 0.30).
   ``G2G_HUGEPAGES=0`` (read at import) turns it off.
 
-Both are no-ops where glibc is not the allocator.
+All three are no-ops where glibc is not the allocator.
 """
 
 from __future__ import annotations
@@ -28,19 +28,30 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 MMAP_THRESHOLD = 4 << 20  # bytes: blocks from this size on are mapped, and unmapped at free
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
+_MADV_HUGEPAGE = 14  # Linux's madvise advice number
 
 try:
     _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    _trim, _mallopt = _libc.malloc_trim, _libc.mallopt
+    _trim, _mallopt, _madvise = _libc.malloc_trim, _libc.mallopt, _libc.madvise
     _trim.argtypes = [ctypes.c_size_t]
     _mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    _madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 except (OSError, AttributeError):  # not glibc
-    _trim = _mallopt = None
+    _trim = _mallopt = _madvise = None
 
 _limited = False
+
+
+def _switched_off(name: str) -> bool:
+    """Whether the environment turns a g2gnet allocator setting off (``NAME=0``, ``off`` or ``false``)."""
+    return os.environ.get(name, "").lower() in ("0", "off", "false")
 
 
 def limit_retention() -> None:
@@ -51,7 +62,7 @@ def limit_retention() -> None:
     _limited = True
     if _mallopt is None or "MALLOC_MMAP_THRESHOLD_" in os.environ:
         return
-    if os.environ.get("G2G_MALLOC", "").lower() in ("0", "off", "false"):
+    if _switched_off("G2G_MALLOC"):
         return
     _mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
 
@@ -65,18 +76,12 @@ def trim() -> None:
 # 4-9 MiB outputs (gathered activations, gradients) are mapped afresh at every step and every 4 KiB
 # page of them is a page fault at first touch; asking the kernel for 2 MiB pages on them (before
 # anything touches them) turns ~1000 faults per buffer into a few.
-HUGE_MIN_BYTES = 4 << 20
-_PAGE, _HUGE = 4096, 2 << 20
-_MADV_HUGEPAGE = 14
-try:
-    _madvise = _libc.madvise
-    _madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-except (NameError, AttributeError):
-    _madvise = None
-_HUGE_ENV = os.environ.get("G2G_HUGEPAGES", "").lower() not in ("0", "off", "false")
+HUGE_MIN_BYTES = MMAP_THRESHOLD  # the buffers that are mapped afresh
+_HUGE = 2 << 20  # bytes of one huge page
+_HUGE_ENV = not _switched_off("G2G_HUGEPAGES")
 
 
-def huge(t):
+def huge(t: Tensor) -> Tensor:
     """``t`` (a fresh, untouched CPU tensor), with MADV_HUGEPAGE on its whole 2 MiB pages; returns it."""
     if _madvise is None or not _HUGE_ENV:
         return t
