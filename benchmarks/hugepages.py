@@ -1,16 +1,15 @@
 """Huge pages for the step buffers (g2gnet.malloc.huge), on and off in one process: a SparseLinear
-N x N (G = 8, p' = 0.15) forward + backward at batch 256, 8 interleaved pairs of 5-step medians,
-then the minor page faults per step: python benchmarks/hugepages.py [N]"""
+N x N (G = 8, p' = 0.15) forward + backward at batch 256, 16 interleaved repeats of 5 steps (the
+bench's statistic, g2gnet.timing), then the minor page faults per step: python benchmarks/hugepages.py [N]"""
 
 import resource
-import statistics
 import sys
-import time
 
 import torch
 
 import g2gnet.malloc as malloc
 from g2gnet import SparseLinear
+from g2gnet.timing import median_repeat, time_pairs
 from g2gnet.topology import group_ids, modular_mask
 
 torch.set_num_threads(2)
@@ -28,25 +27,18 @@ def step() -> None:
     layer(x).backward(gy)
 
 
-def median_ms(reps: int = 5) -> float:
-    for _ in range(2):
-        step()
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times) * 1e3
-
-
-times = {False: [], True: []}
-for _ in range(8):
-    for on in (False, True):
+def step_with(on: bool):
+    def run() -> None:
         malloc._HUGE_ENV = on
-        times[on].append(median_ms())
-ratios = [a / b for a, b in zip(times[False], times[True])]
-print(f"N={N}: off {statistics.median(times[False]):.1f} ms, on {statistics.median(times[True]):.1f} ms, "
-      f"off/on median {statistics.median(ratios):.3f} [{min(ratios):.2f}-{max(ratios):.2f}]")
+        step()
+    return run
+
+
+# 16 repeats of 5 steps, the two sides interleaved (g2gnet.timing: the bench's own pairing and statistic)
+times = time_pairs({"off": step_with(False), "on": step_with(True)}, repeats=16, warmup=2, per_repeat=5)
+row = median_repeat(times["off"], times["on"])
+print(f"N={N}: off {row['dense']:.1f} ms, on {row['g2g']:.1f} ms (the median repeat), off/on {row['ratio']:.3f} "
+      f"[{row['ratio_min']:.2f}-{row['ratio_max']:.2f}]")
 for on in (False, True):
     malloc._HUGE_ENV = on
     step()
