@@ -69,7 +69,7 @@ def test_schemes_match_reference(schemes):
     _check(_layer(128, 96, *schemes), (33, 128))
 
 
-@pytest.mark.parametrize("batch", [1, 7, 33, 130])
+@pytest.mark.parametrize("batch", [1, 7, 20, 33, 130])
 def test_odd_batches(batch):
     _check(_layer(64, 64), (batch, 64))
 

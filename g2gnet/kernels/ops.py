@@ -27,15 +27,16 @@ from ..malloc import huge
 from . import native
 from .layout import Layout
 
-# Batch columns per pass of the CSR product: the widest of 128 / 64 whose slice of the dense operand
-# (rows x chunk floats) fits in L2_BUDGET, so a nonzero's random row read hits L2 while doing as many
-# vector FMAs per index as possible. Zen 4 (1 MiB L2 per core): 128 is best at 1024 rows (-10% vs
-# 64), 64 at 2048 (-15% vs 128); 32 and 256 lose at both.
+# Batch columns per pass of the CSR product: the widest of 128 / 64 / 32 whose slice of the dense
+# operand (rows x chunk floats) fits in L2_BUDGET, so a nonzero's random row read hits L2 while doing
+# as many vector FMAs per index as possible (the kernel caps it at its register block). Zen 4 (1 MiB
+# L2 per core): 128 is best at 1024 rows (-10% vs 64), 64 at 2048 (-15% vs 128); Zen 3 (512 KiB):
+# 64 at 2048 (-5% vs 32), 32 at 4096 (-8% vs 64).
 L2_BUDGET = 512 * 1024
 
 
 def _chunk(dense_rows: int) -> int:
-    return 128 if dense_rows * 128 * 4 <= L2_BUDGET else 64
+    return next((c for c in (128, 64) if dense_rows * c * 4 <= L2_BUDGET), 32)
 
 
 def padded(n):
