@@ -30,6 +30,8 @@ MIN_FILL = 0.5  # an ensemble's block is at least this full ...
 MIN_GAP = 0.2  # ... and this much denser than the links between ensembles
 _RESTARTS = 4  # k-means seeds tried per G (ensembles of few tiles have local optima)
 _ITERATIONS = 20
+_MAX_CLASSES = 4  # the exact search runs when an ensemble is at most this many tile rows ...
+_SEARCH_NODES = 20_000  # ... and gives up after this many steps (then k-means decides)
 
 
 def _balanced(scores: Tensor) -> Tensor:
@@ -60,6 +62,77 @@ def _balanced(scores: Tensor) -> Tensor:
             ids[asked] = j
             count[j] += asked.numel()
     return ids
+
+
+def _classes(m: Tensor) -> tuple[Tensor, Tensor]:
+    """(class id of every row [n], rows per class [c]): rows with the same pattern share a class
+    (a tile row of a tiled mask)."""
+    _, ids, sizes = torch.unique(m, dim=0, return_inverse=True, return_counts=True)
+    return ids, sizes
+
+
+def _full_blocks(m: Tensor, g: int) -> tuple[Tensor, Tensor] | None:
+    """(out ids, in ids) of a partition into g groups whose diagonal blocks are all ones, found by
+    an exact search over tile rows and tile columns (classes of identical rows / columns), or None
+    (no such partition, or the search is too large: ensembles of many classes, a budget spent).
+
+    Why: with inter tiles of half an ensemble, k-means starts from tile rows that link to another
+    ensemble as often as to their own, and the refinement keeps ties it cannot break (10 of 32
+    masks missed). Where an ensemble is a few tile rows, the partitions with full blocks can be
+    enumerated instead: a group is a set of row classes and column classes whose block is all
+    ones, of exactly n / G units on each side; its first row class is the unplaced one with the
+    fewest candidate columns (the most constrained). Every partition with full blocks explains
+    the mask equally well (same fills), and at least as well as any other of this G."""
+    n_out, n_in = m.shape
+    row_ids, row_sizes = _classes(m)
+    col_ids, col_sizes = _classes(m.T)
+    s_out, s_in = n_out // g, n_in // g
+    if len(row_sizes) > _MAX_CLASSES * g or len(col_sizes) > _MAX_CLASSES * g:
+        return None
+    first_row = torch.zeros(len(row_sizes), dtype=torch.long).scatter_(0, row_ids.flip(0), torch.arange(n_out - 1, -1, -1))
+    first_col = torch.zeros(len(col_sizes), dtype=torch.long).scatter_(0, col_ids.flip(0), torch.arange(n_in - 1, -1, -1))
+    ones = m[first_row][:, first_col].bool().tolist()  # [row class][col class]
+    rs, cs = row_sizes.tolist(), col_sizes.tolist()
+    nodes = 0
+
+    def subsets(items: list[int], sizes: list[int], total: int, start: int = 0):
+        """Subsets of items (from start on) whose sizes sum to total."""
+        if total == 0:
+            yield []
+            return
+        for i in range(start, len(items)):
+            if sizes[items[i]] <= total:
+                for rest in subsets(items, sizes, total - sizes[items[i]], i + 1):
+                    yield [items[i], *rest]
+
+    def search(rows: set[int], cols: set[int], groups: list[tuple[list[int], list[int]]]) -> list | None:
+        nonlocal nodes
+        if not rows:
+            return groups if not cols else None
+        nodes += 1
+        if nodes > _SEARCH_NODES:
+            return None
+        r0 = min(rows, key=lambda r: (sum(ones[r][c] for c in cols), r))
+        candidates = sorted(c for c in cols if ones[r0][c])
+        for group_cols in subsets(candidates, cs, s_in):
+            nodes += 1  # every column set tried counts: a row with many candidates has many
+            if nodes > _SEARCH_NODES:
+                return None
+            fitting = sorted(r for r in rows if r != r0 and all(ones[r][c] for c in group_cols))
+            for partners in subsets(fitting, rs, s_out - rs[r0]):
+                found = search(rows - {r0, *partners}, cols - set(group_cols),
+                               [*groups, ([r0, *partners], group_cols)])
+                if found is not None or nodes > _SEARCH_NODES:
+                    return found
+        return None
+
+    groups = search(set(range(len(rs))), set(range(len(cs))), [])
+    if groups is None or len(groups) != g:
+        return None
+    row_group, col_group = torch.empty(len(rs), dtype=torch.long), torch.empty(len(cs), dtype=torch.long)
+    for j, (group_rows, group_cols) in enumerate(groups):
+        row_group[group_rows], col_group[group_cols] = j, j
+    return row_group[row_ids], col_group[col_ids]
 
 
 def _kmeans(rows: Tensor, g: int, generator: torch.Generator) -> Tensor:
@@ -105,8 +178,22 @@ def _gain(m: Tensor, out_ids: Tensor, in_ids: Tensor, g: int) -> tuple[float, fl
     return ll + total * _entropy(links / total) - (n_out + n_in) * math.log(g), p_in, p_out
 
 
+def _gain_bound(m: Tensor, g: int) -> float:
+    """The largest gain any G-ensemble partition of m can have: as many links as fit inside the
+    ensembles' blocks, the rest between them (fills only get less extreme than that)."""
+    n_out, n_in = m.shape
+    n_intra, total, links = n_out * n_in / g, n_out * n_in, float(m.sum())
+    intra = min(links, n_intra)
+    ll = -(n_intra * _entropy(intra / n_intra) + (total - n_intra) * _entropy((links - intra) / (total - n_intra)))
+    return ll + total * _entropy(links / total) - (n_out + n_in) * math.log(g)
+
+
 def _fit(m: Tensor, g: int, generator: torch.Generator) -> tuple[float, Tensor, Tensor] | None:
     """(gain, out ids, in ids) of the best G-ensemble partition found, if it is valid."""
+    exact = _full_blocks(m, g)
+    if exact is not None:  # full blocks: nothing of this G explains the mask better
+        gain, p_in, p_out = _gain(m, *exact, g)
+        return (gain, *exact) if gain > 0 and p_in - p_out >= MIN_GAP else None
     rows = m / m.norm(dim=1, keepdim=True).clamp_min(1e-12)
     best = None
     for restart in range(_RESTARTS):  # each from other k-means seeds; the best fit is kept
@@ -156,6 +243,8 @@ def find_groups(mask: Tensor, max_groups: int = MAX_GROUPS) -> LayerGroups | Non
     best = None
     for g in range(2, min(max_groups, common) + 1):
         if common % g or min(n_out, n_in) // g < MIN_GROUP:
+            continue
+        if best is not None and _gain_bound(m, g) <= best[0]:  # cannot beat the best: skip the search
             continue
         fit = _fit(m, g, generator)
         if fit is not None and (best is None or fit[0] > best[0]):

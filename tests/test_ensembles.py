@@ -20,7 +20,8 @@ def _same_partition(a: torch.Tensor, b: torch.Tensor) -> bool:
 @pytest.mark.parametrize("scheme,groups,p_inter,tile", [
     ("contiguous", 4, 0.15, 1), ("interleaved", 8, 0.3, 1), ("random", 8, 0.15, 1), ("random", 16, 0.05, 1),
     ("random", 4, 0.15, 16), ("interleaved", 4, 0.15, 16), ("random", 4, 0.15, 8),
-    ("random", 4, 0.15, 32), ("interleaved", 4, 0.15, 32),  # tiles of half an ensemble: ties (below)
+    ("random", 4, 0.15, 32), ("interleaved", 4, 0.15, 32),  # tiles of half an ensemble (see below)
+    ("random", 8, 0.15, 16), ("interleaved", 8, 0.15, 16), ("random", 8, 0.05, 16),
 ])
 def test_find_groups_recovers_the_partition_from_the_mask(scheme, groups, p_inter, tile):
     g = torch.Generator().manual_seed(0)
@@ -28,6 +29,34 @@ def test_find_groups_recovers_the_partition_from_the_mask(scheme, groups, p_inte
     found = find_groups(modular_mask(og, ig, 1.0, p_inter, g, inter_tile=tile))
     assert found is not None
     assert _same_partition(found.out_groups, og) and _same_partition(found.in_groups, ig)
+
+
+def test_full_block_search_finds_the_ensembles_of_tile_rows():
+    """Two ensembles of two tile rows each (tiles 2 x 2) and one inter tile that links row tile 1
+    to column tile 2 as fully as to its own: the exact search places every tile."""
+    from g2gnet.ensembles import _full_blocks
+    tiles = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 0], [0, 0, 1, 1], [0, 0, 1, 1]], dtype=torch.bool)
+    order = torch.tensor([2, 0, 3, 1])  # shuffled rows and columns: labels and order do not matter
+    m = tiles[order][:, order].repeat_interleave(2, 0).repeat_interleave(2, 1)
+    out_ids, in_ids = _full_blocks(m.float(), 2)
+    truth = (order >= 2).long().repeat_interleave(2)
+    assert _same_partition(out_ids, truth) and _same_partition(in_ids, truth)
+    assert _full_blocks(m.float(), 4) is None  # no 4 full 2 x 2 blocks pair up rows and columns
+
+
+def test_gain_bound_holds_for_every_partition():
+    """find_groups skips a G whose bound cannot beat the best fit: the bound must hold."""
+    from g2gnet.ensembles import _gain, _gain_bound
+    g = torch.Generator().manual_seed(0)
+    og, ig = group_ids(128, 4, "random", g), group_ids(128, 4, "random", g)
+    m = modular_mask(og, ig, 1.0, 0.1, g).float()
+    for groups in (2, 4, 8):
+        partitions = [(torch.arange(128) % groups, torch.arange(128) % groups)]
+        if groups == 4:
+            partitions.append((og, ig))  # the true one: the bound is close to it
+        for out_ids, in_ids in partitions:
+            assert _gain(m, out_ids, in_ids, groups)[0] <= _gain_bound(m, groups) + 1e-6
+    assert _gain_bound(m, 4) - _gain(m, og, ig, 4)[0] < 1e-6 * _gain_bound(m, 4)  # full blocks reach it
 
 
 def test_balanced_assignment_breaks_ties_by_what_a_unit_loses_elsewhere():
