@@ -6,7 +6,8 @@ ensembles survive).
 probability inside an ensemble and another between ensembles) for every number of ensembles G
 that divides both widths: outputs are clustered by their input patterns (spherical k-means,
 deterministic seeds), then output and input groups are refined in turn, each unit joining the
-group whose block it fills most, with every group kept at n / G units. Of the partitions whose
+group whose block it fills most, with every group kept at n / G units; where an ensemble is a few
+tile rows, an exact search for a partition with full blocks comes first. Of the partitions whose
 blocks are at least half full and clearly denser than the rest, the one that explains the mask
 best is the answer: the largest gain in log-likelihood over a single density, less the cost of
 naming each unit's group (a description-length criterion, so that noise never pays). Labels, order and interleaving do
