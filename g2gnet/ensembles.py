@@ -8,9 +8,10 @@ that divides both widths: outputs are clustered by their input patterns (spheric
 deterministic seeds), then output and input groups are refined in turn, each unit joining the
 group whose block it fills most, with every group kept at n / G units; where an ensemble is a few
 tile rows, an exact search for a partition with full blocks comes first. Of the partitions whose
-blocks are at least half full and clearly denser than the rest, the one that explains the mask
-best is the answer: the largest gain in log-likelihood over a single density, less the cost of
-naming each unit's group (a description-length criterion, so that noise never pays). Labels, order and interleaving do
+blocks are at least half full and clearly denser than the rest, the answer is one with full
+blocks if there is one (a G2G layer's ensembles are full), and the one that explains the mask best:
+the largest gain in log-likelihood over a single density, less the cost of naming each unit's
+group (a description-length criterion, so that noise never pays). Labels, order and interleaving do
 not matter (index, random, mixer groupings look alike to it); tiled inter links, a thinned
 ensemble (after DST) and an Erdős–Rényi mask (no answer: None) are handled by the same fit.
 """
@@ -31,7 +32,7 @@ MIN_FILL = 0.5  # an ensemble's block is at least this full ...
 MIN_GAP = 0.2  # ... and this much denser than the links between ensembles
 _RESTARTS = 4  # k-means seeds tried per G (ensembles of few tiles have local optima)
 _ITERATIONS = 20
-_MAX_CLASSES = 4  # the exact search runs when an ensemble is at most this many tile rows ...
+_MAX_CLASSES = 4  # the exact search runs when an ensemble is at most this many tile rows (or columns) ...
 _SEARCH_NODES = 20_000  # ... and gives up after this many steps (then k-means decides)
 
 
@@ -75,7 +76,8 @@ def _classes(m: Tensor) -> tuple[Tensor, Tensor]:
 def _full_blocks(m: Tensor, g: int) -> tuple[Tensor, Tensor] | None:
     """(out ids, in ids) of a partition into g groups whose diagonal blocks are all ones, found by
     an exact search over tile rows and tile columns (classes of identical rows / columns), or None
-    (no such partition, or the search is too large: ensembles of many classes, a budget spent).
+    (no such partition, or the search is too large: ensembles of many classes on both sides, a
+    budget spent).
 
     Why: with inter tiles of half an ensemble, k-means starts from tile rows that link to another
     ensemble as often as to their own, and the refinement keeps ties it cannot break (10 of 32
@@ -84,12 +86,15 @@ def _full_blocks(m: Tensor, g: int) -> tuple[Tensor, Tensor] | None:
     ones, of exactly n / G units on each side; its first row class is the unplaced one with the
     fewest candidate columns (the most constrained). Every partition with full blocks explains
     the mask equally well (same fills), and at least as well as any other of this G."""
-    n_out, n_in = m.shape
     row_ids, row_sizes = _classes(m)
     col_ids, col_sizes = _classes(m.T)
-    s_out, s_in = n_out // g, n_in // g
-    if len(row_sizes) > _MAX_CLASSES * g or len(col_sizes) > _MAX_CLASSES * g:
+    if len(col_sizes) > len(row_sizes):  # the search enumerates sets of columns: the side of fewer classes
+        found = _full_blocks(m.T, g)
+        return None if found is None else (found[1], found[0])
+    if len(col_sizes) > _MAX_CLASSES * g:
         return None
+    n_out, n_in = m.shape
+    s_out, s_in = n_out // g, n_in // g
     first_row = torch.zeros(len(row_sizes), dtype=torch.long).scatter_(0, row_ids.flip(0), torch.arange(n_out - 1, -1, -1))
     first_col = torch.zeros(len(col_sizes), dtype=torch.long).scatter_(0, col_ids.flip(0), torch.arange(n_in - 1, -1, -1))
     ones = m[first_row][:, first_col].bool().tolist()  # [row class][col class]
@@ -190,11 +195,11 @@ def _gain_bound(m: Tensor, g: int) -> float:
 
 
 def _fit(m: Tensor, g: int, generator: torch.Generator) -> tuple[float, Tensor, Tensor] | None:
-    """(gain, out ids, in ids) of the best G-ensemble partition found, if it is valid."""
+    """(gain, out ids, in ids, intra fill) of the best G-ensemble partition found, if it is valid."""
     exact = _full_blocks(m, g)
     if exact is not None:  # full blocks: nothing of this G explains the mask better
         gain, p_in, p_out = _gain(m, *exact, g)
-        return (gain, *exact) if gain > 0 and p_in - p_out >= MIN_GAP else None
+        return (gain, *exact, p_in) if gain > 0 and p_in - p_out >= MIN_GAP else None
     rows = m / m.norm(dim=1, keepdim=True).clamp_min(1e-12)
     best = None
     for restart in range(_RESTARTS):  # each from other k-means seeds; the best fit is kept
@@ -216,7 +221,7 @@ def _fit(m: Tensor, g: int, generator: torch.Generator) -> tuple[float, Tensor, 
                 fit = (*step, out_ids, in_ids)
         gain, p_in, p_out, out_ids, in_ids = fit
         if gain > 0 and p_in >= MIN_FILL and p_in - p_out >= MIN_GAP and (best is None or gain > best[0]):
-            best = (gain, out_ids, in_ids)
+            best = (gain, out_ids, in_ids, p_in)
         if best is not None and p_in == 1.0:  # full blocks: no other start can explain them better
             break
     return best
@@ -231,7 +236,8 @@ def find_groups(mask: Tensor, max_groups: int = MAX_GROUPS) -> LayerGroups | Non
 
     The answer splits both sides into G >= 2 equal groups (G divides both widths, at most
     ``max_groups``) whose diagonal blocks are at least half full and clearly denser than the
-    rest; among those, the partition that best explains the mask (see the module docstring).
+    rest; among those, one whose blocks are all full if there is one, and the partition that
+    best explains the mask (see the module docstring).
     Deterministic: the same mask gives the same ids.
     """
     if not isinstance(mask, Tensor) or mask.dim() != 2 or mask.dtype != torch.bool:
@@ -245,10 +251,13 @@ def find_groups(mask: Tensor, max_groups: int = MAX_GROUPS) -> LayerGroups | Non
     for g in range(2, min(max_groups, common) + 1):
         if common % g or min(n_out, n_in) // g < MIN_GROUP:
             continue
-        if best is not None and _gain_bound(m, g) <= best[0]:  # cannot beat the best: skip the search
-            continue
+        if best is not None and best[3] == 1.0 and _gain_bound(m, g) <= best[0]:
+            continue  # cannot beat the best (see below): skip the search
         fit = _fit(m, g, generator)
-        if fit is not None and (best is None or fit[0] > best[0]):
+        # Full blocks first, then the gain: a G2G layer's ensembles are full (p_intra = 1), and with
+        # inter tiles as large as an ensemble the tiles that land at random can form a coarser
+        # partition with partly full blocks that the gain prefers (g2g-random, tiles 64 of 64).
+        if fit is not None and (best is None or (fit[3] == 1.0, fit[0]) > (best[3] == 1.0, best[0])):
             best = fit
     return None if best is None else LayerGroups(out_groups=best[1], in_groups=best[2])
 
