@@ -3,7 +3,10 @@
 
 Parts: the transposed gather of the input, one batched intra-block matmul, the inter-ensemble
 product (forward), its transpose (input gradient, including building the transposed pattern),
-the sampled product (weight gradient); then the whole layer forward + backward against nn.Linear.
+the sampled product (weight gradient), and for element-wise masks the same forward inter product
+by PyTorch's sparse CSR matmul (``torch.sparse``, MKL on x86 builds) for comparison; then the whole
+layer forward + backward against nn.Linear. benchmarks/step_stages.py times the stages of one step
+in sequence instead.
 """
 
 import statistics
@@ -55,9 +58,15 @@ parts = {
     if lay.tile else (lambda: native.csr_sddmm(N, bp, lay.rowptr, lay.cols, ib, gys, gys.stride(0), xs, xs.stride(0),
                                                 gv, 2)),
 }
+if not lay.tile:  # the same inter product by PyTorch's sparse CSR matmul (MKL on x86 builds)
+    inter = torch.zeros(N, N)  # sorted rows and columns, as the kernels store them
+    rows = torch.repeat_interleave(torch.arange(N), lay.rowptr.diff())
+    inter[rows, lay.cols.long()] = layer.values.detach()[:lay.n_values]
+    inter_csr, xs_dense = inter.to_sparse_csr(), xs.contiguous()
+    parts["inter forward, torch.sparse"] = lambda: inter_csr @ xs_dense
 print(f"width {N}, batch {B}, tile {lay.tile or 1}, 2 threads; one dense matmul: {mm:.2f} ms")
 for name, f in parts.items():
-    print(f"  {name:18s} {median_ms(f) / mm:.3f}")
+    print(f"  {name:28s} {median_ms(f) / mm:.3f}")
 xr = x.clone().requires_grad_()
 dense = torch.nn.Linear(N, N)
 layer.fast = True
@@ -72,4 +81,4 @@ def step(m):
 
 
 s, d = median_ms(step(layer)), median_ms(step(dense))
-print(f"  layer fwd+bwd      {s / mm:.3f}   (nn.Linear {d / mm:.3f}: {d / s:.2f}x)")
+print(f"  {'layer fwd+bwd':28s} {s / mm:.3f}   (nn.Linear {d / mm:.3f}: {d / s:.2f}x)")

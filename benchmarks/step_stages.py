@@ -1,0 +1,87 @@
+"""A G2G layer's training step timed stage by stage, in the order the ops run them (caches as in
+a real step, unlike benchmarks/parts.py, which repeats each part alone): fractions of one dense
+matmul of the same shape, medians of 20 steps, 2 threads: python benchmarks/step_stages.py WIDTH [TILE]
+
+Stages: forward (transposed gather of the input, block matmul, inter product, untranspose), then
+backward (gradient buffers, gather of the output gradient, block matmul and inter product of the
+input gradient, untranspose, block matmul and sampled product of the weight gradient, bias).
+"""
+
+import statistics
+import sys
+import time
+
+import torch
+
+from g2gnet import SparseLinear
+from g2gnet.kernels import native, ops
+from g2gnet.malloc import huge
+from g2gnet.topology import group_ids, modular_mask
+
+torch.set_num_threads(2)
+N, B = int(sys.argv[1]), 256
+tile = int(sys.argv[2]) if len(sys.argv) > 2 else 1
+g = torch.Generator().manual_seed(0)
+og, ig = group_ids(N, 8, "random", g), group_ids(N, 8, "random", g)
+layer = SparseLinear(N, N, modular_mask(og, ig, 1.0, 0.15, g, inter_tile=tile), in_groups=ig, out_groups=og,
+                     generator=g)
+lay, intra, values = layer.layout, layer.intra.detach(), layer.values.detach()
+x, gy, dense_w = torch.randn(B, N), torch.randn(B, N), torch.randn(N, N)
+times: dict[str, list[float]] = {}
+
+
+def tick(name: str, t0: float) -> float:
+    t1 = time.perf_counter()
+    times.setdefault(name, []).append(t1 - t0)
+    return t1
+
+
+def step() -> None:
+    """linear_fwd and linear_bwd of g2gnet/kernels/ops.py, their calls in their order."""
+    bp, nt = ops.padded(B), 2
+    t = time.perf_counter()
+    xs = ops.gather_t(x, lay.in_perm, bp)
+    t = tick("forward: gather (transpose)", t)
+    out = ops._padded_rows("out", lay.n_out, bp)
+    ys = ops._bmm_into("blocks", ops._masked(intra, lay), ops._blocks(lay, xs, lay.ig)).view(lay.n_out, bp)
+    t = tick("forward: block bmm", t)
+    ops._sparse_rows(lay, False, values, xs, ys, layer.bias.detach(), lay.out_perm, out)
+    t = tick("forward: inter product", t)
+    ops._untransposed(out, B)
+    t = tick("forward: untranspose", t)
+    gi, gv = huge(torch.empty(lay.intra_shape)), huge(torch.empty(values.numel()))
+    gys = ops.gather_t(gy, lay.out_perm, bp, scratch=True)
+    t = tick("backward: buffers, gather", t)
+    dxs = ops._bmm_into("blocks", ops._masked(intra, lay).transpose(1, 2), ops._blocks(lay, gys, lay.og))
+    t = tick("backward: block bmm (input grad)", t)
+    gxs = ops._padded_rows("gx", lay.n_in, bp)
+    ops._sparse_rows(lay, True, values, gys, dxs.view(lay.n_in, bp), None, lay.in_perm, gxs)
+    t = tick("backward: inter product (input grad)", t)
+    ops._untransposed(gxs, B)
+    t = tick("backward: untranspose", t)
+    torch.bmm(ops._blocks(lay, gys, lay.og), ops._blocks(lay, xs, lay.ig).transpose(1, 2), out=gi)
+    t = tick("backward: block bmm (weight grad)", t)
+    if lay.tile:
+        native.bsr_sddmm(N // lay.tile, bp, lay.tile, lay.rowptr, lay.cols, gys, gys.stride(0), xs, xs.stride(0), gv, nt)
+    else:
+        native.csr_sddmm(N, bp, lay.rowptr, lay.cols, lay.index_bytes, gys, gys.stride(0), xs, xs.stride(0), gv, nt)
+    t = tick("backward: sampled product (weight grad)", t)
+    gy.sum(0)
+    tick("backward: bias", t)
+
+
+dense = []
+for i in range(25):
+    if i == 5:
+        times.clear()
+    step()
+    t0 = time.perf_counter()
+    x @ dense_w.T
+    dense.append(time.perf_counter() - t0)
+mm = statistics.median(dense[5:])
+print(f"width {N}, batch {B}, tile {lay.tile or 1}, 2 threads; one dense matmul: {mm * 1e3:.2f} ms")
+total = 0.0
+for name, ts in times.items():
+    total += statistics.median(ts)
+    print(f"  {name:42s} {statistics.median(ts) / mm:.3f}")
+print(f"  {'sum of the stages':42s} {total / mm:.3f}")
