@@ -19,10 +19,9 @@ from pathlib import Path
 
 import torch
 
-from g2gnet import SparseLinear
+from g2gnet.bench import sparse_layer
 from g2gnet.kernels import dispatch, reference_mode
 from g2gnet.runs import environment
-from g2gnet.topology import group_ids, modular_mask
 
 
 def _time(f, calls: int) -> float:
@@ -45,14 +44,10 @@ def ratio(dense, sparse, calls: int, repeats: int = 9) -> float:
     return statistics.median(rs)
 
 
-def layer(width: int) -> SparseLinear:
-    g = torch.Generator().manual_seed(0)
-    og, ig = group_ids(width, 8, "random", g), group_ids(width, 8, "random", g)
-    return SparseLinear(width, width, modular_mask(og, ig, 1.0, 0.15, g), in_groups=ig, out_groups=og, generator=g)
 
 
 def cells(width: int, batch: int) -> dict:
-    sp, de = layer(width), torch.nn.Linear(width, width)
+    sp, de = sparse_layer(width), torch.nn.Linear(width, width)
     calls = max(1, min(500, int(2e8 // (width * width * batch))))  # ~0.1 s of dense work per repeat (at most 500 calls)
     out = {"width": width, "batch": batch}
     x = torch.randn(batch, width)

@@ -8,15 +8,12 @@ import sys
 import torch
 
 import g2gnet.malloc as malloc
-from g2gnet import SparseLinear
+from g2gnet.bench import sparse_layer
 from g2gnet.timing import median_repeat, time_pairs
-from g2gnet.topology import group_ids, modular_mask
 
 torch.set_num_threads(2)
 N, B = int(sys.argv[1]) if len(sys.argv) > 1 else 4096, 256
-g = torch.Generator().manual_seed(0)
-og, ig = group_ids(N, 8, "random", g), group_ids(N, 8, "random", g)
-layer = SparseLinear(N, N, modular_mask(og, ig, 1.0, 0.15, g), in_groups=ig, out_groups=og, generator=g)
+layer = sparse_layer(N)
 layer.fast = True
 x, gy = torch.randn(B, N, requires_grad=True), torch.randn(B, N)
 

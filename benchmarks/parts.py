@@ -15,17 +15,13 @@ import time
 
 import torch
 
-from g2gnet import SparseLinear
+from g2gnet.bench import sparse_layer
 from g2gnet.kernels import native, ops
-from g2gnet.topology import group_ids, modular_mask
 
 torch.set_num_threads(2)
 N, B = int(sys.argv[1]), 256
 tile = int(sys.argv[2]) if len(sys.argv) > 2 else 1
-g = torch.Generator().manual_seed(0)
-og, ig = group_ids(N, 8, "random", g), group_ids(N, 8, "random", g)
-layer = SparseLinear(N, N, modular_mask(og, ig, 1.0, 0.15, g, inter_tile=tile), in_groups=ig, out_groups=og,
-                     generator=g)
+layer = sparse_layer(N, tile)
 lay = layer.layout
 x, gy, dense_w = torch.randn(B, N), torch.randn(B, N), torch.randn(N, N)
 bp = ops.padded(B)

@@ -144,16 +144,25 @@ def _set_path(module: nn.Module, path: str) -> None:
         layer.fast = PATHS[path]
 
 
+def sparse_layer(width: int, inter_tile: int = 1, seed: int = 0,
+                 generator: torch.Generator | None = None) -> SparseLinear:
+    """The benchmarks' G2G layer, ``width`` x ``width``: the model's default topology (``ModelConfig``:
+    G, p_intra, p') with ``inter_tile`` and random groups on both sides, a layer of no particular
+    place in a network, drawn from ``generator`` (default: a new one seeded with ``seed``)."""
+    m = ModelConfig()
+    gen = generator if generator is not None else torch.Generator().manual_seed(seed)
+    out_g, in_g = group_ids(width, m.groups, "random", gen), group_ids(width, m.groups, "random", gen)
+    mask = modular_mask(out_g, in_g, m.p_intra, m.p_inter, gen, inter_tile=inter_tile)
+    return SparseLinear(width, width, mask, in_groups=in_g, out_groups=out_g, generator=gen)
+
+
 def layer_contest(width: int, cfg: BenchConfig, seed: int = 0) -> Contest:
-    """A ``width`` x ``width`` G2G layer against ``nn.Linear``. Its topology is the model's defaults
-    (``ModelConfig``: G, p_intra, p') with ``cfg.inter_tile`` and random groups on both sides: a
-    G2G layer of no particular place in a network."""
+    """``sparse_layer`` against ``nn.Linear``."""
     device, dtype = torch.device(cfg.device), DTYPES[cfg.dtype]
     m = ModelConfig()
     gen = torch.Generator().manual_seed(seed)
-    out_g, in_g = group_ids(width, m.groups, "random", gen), group_ids(width, m.groups, "random", gen)
-    mask = modular_mask(out_g, in_g, m.p_intra, m.p_inter, gen, inter_tile=cfg.inter_tile)
-    sparse = SparseLinear(width, width, mask, in_groups=in_g, out_groups=out_g, generator=gen)
+    sparse = sparse_layer(width, cfg.inter_tile, generator=gen)
+    mask = sparse.mask
     _set_path(sparse, cfg.path)
     dense = nn.Linear(width, width)
     sparse.to(device=device, dtype=dtype)
