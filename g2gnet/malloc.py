@@ -30,6 +30,8 @@ import ctypes.util
 import os
 from typing import TYPE_CHECKING
 
+from .env import switch
+
 if TYPE_CHECKING:
     from torch import Tensor
 
@@ -49,11 +51,6 @@ except (OSError, AttributeError):  # not glibc
 _limited = False
 
 
-def _switched_off(name: str) -> bool:
-    """Whether the environment turns a g2gnet allocator setting off (``NAME=0``, ``off`` or ``false``)."""
-    return os.environ.get(name, "").lower() in ("0", "off", "false")
-
-
 def limit_retention() -> None:
     """Set glibc's mmap threshold to ``MMAP_THRESHOLD`` once per process (see the module doc)."""
     global _limited
@@ -62,7 +59,7 @@ def limit_retention() -> None:
     _limited = True
     if _mallopt is None or "MALLOC_MMAP_THRESHOLD_" in os.environ:
         return
-    if _switched_off("G2G_MALLOC"):
+    if not switch("G2G_MALLOC", True):
         return
     _mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
 
@@ -78,7 +75,7 @@ def trim() -> None:
 # anything touches them) turns ~1000 faults per buffer into a few.
 HUGE_MIN_BYTES = MMAP_THRESHOLD  # the buffers that are mapped afresh
 _HUGE = 2 << 20  # bytes of one huge page
-_HUGE_ENV = not _switched_off("G2G_HUGEPAGES")
+_HUGE_ENV = switch("G2G_HUGEPAGES", True)
 
 
 def huge(t: Tensor) -> Tensor:

@@ -265,3 +265,18 @@ def test_large_step_buffers_ask_for_huge_pages_on_their_whole_2mib_pages(monkeyp
     monkeypatch.setattr(malloc, "_HUGE_ENV", False)
     malloc.huge(torch.empty(3 << 20))
     assert calls == []
+
+
+@pytest.mark.parametrize("value,default,want", [
+    (None, True, True), ("", False, False), ("0", True, False), ("OFF", True, False), (" False ", True, False),
+    ("1", False, True), ("yes", False, True), ("on", False, True),
+])
+def test_environment_switches_read_one_way(monkeypatch, value, default, want):
+    """G2G_FAST, G2G_NO_NATIVE, G2G_MALLOC and G2G_HUGEPAGES: 0/off/false in any case say no, other
+    values yes, unset the default (G2G_FAST=False once left the fast path on)."""
+    from g2gnet.env import switch
+    if value is None:
+        monkeypatch.delenv("G2G_TEST_SWITCH", raising=False)
+    else:
+        monkeypatch.setenv("G2G_TEST_SWITCH", value)
+    assert switch("G2G_TEST_SWITCH", default) is want

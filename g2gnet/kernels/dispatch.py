@@ -19,7 +19,6 @@ optimizer step does not move the parameters' version counters.)
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,10 +26,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..env import switch
 from . import native, ops
 
 _state = threading.local()
-_FAST_ENV = os.environ.get("G2G_FAST", "") not in ("0", "false", "off")
+_FAST_ENV = switch("G2G_FAST", True)
 
 
 @dataclass(frozen=True)

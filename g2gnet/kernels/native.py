@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from ..cache import user_cache
+from ..env import switch
 
 SOURCE = Path(__file__).resolve().parent.parent / "csrc" / "g2g_kernels.cpp"
 ENV_DISABLE = "G2G_NO_NATIVE"
@@ -138,7 +139,7 @@ def get() -> ctypes.CDLL | None:
     if _tried:  # every layer call asks: no lock, no environment lookup
         return _lib
     with _lock:
-        if not _tried and os.environ.get(ENV_DISABLE, "") not in ("", "0"):
+        if not _tried and switch(ENV_DISABLE, False):
             _error, _tried = f"disabled by {ENV_DISABLE}", True
         if not _tried:
             try:
