@@ -372,3 +372,25 @@ def test_P11_compile_in_a_fresh_process():
             "print('ok')\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
+@needs_native
+def test_batched_inference_returns_fresh_tensors_for_any_leading_dims_and_autocast():
+    """Inference above 16 rows runs the batched kernels without the op (``ops.linear_nograd``),
+    its sorted input in a workspace: results must not alias it or each other, keep leading dims,
+    and compute in float32 under bf16 autocast, like the op."""
+    layer = _layer(128, 96)
+    layer.fast = True
+    x1, x2 = torch.randn(40, 128), torch.randn(2, 20, 128)
+    with torch.no_grad():
+        with reference_mode():
+            ref1, ref2 = layer(x1), layer(x2)
+        assert layer.execution_path(x1) == "native"
+        y1 = layer(x1)
+        y2 = layer(x2)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y3 = layer(x1.bfloat16())
+    torch.testing.assert_close(y1, ref1, rtol=1e-5, atol=1e-5)  # not overwritten by the second call
+    torch.testing.assert_close(y2, ref2, rtol=1e-5, atol=1e-5)
+    assert y2.shape == (2, 20, 96) and y3.dtype == torch.float32
+    torch.testing.assert_close(y3, ref1, rtol=0.02, atol=0.02)

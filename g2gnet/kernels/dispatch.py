@@ -68,6 +68,12 @@ def _reference_forced() -> bool:
     return not _FAST_ENV or getattr(_state, "reference", False)
 
 
+def _needs_grad(x: Tensor, intra: Tensor, values: Tensor, bias: Tensor | None) -> bool:
+    """Whether autograd records this call."""
+    return torch.is_grad_enabled() and (x.requires_grad or intra.requires_grad or values.requires_grad
+                                        or (bias is not None and bias.requires_grad))
+
+
 def choose(layer, x: Tensor) -> str | None:
     """The name of the native path (a key of ``PATHS``) that runs ``layer(x)``, or None for the
     masked reference. (Asked at every call: batch-1 inference spends microseconds here, so the
@@ -86,8 +92,7 @@ def choose(layer, x: Tensor) -> str | None:
     if not native.available():
         return None
     rows = x.numel() // x.shape[-1]
-    grad = torch.is_grad_enabled() and (x.requires_grad or intra.requires_grad or values.requires_grad
-                                         or (bias is not None and bias.requires_grad))
+    grad = _needs_grad(x, intra, values, bias)
     total = layer.in_features * layer.out_features
     if rows <= ops.INFER_MAX_BATCH and not grad:
         return "infer"  # streams the packed weights once: never more bytes than the dense weight
@@ -100,8 +105,11 @@ def choose(layer, x: Tensor) -> str | None:
 
 
 def native_linear(layer, x: Tensor) -> Tensor:
+    intra, values, bias = layer.intra, layer.values, layer.bias
+    if not torch.compiler.is_compiling() and not _needs_grad(x, intra, values, bias):
+        return ops.linear_nograd(x, intra, values, bias, layer.packed.layout)  # eager inference
     tensors, ints = layer.packed.op_args()
-    return ops.linear(x, layer.intra, layer.values, layer.bias, tensors, ints)
+    return ops.linear(x, intra, values, bias, tensors, ints)
 
 
 def native_infer(layer, x: Tensor) -> Tensor:
