@@ -95,9 +95,10 @@ def _full_blocks(m: Tensor, g: int) -> tuple[Tensor, Tensor] | None:
         return None
     n_out, n_in = m.shape
     s_out, s_in = n_out // g, n_in // g
-    first_row = torch.zeros(len(row_sizes), dtype=torch.long).scatter_(0, row_ids.flip(0), torch.arange(n_out - 1, -1, -1))
-    first_col = torch.zeros(len(col_sizes), dtype=torch.long).scatter_(0, col_ids.flip(0), torch.arange(n_in - 1, -1, -1))
-    ones = m[first_row][:, first_col].bool().tolist()  # [row class][col class]
+    # One member of each class stands for it (its members are identical).
+    row_of = torch.empty(len(row_sizes), dtype=torch.long).scatter_(0, row_ids, torch.arange(n_out))
+    col_of = torch.empty(len(col_sizes), dtype=torch.long).scatter_(0, col_ids, torch.arange(n_in))
+    ones = m[row_of][:, col_of].bool().tolist()  # [row class][col class]
     rs, cs = row_sizes.tolist(), col_sizes.tolist()
     nodes = 0
 
