@@ -78,6 +78,21 @@ def test_3d_input_and_no_bias():
     _check(_layer(64, 80, bias=False), (3, 5, 64))
 
 
+def test_one_unbatched_sample():
+    """A 1-D input is one sample, as for nn.Linear: [in] -> [out] on every path (the training path
+    once failed on it: the leading dims () were restored with unflatten)."""
+    layer = _layer(64, 48)
+    _check(layer, (64,))
+    x = torch.randn(64)
+    with torch.no_grad():
+        with reference_mode():
+            ref = layer(x)
+        assert layer.execution_path(x) == "infer"
+        y = layer(x)
+    assert y.shape == (48,)
+    torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("p_inter", [0.0, 1.0])
 def test_extreme_inter_probabilities(p_inter):
     _check(_layer(64, 64, p_inter=p_inter), (17, 64))

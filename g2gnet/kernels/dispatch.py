@@ -113,14 +113,14 @@ def native_linear(layer, x: Tensor) -> Tensor:
 
 
 def native_infer(layer, x: Tensor) -> Tensor:
-    x2 = x if x.dim() == 2 else x.reshape(-1, x.shape[-1])
+    x2, lead = ops.as_rows(x)
     bias = layer._parameters.get("bias")
     if torch.compiler.is_compiling():  # the custom op, which the compiler knows
         tensors, ints = layer.packed.op_args()
         y = ops.linear_infer(x2, layer.intra, layer.values, bias, tensors, ints)
     else:  # eager: the same kernel without the op dispatcher's fixed cost
         y = ops.infer_eager(layer._modules["packed"], x2, bias)
-    return y if x.dim() == 2 else y.view(*x.shape[:-1], layer.out_features)
+    return ops.from_rows(y, lead)
 
 
 PATHS = {"native": native_linear, "infer": native_infer}  # name -> (layer, x) -> y

@@ -314,12 +314,28 @@ linear_fwd.register_autograd(_backward, setup_context=_setup_context)
 torch.library.register_autocast("g2gnet::linear_fwd", "cpu", torch.float32)
 
 
+def as_rows(x: Tensor) -> tuple[Tensor, torch.Size]:
+    """x [..., in] as the 2-D [rows, in] the kernels take, and its leading dims (``from_rows``)."""
+    return (x if x.dim() == 2 else x.reshape(-1, x.shape[-1])), x.shape[:-1]
+
+
+def from_rows(y: Tensor, lead: torch.Size) -> Tensor:
+    """The kernels' [rows, out] result with the input's leading dims restored: [..., out]."""
+    return y if len(lead) == 1 else y.reshape(*lead, y.shape[-1])  # (lead () : one unbatched sample)
+
+
+def float32(x: Tensor) -> Tensor:
+    """x in float32, the kernels' dtype: another dtype reaches an eager path only under CPU autocast
+    (the dispatcher's rule), where the custom ops' autocast registration computes in float32 too."""
+    return x if x.dtype is torch.float32 else x.float()
+
+
 def linear(x: Tensor, intra: Tensor, values: Tensor, bias: Tensor | None, layout: Sequence[Tensor],
            meta: Sequence[int]) -> Tensor:
     """The G2G layer on the native path for any leading dims of x ([..., in] -> [..., out])."""
-    lead = x.shape[:-1]
-    y, _ = linear_fwd(x.reshape(-1, x.shape[-1]), intra, values, bias, layout, meta)
-    return y.unflatten(0, lead) if len(lead) != 1 else y
+    x2, lead = as_rows(x)
+    y, _ = linear_fwd(x2, intra, values, bias, layout, meta)
+    return from_rows(y, lead)
 
 
 def linear_nograd(x: Tensor, intra: Tensor, values: Tensor, bias: Tensor | None, lay: Layout) -> Tensor:
@@ -327,14 +343,12 @@ def linear_nograd(x: Tensor, intra: Tensor, values: Tensor, bias: Tensor | None,
     the same kernels without the op dispatcher, and the sorted input in a workspace instead of a
     fresh tensor per call (nothing saves it): 1.03-1.06x at 1024-2048 wide, batch 64-256 (A/B, each
     call after a dense one)."""
-    lead = x.shape[:-1]
-    x2 = x.reshape(-1, x.shape[-1])
-    if x2.dtype is not torch.float32:  # only under CPU autocast (the dispatcher's rule): compute in float32
-        x2 = x2.float()
+    x2, lead = as_rows(x)
+    x2 = float32(x2)
     _check_args(x2, intra, values, bias, lay)
     _require_native()
     y, _ = _forward(x2, intra, values, bias, lay, keep_xs=False)
-    return y.unflatten(0, lead) if len(lead) != 1 else y
+    return from_rows(y, lead)
 
 
 # -- inference at small batches ------------------------------------------------------------------
@@ -439,7 +453,5 @@ def infer_eager(packed, x: Tensor, bias: Tensor | None) -> Tensor:
     plan = plans.get(key)
     if plan is None or plan.version != packed.version:
         plan = plans[key] = _InferPlan(packed)
-    if x.dtype is not torch.float32:  # only under CPU autocast (the dispatcher's rule): compute in float32
-        x = x.float()
     params = packed._parameters
-    return plan(x, params["intra"], params["values"], bias)
+    return plan(float32(x), params["intra"], params["values"], bias)
