@@ -6,52 +6,28 @@ gradient) of the bench layer, or with --layer its whole forward + backward, are 
     git show d631cd6:g2gnet/csrc/g2g_kernels.cpp > /tmp/old.cpp
     python benchmarks/kernel_ab.py old:/tmp/old.cpp new: [--layer] [--width 2048] [--tiles 1,32] [--reps 15]
 
-A variant is NAME:[SOURCE][@FLAGS] (SOURCE defaults to this checkout's, e.g. "nv3:@-DBSR_NV=3").
+A variant is NAME:[SOURCE][@FLAGS] (benchmarks/variants.py; e.g. "nv3:@-DBSR_NV=3").
 The Python side (chunk sizes, layouts) is this checkout's for every variant.
 """
 
 import argparse
-import ctypes
-import statistics
-import subprocess
 import time
 
 import torch
 
 from g2gnet.bench import sparse_layer
 from g2gnet.kernels import native, ops
+from variants import build, compare
 
 parser = argparse.ArgumentParser()
-parser.add_argument("variants", nargs="+")
+parser.add_argument("variants", nargs="+", help="NAME:[SOURCE][@FLAGS] (benchmarks/variants.py), the first is the baseline")
 parser.add_argument("--layer", action="store_true", help="time the whole layer's forward + backward")
-parser.add_argument("--width", type=int, default=2048)
-parser.add_argument("--tiles", default="1,32")
-parser.add_argument("--reps", type=int, default=15)
+parser.add_argument("--width", type=int, default=2048, help="layer width (in = out)")
+parser.add_argument("--tiles", default="1,32", help="comma-separated tile sizes (1: element-wise)")
+parser.add_argument("--reps", type=int, default=15, help="interleaved repeats")
 args = parser.parse_args()
 torch.set_num_threads(2)
-native.get()
-variants = []
-for spec in args.variants:
-    name, _, rest = spec.partition(":")
-    src, _, flags = rest.partition("@")
-    src = src or str(native.SOURCE)
-    so = f"/tmp/kernel_ab_{name}.so"
-    subprocess.run(["g++", *native._flags(), *flags.split(), src, "-o", so], check=True)
-    lib = ctypes.CDLL(so)
-    for fn, proto in native.prototypes(open(src).read()).items():
-        f = getattr(lib, fn)
-        f.argtypes, f.restype = [native._CTYPES[c] for c, _ in proto], None
-    variants.append((name, lib))
-
-
-def report(label: str, ts: dict[str, list[float]]) -> None:
-    base = variants[0][0]
-    line = f"{label}: " + "  ".join(f"{n} {statistics.median(v):.3f}ms" for n, v in ts.items())
-    for n, v in ts.items():
-        if n != base:
-            r = [a / b for a, b in zip(ts[base], v)]
-            line += f"  {base}/{n} {statistics.median(r):.3f} [{min(r):.2f}-{max(r):.2f}]"
-    print(line, flush=True)
+variants = build(args.variants)
 
 
 def timed(parts: dict, label: str) -> None:
@@ -70,7 +46,7 @@ def timed(parts: dict, label: str) -> None:
                 t = time.perf_counter()
                 f()
                 ts[name].append((time.perf_counter() - t) * 1e3)
-        report(f"{label} {pname}", ts)
+        print(compare(f"{label} {pname}", ts), flush=True)
 
 
 N, B = args.width, 256

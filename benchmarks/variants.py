@@ -1,0 +1,41 @@
+"""Builds of the C++ kernels side by side, for the in-process A/B scripts (kernel_ab.py, infer_ab.py).
+
+A variant is NAME:[SOURCE][@FLAGS]: SOURCE defaults to this checkout's g2gnet/csrc/g2g_kernels.cpp,
+FLAGS are extra g++ flags (e.g. "nv3:@-DBSR_NV=3"). Each is compiled with the package's own flags and
+loaded with ctypes under its own name; ``native._lib = lib`` makes the package call it.
+"""
+
+import ctypes
+import statistics
+import subprocess
+
+from g2gnet.kernels import native
+
+
+def build(specs: list[str]) -> list[tuple[str, ctypes.CDLL]]:
+    native.get()
+    out = []
+    for spec in specs:
+        name, _, rest = spec.partition(":")
+        src, _, flags = rest.partition("@")
+        src = src or str(native.SOURCE)
+        so = f"/tmp/g2g_ab_{name}.so"
+        subprocess.run(["g++", *native._flags(), *flags.split(), src, "-o", so], check=True)
+        lib = ctypes.CDLL(so)
+        for fn, proto in native.prototypes(open(src).read()).items():
+            f = getattr(lib, fn)
+            f.argtypes, f.restype = [native._CTYPES[c] for c, _ in proto], None
+        out.append((name, lib))
+    return out
+
+
+def compare(label: str, ts: dict[str, list[float]], unit: str = "ms") -> str:
+    """Median time of each variant, and the first one's time over each other's per interleaved
+    pair: median [min-max]."""
+    base = next(iter(ts))
+    line = f"{label}: " + "  ".join(f"{n} {statistics.median(v):.3f}{unit}" for n, v in ts.items())
+    for n, v in ts.items():
+        if n != base:
+            r = [a / b for a, b in zip(ts[base], v)]
+            line += f"  {base}/{n} {statistics.median(r):.3f} [{min(r):.2f}-{max(r):.2f}]"
+    return line
