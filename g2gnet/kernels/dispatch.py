@@ -19,6 +19,7 @@ optimizer step does not move the parameters' version counters.)
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -68,59 +69,63 @@ def _reference_forced() -> bool:
     return not _FAST_ENV or getattr(_state, "reference", False)
 
 
-def _needs_grad(x: Tensor, intra: Tensor, values: Tensor, bias: Tensor | None) -> bool:
-    """Whether autograd records this call."""
-    return torch.is_grad_enabled() and (x.requires_grad or intra.requires_grad or values.requires_grad
-                                        or (bias is not None and bias.requires_grad))
+def _needs_grad(layer, x: Tensor) -> bool:
+    """Whether autograd records ``layer(x)`` (grad mode first: no parameter is read when it is off)."""
+    if not torch.is_grad_enabled():
+        return False
+    bias = layer._parameters.get("bias")
+    return (x.requires_grad or any(p.requires_grad for p in layer._modules["packed"]._parameters.values())
+            or (bias is not None and bias.requires_grad))
 
 
 def choose(layer, x: Tensor) -> str | None:
     """The name of the native path (a key of ``PATHS``) that runs ``layer(x)``, or None for the
-    masked reference. (Asked at every call: batch-1 inference spends microseconds here, so the
-    parameters are read from the module dicts directly and the cheap tests come first.)"""
+    masked reference. (Asked at every call: at batch 1 a layer's Python costs as much as a third of
+    its kernel, and each step more after the kernel has filled the caches with weights, so the
+    parameters are read from the module dicts directly, the cheap tests come first and serving,
+    the commonest small call, is decided with the fewest.)"""
     flag = layer.fast
     if flag is False or not _FAST_ENV or getattr(_state, "reference", False):
         return None
-    params = layer._modules["packed"]._parameters
-    intra, values, bias = params["intra"], params["values"], layer._parameters.get("bias")
-    if x.dim() == 0 or x.numel() == 0:
-        return None  # (an empty batch: the reference gives the empty result)
-    if not (x.is_cpu and values.is_cpu) or values.dtype is not torch.float32:
+    values = layer._modules["packed"]._parameters["values"]
+    shape = x.shape
+    if not shape or 0 in shape:
+        return None  # (a scalar, or an empty batch: the reference gives the empty result)
+    if values.dtype is not torch.float32 or not (x.is_cpu and values.is_cpu):
         return None
     if x.dtype is not torch.float32 and not torch.is_autocast_enabled("cpu"):
         return None  # a mixed-dtype call fails in F.linear with PyTorch's own message
     if not native.available():
         return None
-    rows = x.numel() // x.shape[-1]
-    grad = _needs_grad(x, intra, values, bias)
-    total = layer.in_features * layer.out_features
+    rows = shape[0] if len(shape) == 2 else math.prod(shape[:-1])
+    grad = _needs_grad(layer, x)
     if rows <= ops.INFER_MAX_BATCH and not grad:
         return "infer"  # streams the packed weights once: never more bytes than the dense weight
     if flag is True:
         return "native"
+    total = layer.in_features * layer.out_features
     if total < (COST.min_weights if grad else COST.min_weights_inference):
         return None
+    intra = layer._modules["packed"]._parameters["intra"]
     cost = intra.numel() / total + COST.value_cost * values.numel() / total + COST.fixed
     return "native" if cost < COST.max_cost else None
 
 
 def native_linear(layer, x: Tensor) -> Tensor:
     intra, values, bias = layer.intra, layer.values, layer.bias
-    if not torch.compiler.is_compiling() and not _needs_grad(x, intra, values, bias):
+    if not torch.compiler.is_compiling() and not _needs_grad(layer, x):
         return ops.linear_nograd(x, intra, values, bias, layer.packed.layout)  # eager inference
     tensors, ints = layer.packed.op_args()
     return ops.linear(x, intra, values, bias, tensors, ints)
 
 
 def native_infer(layer, x: Tensor) -> Tensor:
-    x2, lead = ops.as_rows(x)
     bias = layer._parameters.get("bias")
     if torch.compiler.is_compiling():  # the custom op, which the compiler knows
+        x2, lead = ops.as_rows(x)
         tensors, ints = layer.packed.op_args()
-        y = ops.linear_infer(x2, layer.intra, layer.values, bias, tensors, ints)
-    else:  # eager: the same kernel without the op dispatcher's fixed cost
-        y = ops.infer_eager(layer._modules["packed"], x2, bias)
-    return ops.from_rows(y, lead)
+        return ops.from_rows(ops.linear_infer(x2, layer.intra, layer.values, bias, tensors, ints), lead)
+    return ops.infer_eager(layer._modules["packed"], x, bias)  # the same kernel, no op dispatcher
 
 
 PATHS = {"native": native_linear, "infer": native_infer}  # name -> (layer, x) -> y

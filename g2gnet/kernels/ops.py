@@ -423,10 +423,10 @@ class _InferPlan:
 
     def __call__(self, x: Tensor, intra: Tensor, values: Tensor, bias: Tensor | None) -> Tensor:
         lay = self.lay
-        n = x.shape[0]
-        if x.dim() != 2 or x.shape[1] != lay.n_in or not 1 <= n <= INFER_MAX_BATCH or not x.is_cpu:
+        shape = x.shape
+        if len(shape) != 2 or shape[1] != lay.n_in or not 1 <= shape[0] <= INFER_MAX_BATCH or not x.is_cpu:
             raise G2GError(f"g2gnet op: x must be [N <= {INFER_MAX_BATCH}, {lay.n_in}] on the CPU, got "
-                           f"{tuple(x.shape)} on {x.device}")
+                           f"{tuple(shape)} on {x.device}")
         if x.stride(1) != 1:
             x = x.contiguous()
         if not (intra.dtype is torch.float32 and intra.shape == self.intra_shape and intra.is_contiguous()
@@ -436,6 +436,7 @@ class _InferPlan:
                                       and bias.is_contiguous()))):
             _check_args(x, intra, values, bias, lay, layout=False)  # names what is wrong
             raise G2GError("g2gnet op: a parameter does not match its layout")
+        n = shape[0]
         y = torch.empty(n, lay.n_out)
         a = self.args
         a.B, a.x, a.ldx, a.y = n, x.data_ptr(), x.stride(0), y.data_ptr()
@@ -447,11 +448,15 @@ class _InferPlan:
 
 def infer_eager(packed, x: Tensor, bias: Tensor | None) -> Tensor:
     """``linear_infer`` without the op dispatcher, for eager inference, where a call's fixed cost is
-    the batch-1 budget: the layout is checked once per layout version, the tensors every call."""
+    the batch-1 budget: the layout is checked once per layout version, the tensors every call; x
+    [..., in] with at most ``INFER_MAX_BATCH`` rows."""
     plans = packed.infer_plans
     key = threading.get_ident()
     plan = plans.get(key)
     if plan is None or plan.version != packed.version:
         plan = plans[key] = _InferPlan(packed)
     params = packed._parameters
-    return plan(float32(x), params["intra"], params["values"], bias)
+    if x.dim() == 2 and x.dtype is torch.float32:  # (the common call, without the reshapes)
+        return plan(x, params["intra"], params["values"], bias)
+    x2, lead = as_rows(x)
+    return from_rows(plan(float32(x2), params["intra"], params["values"], bias), lead)
