@@ -78,6 +78,24 @@ def test_3d_input_and_no_bias():
     _check(_layer(64, 80, bias=False), (3, 5, 64))
 
 
+@needs_native
+@pytest.mark.parametrize("batch,n", [(256, 1024), (33, 100), (8, 8), (7, 64), (256, 13), (1, 9), (17, 40)])
+def test_transposed_gather_and_untranspose(batch, n):
+    """The kernels' layout changes, exactly: x [batch, n] -> x[:, perm]ᵀ with zero padding columns
+    (8 x 8 register transposes where both sides have 8, element copies for the tails), and back."""
+    g = torch.Generator().manual_seed(batch * 1000 + n)
+    x = torch.randn(batch, n, generator=g)
+    bp = ops.padded(batch)
+    for perm in (None, torch.randperm(n, generator=g)):
+        xs = ops.gather_t(x, perm, bp)  # [n, Bp]: the batch padded to a multiple of 16
+        assert torch.equal(xs[:, :batch], (x if perm is None else x[:, perm]).T)
+        full = xs.as_strided((n, ops.row_stride(bp)), (xs.stride(0), 1))
+        assert not full[:, batch:].any(), "padding columns must be zero"
+        assert torch.equal(ops.gather_t(x.T.contiguous().T, perm, bp)[:, :batch], xs[:, :batch])  # a transposed view
+    t = torch.randn(n, ops.row_stride(bp), generator=g)[:, :bp]
+    assert torch.equal(ops._untransposed(t, batch), t[:, :batch].T)
+
+
 def test_one_unbatched_sample():
     """A 1-D input is one sample, as for nn.Linear: [in] -> [out] on every path (the training path
     once failed on it: the leading dims () were restored with unflatten)."""

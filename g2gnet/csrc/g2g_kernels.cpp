@@ -18,6 +18,7 @@
 // ranges and never wait on each other (robust when cores are shared).
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <omp.h>
 #if defined(__SSE2__)
@@ -654,6 +655,61 @@ static void infer_rows(int64_t B, int64_t r0, int64_t r1, int64_t n_in, int64_t 
     }
 }
 
+#ifndef GATHER_T8
+#define GATHER_T8 1
+#endif
+#if defined(__AVX__) && GATHER_T8
+#include <immintrin.h>
+// out[p[j], b] = x[b * sb + j] (p = the inverse of perm, or the identity), zero for B <= b < ldo: the
+// transposed gather of g2g_gather_t with contiguous source columns. The source is read in 8 x 8
+// blocks (8 rows of the batch, 8 consecutive columns: whole vectors), transposed in registers and
+// written as 8-float pieces of the destination rows, which each thread fills front to back. Reading
+// the source column by column in perm's order instead touched a separate cache line for every
+// element (perm is random for the random grouping).
+static inline void transpose8(__m256* r) {
+    const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    r[0] = _mm256_permute2f128_ps(u0, u4, 0x20); r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+    r[2] = _mm256_permute2f128_ps(u2, u6, 0x20); r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+    r[4] = _mm256_permute2f128_ps(u0, u4, 0x31); r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    r[6] = _mm256_permute2f128_ps(u2, u6, 0x31); r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+static void gather_t8(const float* x, int64_t B, int64_t sb, const int64_t* perm, int64_t n, float* out,
+                      int64_t ldo, int nthreads) {
+    int64_t* inv = perm ? (int64_t*)malloc(sizeof(int64_t) * n) : 0;
+    if (perm)
+        for (int64_t i = 0; i < n; ++i) inv[perm[i]] = i;
+    const int64_t nb = n / 8 * 8, bb = B / 8 * 8;
+    #pragma omp parallel for schedule(static) num_threads(nthreads)
+    for (int64_t j0 = 0; j0 < n; j0 += 8) {
+        int64_t dst[8];
+        const int64_t w = j0 + 8 <= n ? 8 : n - j0;
+        for (int c = 0; c < w; ++c) dst[c] = inv ? inv[j0 + c] : j0 + c;
+        if (j0 < nb) {
+            for (int64_t b0 = 0; b0 < bb; b0 += 8) {
+                __m256 r[8];
+                for (int k = 0; k < 8; ++k) r[k] = _mm256_loadu_ps(x + (b0 + k) * sb + j0);
+                transpose8(r);
+                for (int c = 0; c < 8; ++c) _mm256_storeu_ps(out + dst[c] * ldo + b0, r[c]);
+            }
+        }
+        for (int c = 0; c < w; ++c) {  // the batch tail (B % 8), the column tail (n % 8), the zero padding
+            float* o = out + dst[c] * ldo;
+            for (int64_t b = j0 < nb ? bb : 0; b < B; ++b) o[b] = x[b * sb + j0 + c];
+            memset(o + B, 0, (ldo - B) * sizeof(float));
+        }
+    }
+    free(inv);
+}
+#endif
+
 extern "C" {
 
 // The CSR kernels take their column indices as int16 (index_bytes = 2: up to 32767 columns, half the
@@ -757,6 +813,12 @@ void g2g_bsr_sddmm(int64_t ntrows, int64_t Bp, int T, const int64_t* trowptr, co
 // out[i, b] = x[b * sb + perm[i] * si] for b < B, 0 for B <= b < ldo (gather + transpose; perm optional).
 void g2g_gather_t(const float* x, int64_t B, int64_t sb, int64_t si, const int64_t* perm, int64_t n,
                   float* out, int64_t ldo, int nthreads) {
+#if defined(__AVX__) && GATHER_T8
+    if (si == 1 && sb != 1 && B >= 8 && n >= 8) {
+        gather_t8(x, B, sb, perm, n, out, ldo, nthreads);
+        return;
+    }
+#endif
     #pragma omp parallel for schedule(static) num_threads(nthreads)
     for (int64_t i0 = 0; i0 < n; i0 += 16) {
         const int64_t i1 = i0 + 16 < n ? i0 + 16 : n;
