@@ -456,7 +456,5 @@ def infer_eager(packed, x: Tensor, bias: Tensor | None) -> Tensor:
     if plan is None or plan.version != packed.version:
         plan = plans[key] = _InferPlan(packed)
     params = packed._parameters
-    if x.dim() == 2 and x.dtype is torch.float32:  # (the common call, without the reshapes)
-        return plan(x, params["intra"], params["values"], bias)
     x2, lead = as_rows(x)
     return from_rows(plan(float32(x2), params["intra"], params["values"], bias), lead)
