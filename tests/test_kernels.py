@@ -96,6 +96,24 @@ def test_transposed_gather_and_untranspose(batch, n):
     assert torch.equal(ops._untransposed(t, batch), t[:, :batch].T)
 
 
+@needs_native
+@pytest.mark.parametrize("shape", [(200, 1024), (36, 64), (4, 16)])
+def test_csr_transpose_at_every_thread_count(shape):
+    """The input gradient's transposed pattern (column ranges built in parallel, blocks of columns
+    at a time) is the CSC of the packed inter part, rows ascending in every column, whatever the
+    thread count (uneven shares, more threads than columns)."""
+    n_out, n_in = shape
+    lay = _layer(n_in, n_out, groups=4).packed.layout
+    values = torch.randn(lay.n_values)
+    rows = torch.repeat_interleave(torch.arange(n_out), lay.rowptr.diff())
+    order = torch.argsort(lay.cols.long() * n_out + rows)  # by column, then row
+    for nt in (1, 2, 3, 5, 16, 40):
+        t_rows, t_vals = torch.empty_like(lay.cols), torch.empty(lay.n_values)
+        native.csr_transpose(n_out, n_in, lay.rowptr, lay.cols, lay.index_bytes, values, lay.t_rowptr, t_rows, t_vals, nt)
+        assert torch.equal(t_rows.long(), rows[order]), nt
+        assert torch.equal(t_vals, values[order]), nt
+
+
 def test_one_unbatched_sample():
     """A 1-D input is one sample, as for nn.Linear: [in] -> [out] on every path (the training path
     once failed on it: the leading dims () were restored with unflatten)."""

@@ -41,7 +41,27 @@ typedef float vfu __attribute__((vector_size(VW * 4), aligned(4), may_alias));  
 
 static inline vf vload(const float* p) { return *(const vfu*)p; }
 static inline void vstore(float* p, vf v) { *(vfu*)p = v; }
-static inline vf vbcast(float s) { return (vf){} + s; }
+// s in every lane. (Not `(vf){} + s`: that is 0 + s, a scalar add the compiler must keep (it turns -0 into
+// +0) plus a register shuffle, and the zero vector takes a register: in the BSR block it left too few
+// for the operands, which were then reloaded for every row, 16 loads per 12 FMAs.)
+static inline vf vbcast(float s) {
+#if VW == 16
+    return (vf){s, s, s, s, s, s, s, s, s, s, s, s, s, s, s, s};
+#elif VW == 8
+    return (vf){s, s, s, s, s, s, s, s};
+#else
+    return (vf){s, s, s, s};
+#endif
+}
+// Keeps v in a register: a vector that several FMAs read is then loaded once (GCC otherwise folds
+// the load into every FMA, and a 4-row block reloads each operand 4 times: load-bound, not FMA-bound).
+static inline void in_register(vf& v) {
+#if defined(__x86_64__) || defined(__i386__)
+    __asm__("" : "+x"(v));
+#else
+    (void)v;
+#endif
+}
 // The sum of a vector's lanes as a tree of halves (log2 VW dependent adds, not VW - 1: at batch 1 the
 // inference kernel reduces twice per output row, and a serial chain cost ~30 cycles a row).
 static inline float hsum(vf v) {
@@ -84,6 +104,11 @@ static inline float hsum(vf v) {
 #define BSR_NV BSR_NV_DEFAULT
 #endif
 #define SDDMM_NV 4        // SDDMM: NV gradient vectors + VW accumulators
+// BSR product: tiles per pass over a tile row (0: all in one pass), so that a pass's activation rows
+// (BSR_KC x T rows of the batch block) stay in L1 while the row's quads run through them.
+#ifndef BSR_KC
+#define BSR_KC 4
+#endif
 #define BSR_RB 4          // BSR SDDMM: RB x CB tile entries at once (VW accumulators)
 #define BSR_CB (VW / 4)
 
@@ -228,7 +253,7 @@ static void csr_spmm(int64_t nrows, int64_t Bp, int64_t chunk, const int64_t* ro
 // Weight (i, c) of the 4-row slab starting at row q of a tile is wt[(q + i) * si + c * sc]: (T, 1) reads
 // the tile as stored, (1, T) reads it transposed (the input gradient, no copy of the values).
 template <int NV>
-static inline void bsr_rows4(int64_t r0, int64_t c0, const int64_t* trowptr, const int32_t* tcols,
+static inline void bsr_rows4(int64_t r0, int64_t c0, int64_t tb, int64_t te, int first, const int32_t* tcols,
                              const int32_t* tidx, const float* tvals, int T, int si, int sc, const float* X,
                              int64_t ldx, const float* init, int64_t ldi, const float* bias, const int64_t* dst,
                              float* Y, int64_t ldy) {
@@ -240,18 +265,25 @@ static inline void bsr_rows4(int64_t r0, int64_t c0, const int64_t* trowptr, con
         const int64_t d = dst ? dst[r0 + i] : r0 + i;
         UNROLL
         for (int j = 0; j < NV; ++j) {
+            if (!first) {  // a later pass over this row's tiles: go on from what the last one stored
+                a[i][j] = vload(Y + d * ldy + c0 + VW * j);
+                continue;
+            }
             a[i][j] = init ? vload(init + (r0 + i) * ldi + c0 + VW * j) : vbcast(0.f);
             if (bias) a[i][j] += vbcast(bias[d]);
         }
     }
-    for (int64_t t = trowptr[tr]; t < trowptr[tr + 1]; ++t) {
+    for (int64_t t = tb; t < te; ++t) {
         const float* xt = X + (int64_t)tcols[t] * T * ldx + c0;
         const int64_t tile = tidx ? tidx[t] : t;
         const float* wt = tvals + tile * T * T;
         for (int c = 0; c < T; ++c) {
             vf xv[NV];
             UNROLL
-            for (int j = 0; j < NV; ++j) xv[j] = vload(xt + (int64_t)c * ldx + VW * j);
+            for (int j = 0; j < NV; ++j) {
+                xv[j] = vload(xt + (int64_t)c * ldx + VW * j);
+                in_register(xv[j]);
+            }
             UNROLL
             for (int i = 0; i < 4; ++i) {
                 const vf w = vbcast(wt[(q + i) * si + c * sc]);
@@ -321,8 +353,14 @@ static void csr_sddmm(int64_t nrows, int64_t Bp, const int64_t* rowptr, const I*
     }
 }
 
-// The transposed pattern of a CSR, with its values: a counting sort by column. Thread t owns a
-// range of columns and scans all rows in order, so rows stay ascending inside every column.
+// The transposed pattern of a CSR, with its values, colptr = its column starts. Thread t owns a range of
+// columns and builds it TR_CB columns at a time: one pass over the rows moves every row's entries of
+// those columns (a row's columns ascend, so a cursor per row resumes where the last block stopped), so
+// each entry is read once and the writes go to TR_CB column streams that stay in L1 (a pass over all
+// columns at once wrote to every column's stream: at 4096 wide 8192 lines in flight, out of L2).
+#ifndef TR_CB
+#define TR_CB 256
+#endif
 template <typename I>
 static void csr_transpose(int64_t nrows, int64_t ncols, const int64_t* rowptr, const I* cols, const float* vals,
                           const int64_t* colptr, I* t_rows, float* t_vals, int nthreads) {
@@ -330,17 +368,33 @@ static void csr_transpose(int64_t nrows, int64_t ncols, const int64_t* rowptr, c
     {
         const int t = omp_get_thread_num(), nt = omp_get_num_threads();
         const int64_t c0 = ncols * t / nt, c1 = ncols * (t + 1) / nt;
-        int64_t* cursor = new int64_t[c1 - c0 + 1];
-        for (int64_t c = c0; c < c1; ++c) cursor[c - c0] = colptr[c];
-        for (int64_t r = 0; r < nrows; ++r)
-            for (int64_t k = rowptr[r]; k < rowptr[r + 1]; ++k) {
-                const int64_t c = cols[k];
-                if (c < c0 || c >= c1) continue;
-                const int64_t pos = cursor[c - c0]++;
-                t_rows[pos] = (I)r;
-                t_vals[pos] = vals[k];
+        if (c0 < c1) {
+            int64_t* cur = new int64_t[nrows + TR_CB];
+            int64_t* wpos = cur + nrows;
+            for (int64_t r = 0; r < nrows; ++r) {  // each row's first entry in a column >= c0
+                int64_t lo = rowptr[r], hi = rowptr[r + 1];
+                while (lo < hi) {
+                    const int64_t mid = (lo + hi) / 2;
+                    if (cols[mid] < c0) lo = mid + 1; else hi = mid;
+                }
+                cur[r] = lo;
             }
-        delete[] cursor;
+            for (int64_t b0 = c0; b0 < c1; b0 += TR_CB) {
+                const int64_t b1 = b0 + TR_CB < c1 ? b0 + TR_CB : c1;
+                for (int64_t c = b0; c < b1; ++c) wpos[c - b0] = colptr[c];
+                for (int64_t r = 0; r < nrows; ++r) {
+                    int64_t k = cur[r];
+                    const int64_t e = rowptr[r + 1];
+                    for (; k < e && cols[k] < b1; ++k) {
+                        const int64_t pos = wpos[cols[k] - b0]++;
+                        t_rows[pos] = (I)r;
+                        t_vals[pos] = vals[k];
+                    }
+                    cur[r] = k;
+                }
+            }
+            delete[] cur;
+        }
     }
 }
 
@@ -752,19 +806,31 @@ void g2g_bsr_spmm(int64_t nrows, int64_t Bp, int T, int transposed, const int64_
         const int t = omp_get_thread_num(), nt = omp_get_num_threads();
         const int64_t quads = nrows / 4;
         const int64_t q0 = quads * t / nt, q1 = quads * (t + 1) / nt;
+        const int64_t qpt = T / 4;  // quads per tile row
         for (int64_t c0 = 0; c0 < Bp; c0 += BSR_NV * VW) {
             const int nv = (int)((Bp - c0 < BSR_NV * VW ? Bp - c0 : BSR_NV * VW) / VW);
-            for (int64_t q = q0; q < q1; ++q) {
-#define CALL(N) bsr_rows4<N>(4 * q, c0, trowptr, tcols, tidx, tvals, T, si, sc, X, ldx, init, ldi, bias, dst, Y, ldy)
-                switch (nv) {
-                    case 1: CALL(1); break;
+            for (int64_t qb = q0; qb < q1;) {
+                const int64_t tr = qb / qpt, qe = (tr + 1) * qpt < q1 ? (tr + 1) * qpt : q1;
+                const int64_t t0 = trowptr[tr], n = trowptr[tr + 1] - t0;
+                // The row's tiles in passes of at most BSR_KC (equal shares): all its quads run through
+                // one pass's activation rows while they sit in L1.
+                const int64_t passes = BSR_KC > 0 && n > BSR_KC ? (n + BSR_KC - 1) / BSR_KC : 1;
+                for (int64_t p = 0; p < passes; ++p) {
+                    const int64_t tb = t0 + n * p / passes, te = t0 + n * (p + 1) / passes;
+                    for (int64_t q = qb; q < qe; ++q) {
+#define CALL(N) bsr_rows4<N>(4 * q, c0, tb, te, p == 0, tcols, tidx, tvals, T, si, sc, X, ldx, init, ldi, bias, dst, Y, ldy)
+                        switch (nv) {
+                            case 1: CALL(1); break;
 #if BSR_NV > 2
-                    case 2: CALL(2); break;
-                    case 3: CALL(3); break;
+                            case 2: CALL(2); break;
+                            case 3: CALL(3); break;
 #endif
-                    default: CALL(BSR_NV); break;
-                }
+                            default: CALL(BSR_NV); break;
+                        }
 #undef CALL
+                    }
+                }
+                qb = qe;
             }
         }
     }
@@ -792,9 +858,15 @@ void g2g_bsr_sddmm(int64_t ntrows, int64_t Bp, int T, const int64_t* trowptr, co
                         for (int64_t v = 0; v < nv; ++v) {
                             vf a[BSR_RB], x[BSR_CB];
                             UNROLL
-                            for (int i = 0; i < BSR_RB; ++i) a[i] = vload(at + (int64_t)(q + i) * lda + VW * v);
+                            for (int i = 0; i < BSR_RB; ++i) {
+                                a[i] = vload(at + (int64_t)(q + i) * lda + VW * v);
+                                in_register(a[i]);
+                            }
                             UNROLL
-                            for (int j = 0; j < BSR_CB; ++j) x[j] = vload(xt + (int64_t)(c + j) * ldx + VW * v);
+                            for (int j = 0; j < BSR_CB; ++j) {
+                                x[j] = vload(xt + (int64_t)(c + j) * ldx + VW * v);
+                                in_register(x[j]);
+                            }
                             UNROLL
                             for (int i = 0; i < BSR_RB; ++i)
                                 UNROLL
