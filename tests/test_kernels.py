@@ -390,6 +390,25 @@ def test_inference_paths_equal_the_reference_at_every_batch(shape, tile, p_intra
         assert layer.execution_path(torch.zeros(1, n_in)) == "infer"
 
 
+@needs_native
+def test_inference_rechecks_parameters_changed_after_a_call():
+    """Eager inference checks a layer's parameters again whenever they are not the ones it last
+    checked: a change in place is used, and a tensor swapped in with the wrong size is an error,
+    never a read past its end."""
+    layer = _layer(64, 64).eval()
+    x = torch.randn(1, 64)
+    with torch.inference_mode():
+        layer(x)
+        with torch.no_grad():
+            layer.packed.values.mul_(2)
+        with reference_mode():
+            ref = layer(x)
+        torch.testing.assert_close(layer(x), ref, rtol=1e-5, atol=1e-5)
+        layer.packed.values.data = torch.randn(3)
+        with pytest.raises(G2GError, match="values must be 1-D with at least"):
+            layer(x)
+
+
 def test_no_path_keeps_a_stale_weight_after_a_fused_optimizer_step():
     """A fused optimizer step changes the parameters without moving their version counters, so no
     path may cache anything derived from the weights (a cached dense weight once did)."""
