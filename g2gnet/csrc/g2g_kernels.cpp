@@ -250,6 +250,22 @@ static void csr_spmm(int64_t nrows, int64_t Bp, int64_t chunk, const int64_t* ro
     }
 }
 
+// Where thread t of nt starts in rows [0, n] split by their entries (ptr: a row pointer): the first row
+// before which share t / nt of all entries lie. Tile rows hold a random number of tiles (a binomial
+// count): split by count of rows, one thread had up to ~5% more work than the other (by entries: the
+// tile products 1.03-1.07x at 2048 wide, tiles 32; the whole layer within noise).
+static inline int64_t split_rows(const int64_t* ptr, int64_t n, int t, int nt) {
+    if (t <= 0) return 0;
+    if (t >= nt) return n;
+    const int64_t target = ptr[0] + (ptr[n] - ptr[0]) * t / nt;
+    int64_t lo = 0, hi = n;
+    while (lo < hi) {
+        const int64_t mid = (lo + hi) / 2;
+        if (ptr[mid] < target) lo = mid + 1; else hi = mid;
+    }
+    return lo;
+}
+
 // ---- BSR rows: 4 output rows share every loaded X vector (4 FMAs per load) --------------------------
 // Weight (i, c) of the 4-row slab starting at row q of a tile is wt[(q + i) * si + c * sc]: (T, 1) reads
 // the tile as stored, (1, T) reads it transposed (the input gradient, no copy of the values).
@@ -805,9 +821,8 @@ void g2g_bsr_spmm(int64_t nrows, int64_t Bp, int T, int transposed, const int64_
     #pragma omp parallel num_threads(nthreads)
     {
         const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-        const int64_t quads = nrows / 4;
-        const int64_t q0 = quads * t / nt, q1 = quads * (t + 1) / nt;
         const int64_t qpt = T / 4;  // quads per tile row
+        const int64_t q0 = split_rows(trowptr, nrows / T, t, nt) * qpt, q1 = split_rows(trowptr, nrows / T, t + 1, nt) * qpt;
         for (int64_t qb = q0; qb < q1;) {
             const int64_t tr = qb / qpt, qe = (tr + 1) * qpt < q1 ? (tr + 1) * qpt : q1;
             const int64_t t0 = trowptr[tr], n = trowptr[tr + 1] - t0;
@@ -846,7 +861,7 @@ void g2g_bsr_sddmm(int64_t ntrows, int64_t Bp, int T, const int64_t* trowptr, co
     #pragma omp parallel num_threads(nthreads)
     {
         const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-        const int64_t tr0 = ntrows * t / nt, tr1 = ntrows * (t + 1) / nt;
+        const int64_t tr0 = split_rows(trowptr, ntrows, t, nt), tr1 = split_rows(trowptr, ntrows, t + 1, nt);
         const int64_t nv = Bp / VW;
         for (int64_t tr = tr0; tr < tr1; ++tr)
             for (int64_t k = trowptr[tr]; k < trowptr[tr + 1]; ++k) {
