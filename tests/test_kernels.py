@@ -97,6 +97,19 @@ def test_transposed_gather_and_untranspose(batch, n):
 
 
 @needs_native
+@pytest.mark.parametrize("threads", [1, 3, 16])
+def test_tiles_at_every_thread_count(threads):
+    """The tile products split their tile rows over the threads by tiles: any thread count,
+    including more threads than tile rows (8 here), gives the reference's values and gradients."""
+    prev = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        _check(_layer(64, 64, tile=8, p_inter=0.3), (19, 64))
+    finally:
+        torch.set_num_threads(prev)
+
+
+@needs_native
 @pytest.mark.parametrize("shape", [(200, 1024), (36, 64), (4, 16)])
 def test_csr_transpose_at_every_thread_count(shape):
     """The input gradient's transposed pattern (column ranges built in parallel, blocks of columns
