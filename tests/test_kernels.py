@@ -3,6 +3,8 @@ gradients; the ops check their arguments, pass opcheck, compile and run under au
 
 from __future__ import annotations
 
+import platform
+import shutil
 import subprocess
 import sys
 
@@ -94,6 +96,18 @@ def test_transposed_gather_and_untranspose(batch, n):
         assert torch.equal(ops.gather_t(x.T.contiguous().T, perm, bp)[:, :batch], xs[:, :batch])  # a transposed view
     t = torch.randn(n, ops.row_stride(bp), generator=g)[:, :bp]
     assert torch.equal(ops._untransposed(t, batch), t[:, :batch].T)
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64") or shutil.which("g++") is None,
+                    reason="x86-64 targets and g++ needed")
+@pytest.mark.parametrize("arch", ["x86-64", "haswell", "skylake-avx512"])
+def test_kernels_compile_for_every_vector_width(arch):
+    """The kernel source builds for 4-, 8- and 16-float vectors (SSE2, AVX2, AVX-512) whatever this
+    machine has: its code paths differ by width, and a machine of another kind builds its own
+    (an AVX-512 build once failed on a cast of an 8-float vector)."""
+    proc = subprocess.run(["g++", "-fsyntax-only", f"-march={arch}", "-fopenmp", "-std=c++17", str(native.SOURCE)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
 
 
 @needs_native

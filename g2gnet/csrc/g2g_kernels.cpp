@@ -504,7 +504,10 @@ static inline float sparse_dot(int64_t kb, int64_t ke, const I* cols, const floa
         k += 8;
     }
     a = _mm256_add_ps(a, b);
-    float s = hsum((vf)a);
+    // hsum's tree on this 8-float vector (vf is 16 floats wide in an AVX-512 build)
+    const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    float s = _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)));
     for (; k < ke; ++k) s += vals[k] * x[cols[k]];
     return s;
 }
