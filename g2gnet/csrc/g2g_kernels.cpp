@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <omp.h>
+#include <algorithm>
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
@@ -257,13 +258,7 @@ static void csr_spmm(int64_t nrows, int64_t Bp, int64_t chunk, const int64_t* ro
 static inline int64_t split_rows(const int64_t* ptr, int64_t n, int t, int nt) {
     if (t <= 0) return 0;
     if (t >= nt) return n;
-    const int64_t target = ptr[0] + (ptr[n] - ptr[0]) * t / nt;
-    int64_t lo = 0, hi = n;
-    while (lo < hi) {
-        const int64_t mid = (lo + hi) / 2;
-        if (ptr[mid] < target) lo = mid + 1; else hi = mid;
-    }
-    return lo;
+    return std::lower_bound(ptr, ptr + n, ptr[0] + (ptr[n] - ptr[0]) * t / nt) - ptr;
 }
 
 // ---- BSR rows: 4 output rows share every loaded X vector (4 FMAs per load) --------------------------
@@ -388,14 +383,8 @@ static void csr_transpose(int64_t nrows, int64_t ncols, const int64_t* rowptr, c
         if (c0 < c1) {
             int64_t* cur = new int64_t[nrows + TR_CB];
             int64_t* wpos = cur + nrows;
-            for (int64_t r = 0; r < nrows; ++r) {  // each row's first entry in a column >= c0
-                int64_t lo = rowptr[r], hi = rowptr[r + 1];
-                while (lo < hi) {
-                    const int64_t mid = (lo + hi) / 2;
-                    if (cols[mid] < c0) lo = mid + 1; else hi = mid;
-                }
-                cur[r] = lo;
-            }
+            for (int64_t r = 0; r < nrows; ++r)  // each row's first entry in a column >= c0
+                cur[r] = std::lower_bound(cols + rowptr[r], cols + rowptr[r + 1], c0) - cols;
             for (int64_t b0 = c0; b0 < c1; b0 += TR_CB) {
                 const int64_t b1 = b0 + TR_CB < c1 ? b0 + TR_CB : c1;
                 for (int64_t c = b0; c < b1; ++c) wpos[c - b0] = colptr[c];

@@ -438,7 +438,7 @@ class _InferPlan:
         if not (c is not None and intra is c[0] and values is c[1] and bias is c[2] and intra._version == c[3]
                 and values._version == c[4] and intra.data_ptr() == c[5] and values.data_ptr() == c[6]
                 and (bias is None or (bias._version == c[7] and bias.data_ptr() == c[8]))):
-            self._check_params(intra, values, bias)
+            self._check_weights(intra, values, bias)
             a.intra, a.vals, a.bias = intra.data_ptr(), values.data_ptr(), None if bias is None else bias.data_ptr()
             self.checked = (intra, values, bias, intra._version, values._version, intra.data_ptr(), values.data_ptr(),
                             None if bias is None else bias._version, None if bias is None else bias.data_ptr())
@@ -449,14 +449,18 @@ class _InferPlan:
         self.fn(self.ref)
         return y
 
-    def _check_params(self, intra: Tensor, values: Tensor, bias: Tensor | None) -> None:
+    def _check_weights(self, intra: Tensor, values: Tensor, bias: Tensor | None) -> None:
+        """The op boundary's checks of the parameters (``_check_params`` and the bias's), the common
+        passing case tested first in one expression."""
         lay = self.lay
         if not (intra.dtype is torch.float32 and intra.shape == self.intra_shape and intra.is_contiguous()
                 and values.dtype is torch.float32 and values.dim() == 1 and values.shape[0] >= lay.n_values
                 and values.is_contiguous() and intra.is_cpu and values.is_cpu
                 and (bias is None or (bias.dtype is torch.float32 and bias.shape == self.bias_shape and bias.is_cpu
                                       and bias.is_contiguous()))):
-            _check_args(torch.empty(1, lay.n_in), intra, values, bias, lay, layout=False)  # names what is wrong
+            _check_params(intra, values, lay)  # names what is wrong
+            if bias is not None:
+                _check("bias", bias, torch.float32, (lay.n_out,))
             raise G2GError("g2gnet op: a parameter does not match its layout")
 
 
