@@ -5,7 +5,7 @@ timed at the given batch sizes, interleaved (median µs, the first variant's tim
 other's per pair, median [min-max]).
 
     git show f0911a7:g2gnet/csrc/g2g_kernels.cpp > /tmp/old.cpp
-    python benchmarks/infer_ab.py old:/tmp/old.cpp new: [--width 1024] [--batches 1,8] [--model] [--reps 15]
+    python benchmarks/infer_ab.py old:/tmp/old.cpp new: [--width 1024] [--tiles 32] [--batches 1,8] [--model] [--reps 15]
 
 A variant is NAME:[SOURCE][@FLAGS] (benchmarks/variants.py).
 """
@@ -24,13 +24,14 @@ parser = argparse.ArgumentParser()
 parser.add_argument("variants", nargs="+", help="NAME:[SOURCE][@FLAGS] (benchmarks/variants.py), the first is the baseline")
 parser.add_argument("--width", type=int, default=1024, help="layer width (in = out)")
 parser.add_argument("--batches", default="1,8", help="comma-separated batch sizes")
+parser.add_argument("--tiles", type=int, default=1, help="inter-ensemble tile size of the layer (1: element-wise)")
 parser.add_argument("--model", action="store_true", help="the whole Fashion-MNIST g2g-mixer instead of one layer")
 parser.add_argument("--reps", type=int, default=15, help="interleaved repeats")
 args = parser.parse_args()
 torch.set_num_threads(2)
 variants = build(args.variants)
 
-model = g2gnet.build_model("g2g-mixer", 784, 10).eval() if args.model else sparse_layer(args.width, 1).eval()
+model = g2gnet.build_model("g2g-mixer", 784, 10).eval() if args.model else sparse_layer(args.width, args.tiles).eval()
 layers = [m for m in model.modules() if isinstance(m, g2gnet.SparseLinear)]
 n_in = 784 if args.model else args.width
 

@@ -418,6 +418,24 @@ def test_inference_paths_equal_the_reference_at_every_batch(shape, tile, p_intra
 
 
 @needs_native
+def test_inference_with_32_bit_column_indices_equals_the_reference():
+    """Layers wider than 32767 index their CSR entries with int32: the same kernels on a small layer
+    whose indices are widened (batch 1 reads a row's last entries as a masked vector of 8)."""
+    layer = _layer(200, 72, p_intra=0.8).eval()
+    packed = layer.packed
+    assert packed.cols.dtype == torch.int16
+    packed.cols = packed.cols.to(torch.int32)
+    packed._invalidate()
+    assert packed.layout.index_bytes == 4
+    for batch in (1, 2, 5, 8, 16, 64):
+        x = torch.randn(batch, 200)
+        with torch.inference_mode():
+            with reference_mode():
+                ref = layer(x)
+            torch.testing.assert_close(layer(x), ref, rtol=1e-5, atol=1e-5)
+
+
+@needs_native
 def test_inference_rechecks_parameters_changed_after_a_call():
     """Eager inference checks a layer's parameters again whenever they are not the ones it last
     checked: a change in place is used, and a tensor swapped in with the wrong size is an error,

@@ -410,13 +410,20 @@ static void csr_transpose(int64_t nrows, int64_t ncols, const int64_t* rowptr, c
 // with all B samples in registers. Two copies of the sorted input: rows [B, n_in] (contiguous along
 // the input: dot products with block rows and tile rows) and columns [n_in, NB] (the B samples of one
 // input together: one load per nonzero of the CSR part). Rows are split statically over the threads.
-static inline float dot(const float* w, const float* x, int64_t n) {
-    vf a = vbcast(0.f), b = vbcast(0.f);
+// The dot product of w and x (n floats) as a vector of partial sums (lane 0 takes the scalar tail): four
+// chains (one would wait on each FMA's latency), reduced with other rows' vectors (reduce) by the caller.
+static inline vf dot_vec(const float* w, const float* x, int64_t n) {
+    vf a0 = vbcast(0.f), a1 = a0, a2 = a0, a3 = a0;
     int64_t c = 0;
-    for (; c + 2 * VW <= n; c += 2 * VW) { a += vload(w + c) * vload(x + c); b += vload(w + c + VW) * vload(x + c + VW); }
-    if (c + VW <= n) { a += vload(w + c) * vload(x + c); c += VW; }
-    float s = hsum(a + b);
-    for (; c < n; ++c) s += w[c] * x[c];
+    for (; c + 4 * VW <= n; c += 4 * VW) {
+        a0 += vload(w + c) * vload(x + c); a1 += vload(w + c + VW) * vload(x + c + VW);
+        a2 += vload(w + c + 2 * VW) * vload(x + c + 2 * VW); a3 += vload(w + c + 3 * VW) * vload(x + c + 3 * VW);
+    }
+    for (; c + VW <= n; c += VW) a0 += vload(w + c) * vload(x + c);
+    vf s = (a0 + a1) + (a2 + a3);
+    float t = 0.f;
+    for (; c < n; ++c) t += w[c] * x[c];
+    s[0] += t;
     return s;
 }
 
@@ -427,18 +434,6 @@ typedef uint8_t vbu __attribute__((vector_size(VW), aligned(1), may_alias));
 // (NB independent chains; the row is read once). m: the block's mask bytes (0/1), or null.
 template <int NB>
 static inline void block_row(const float* w, const uint8_t* m, const float* x, int64_t ldx, int64_t n, float* acc) {
-    if constexpr (NB == 1) {  // one sample: four chains (one would wait on each FMA's latency)
-        if (!m) {
-            vf a0 = vbcast(0.f), a1 = a0, a2 = a0, a3 = a0;
-            int64_t c = 0;
-            for (; c + 4 * VW <= n; c += 4 * VW) {
-                a0 += vload(w + c) * vload(x + c); a1 += vload(w + c + VW) * vload(x + c + VW);
-                a2 += vload(w + c + 2 * VW) * vload(x + c + 2 * VW); a3 += vload(w + c + 3 * VW) * vload(x + c + 3 * VW);
-            }
-            acc[0] += hsum((a0 + a1) + (a2 + a3)) + dot(w + c, x + c, n - c);
-            return;
-        }
-    }
     vf a[NB];
     UNROLL
     for (int b = 0; b < NB; ++b) a[b] = vbcast(0.f);
@@ -459,8 +454,8 @@ static inline void block_row(const float* w, const uint8_t* m, const float* x, i
 
 #if defined(__AVX2__)
 #include <immintrin.h>
-// sum_k vals[k] * x[cols[k]] for kb <= k < ke (batch 1): the x values loaded one by one into vectors
-// (AVX2 gathers were slower here: 0.88x on Zen 3), the values a vector at a time.
+// x[c[0..8)] as a vector (batch 1): the x values loaded one by one (AVX2 gathers were slower here: 0.88x
+// on Zen 3).
 template <typename I>
 static inline __m256 gather8(const float* x, const I* c) {
     const __m128 lo = _mm_set_ps(x[c[3]], x[c[2]], x[c[1]], x[c[0]]);
@@ -480,8 +475,12 @@ inline __m256 gather8<int16_t>(const float* x, const int16_t* c) {
     return _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1);
 }
 
+// sum_k vals[k] * x[cols[k]] for kb <= k < ke (batch 1) as a vector of partial sums, reduced with other
+// rows' vectors by the caller. A row's last < 8 nonzeros are one masked vector while 8 entries from kb on
+// exist (nnz: the entries in all): the next row's indices are valid, and the lanes past ke are zeroed
+// after the gather (a serial scalar tail cost ~10 cycles a row, at ~135 nonzeros a row).
 template <typename I>
-static inline float sparse_dot(int64_t kb, int64_t ke, const I* cols, const float* vals, const float* x) {
+static inline vf sparse_vec(int64_t kb, int64_t ke, int64_t nnz, const I* cols, const float* vals, const float* x) {
     __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
     int64_t k = kb;
     for (; k + 16 <= ke; k += 16) {
@@ -492,17 +491,28 @@ static inline float sparse_dot(int64_t kb, int64_t ke, const I* cols, const floa
         a = _mm256_fmadd_ps(_mm256_loadu_ps(vals + k), gather8(x, cols + k), a);
         k += 8;
     }
+    float t = 0.f;
+    if (k < ke && k + 8 <= nnz) {
+        const __m256 m = _mm256_castsi256_ps(
+            _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(ke - k)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+        b = _mm256_fmadd_ps(_mm256_and_ps(_mm256_loadu_ps(vals + k), m), _mm256_and_ps(gather8(x, cols + k), m), b);
+    } else {
+        for (; k < ke; ++k) t += vals[k] * x[cols[k]];
+    }
     a = _mm256_add_ps(a, b);
-    // hsum's tree on this 8-float vector (vf is 16 floats wide in an AVX-512 build)
-    const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-    const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-    float s = _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)));
-    for (; k < ke; ++k) s += vals[k] * x[cols[k]];
+#if VW == 8
+    vf s = (vf)a;
+#else  // an AVX-512 build: the 8 floats in the low half
+    typedef float h8 __attribute__((vector_size(32)));
+    const h8 a8 = (h8)a, z8 = {};
+    vf s = __builtin_shufflevector(a8, z8, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+#endif
+    s[0] += t;
     return s;
 }
 #else
 template <typename I>
-static inline float sparse_dot(int64_t kb, int64_t ke, const I* cols, const float* vals, const float* x) {
+static inline vf sparse_vec(int64_t kb, int64_t ke, int64_t, const I* cols, const float* vals, const float* x) {
     float a0 = 0.f, a1 = 0.f, a2 = 0.f, a3 = 0.f;  // four chains: the adds' latency is not the limit
     int64_t k = kb;
     for (; k + 4 <= ke; k += 4) {
@@ -510,7 +520,9 @@ static inline float sparse_dot(int64_t kb, int64_t ke, const I* cols, const floa
         a2 += vals[k + 2] * x[cols[k + 2]]; a3 += vals[k + 3] * x[cols[k + 3]];
     }
     for (; k < ke; ++k) a0 += vals[k] * x[cols[k]];
-    return (a0 + a1) + (a2 + a3);
+    vf s = vbcast(0.f);
+    s[0] = (a0 + a1) + (a2 + a3);
+    return s;
 }
 #endif
 
@@ -680,6 +692,47 @@ static inline void tile_samples(const float* w, const float* xc, int T, float* a
     }
 }
 
+// Batch 1: VW rows at a time, each row's sums (block row, tiles or CSR entries) kept as one vector and
+// the VW vectors reduced together (reduce: VW - 1 shuffles and adds instead of a tree per row and part).
+template <typename I>
+static void infer_rows1(int64_t r0, int64_t r1, int64_t og, int64_t ig, const float* intra, const uint8_t* bmask,
+                        int T, const int64_t* rowptr, const I* cols, int64_t nnz, const float* vals,
+                        const float* bias, const int64_t* out_perm, const float* x, float* y) {
+    for (int64_t r = r0; r < r1; r += VW) {
+        const int n = r1 - r < VW ? (int)(r1 - r) : VW;
+        vf a[VW];
+        UNROLL
+        for (int m = 0; m < VW; ++m) a[m] = vbcast(0.f);
+        for (int m = 0; m < n; ++m) {
+            const int64_t row = r + m;
+            vf s = vbcast(0.f);
+            if (og) {
+                const int64_t g = row / og;
+                if (bmask) {
+                    float t = 0.f;
+                    block_row<1>(intra + row * ig, bmask + row * ig, x + g * ig, 0, ig, &t);
+                    s[0] = t;
+                } else {
+                    s = dot_vec(intra + row * ig, x + g * ig, ig);
+                }
+            }
+            if (T) {
+                const int64_t tr = row / T, q = row - tr * T;
+                for (int64_t t = rowptr[tr]; t < rowptr[tr + 1]; ++t)
+                    s += dot_vec(vals + t * T * T + q * T, x + (int64_t)cols[t] * T, T);
+            } else {
+                s += sparse_vec(rowptr[row], rowptr[row + 1], nnz, cols, vals, x);
+            }
+            a[SLOT[m]] = s;
+        }
+        const vf sums = reduce(a);
+        for (int m = 0; m < n; ++m) {
+            const int64_t d = out_perm ? out_perm[r + m] : r + m;
+            y[d] = sums[m] + (bias ? bias[d] : 0.f);
+        }
+    }
+}
+
 template <int NB, typename I>
 static void infer_rows(int64_t B, int64_t r0, int64_t r1, int64_t n_in, int64_t og, int64_t ig, const float* intra,
                        const uint8_t* bmask, int T, const int64_t* rowptr, const I* cols, const float* vals,
@@ -704,11 +757,8 @@ static void infer_rows(int64_t B, int64_t r0, int64_t r1, int64_t n_in, int64_t 
             for (int64_t t = rowptr[tr]; t < rowptr[tr + 1]; ++t) {
                 const float* w = vals + t * T * T + q * T;
                 const int64_t c0 = (int64_t)cols[t] * T;
-                if constexpr (NB == 1) acc[0] += dot(w, xr + c0, T);
-                else tile_samples<NB>(w, xc + c0 * NB, T, acc);
+                tile_samples<NB>(w, xc + c0 * NB, T, acc);
             }
-        } else if (NB == 1) {
-            acc[0] += sparse_dot(rowptr[r], rowptr[r + 1], cols, vals, xc);
         } else {
             csr_samples<NB>(rowptr[r], rowptr[r + 1], cols, vals, xc, acc);
         }
@@ -987,8 +1037,16 @@ void g2g_infer(int64_t B, const float* x, int64_t ldx, const int64_t* in_perm, i
 #define ROWS(N, I) infer_rows<N, I>(B, r0, r1, n_in, og, ig, intra, block_mask, T, rowptr, (const I*)cols, vals, \
                                     bias, out_perm, xr, ldr, xc, y, ldy)
 #define BY_INDEX(N) if (index_bytes == 2) ROWS(N, int16_t); else ROWS(N, int32_t)
+        const int64_t nnz = T ? 0 : rowptr[n_out];
         switch (NB) {
-            case 1: BY_INDEX(1); break;
+            case 1:
+                if (index_bytes == 2 && !T)
+                    infer_rows1<int16_t>(r0, r1, og, ig, intra, block_mask, T, rowptr, (const int16_t*)cols, nnz, vals,
+                                         bias, out_perm, xr, y);
+                else
+                    infer_rows1<int32_t>(r0, r1, og, ig, intra, block_mask, T, rowptr, (const int32_t*)cols, nnz, vals,
+                                         bias, out_perm, xr, y);
+                break;
             case 2: BY_INDEX(2); break;
             case 4: BY_INDEX(4); break;
             case 8: BY_INDEX(8); break;
