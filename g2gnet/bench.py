@@ -5,7 +5,9 @@ training epochs of any configuration against dense at its widths (``epoch_speed`
 
 Every row reports one statistic, the median repeat of interleaved pairs (``timing.STATISTIC``):
 the speed-up shown is always dense time / G2G time of the two times shown. The raw times and the
-conditions (device, threads, dtype, shapes, code version) are stored with the numbers.
+conditions (device, threads, dtype, shapes, code version, allocator) are stored with the numbers.
+Dense runs as in plain PyTorch: the bench keeps g2gnet from changing glibc's allocator in its process
+(``malloc.keep_defaults``), which would slow dense training (G2G's own speed is the same either way).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import malloc
 from .bench_config import DTYPES, PATHS, TRAIN_MODES, BenchConfig
 from .config import Config, ModelConfig, TrainConfig
 from .data.datasets import dataset_info
@@ -268,6 +271,9 @@ def run(cfg: BenchConfig, json_path: Path | None = None, data_dir: str | None = 
     """The whole ``g2g bench``: the layer and model tables, the epochs of ``cfg.epoch_models`` and
     ``cfg.epoch_configs``; everything in ``json_path``, the epoch-speed document in ``epoch_json``."""
     resolve_device(cfg.device)
+    # Dense as plain PyTorch runs it: g2gnet's process-wide allocator setting (g2gnet.malloc) maps a
+    # dense layer's large gradients afresh at every step, ~10% of its training time at 2048 wide.
+    plain = malloc.keep_defaults()
     for path in (json_path, epoch_json):  # fail before the long part
         if path is not None and not path.parent.is_dir():
             raise G2GError(f"directory {path.parent} of {path} does not exist")
@@ -275,6 +281,9 @@ def run(cfg: BenchConfig, json_path: Path | None = None, data_dir: str | None = 
     if not jobs and (epoch_json is not None or cfg.epoch_models or cfg.epoch_configs):
         raise G2GError("no epochs to time: give --epoch or --epoch-config configurations other than dense "
                        "(dense is the baseline of every epoch row)")
+    if not plain and verbose:
+        print("g2g bench: g2gnet changed glibc's allocator in this process before the bench (a sparse layer "
+              "was built): dense training is slower here than in plain PyTorch (g2gnet.malloc)", file=sys.stderr)
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     contests = [layer_contest(w, cfg) for w in cfg.widths] if "layer" in cfg.tables else []
@@ -284,7 +293,7 @@ def run(cfg: BenchConfig, json_path: Path | None = None, data_dir: str | None = 
     # and training in a process that ran inference_mode once failed (issue 16 item 3).
     training = [training_rows(c, cfg) for c in contests]
     result: dict = {"kind": "bench", "machine": environment(cfg.device), "config": cfg.to_dict(),
-                    "statistic": STATISTIC}
+                    "statistic": STATISTIC, "allocator": malloc.describe()}
     if jobs:
         log = (lambda line: print(line, file=sys.stderr)) if verbose else None
         result["epochs"] = bench_epochs(jobs, cfg, data_dir, log=log)

@@ -10,8 +10,19 @@ steps beyond what is live (training a 784-4096³-10 g2g-mixer: 0.39-0.40 of dens
   larger blocks are mapped and returned at ``free``. It is a process-wide allocator setting:
   g2gnet applies it once, when the first sparse layer is built, unless the user set
   ``MALLOC_MMAP_THRESHOLD_`` (theirs wins) or ``G2G_MALLOC=0``. Measured on the 2-core Zen 3
-  machine: peak 0.34 of dense (241 / 706 MiB) instead of 0.39, and the G2G layer's training step
-  no slower (2048 wide, fwd+bwd 25-26 ms against 29-33 ms without; dense unchanged).
+  machine: peak 0.34 of dense (241 / 706 MiB) instead of 0.39.
+  A fixed mmap threshold also fixes glibc's trim threshold (the free memory at the top of the heap
+  that is given back at ``free``) at its initial 128 KiB, so that every step's freed 1-4 MiB
+  buffers went back to the kernel and were faulted in again at the next step (2048 wide, tiles 32,
+  forward + backward: ~1,250 page faults a step, 16.7 ms); it is set to 32 MiB
+  (``M_TRIM_THRESHOLD``; ``MALLOC_TRIM_THRESHOLD_`` set by the user wins): ~100 faults, 13.5-14 ms,
+  as fast as without the setting (``python benchmarks/fair_baseline.py g2g g2g-plain``: 0.96-1.02),
+  perf-memory's peak unchanged (0.34).
+  Process-wide means it reaches dense layers too: a dense layer's weight gradient of 4 MiB or more
+  is then mapped afresh and faulted in at every step (2048 wide: 4,097 faults a step, training
+  ~10% slower than in a process without g2gnet: ``python benchmarks/fair_baseline.py dense-plain
+  dense-in-g2g``). Benchmarks therefore call ``keep_defaults()`` first: ``g2g bench`` times dense
+  as plain PyTorch runs it.
 - ``trim()``: ``malloc_trim(0)`` returns every free page now; called where g2gnet itself freed many
   temporaries (after building a model, after a DST update).
 - ``huge(t)``: asks for 2 MiB pages on a fresh buffer of 4 MiB or more (the native ops' outputs:
@@ -20,7 +31,7 @@ steps beyond what is live (training a 784-4096³-10 g2g-mixer: 0.39-0.40 of dens
   without, 2,229 with, the step 2-4% faster (noisy); perf-memory's peak unchanged (0.31 / 0.30).
   ``G2G_HUGEPAGES=0`` (read at import) turns it off.
 
-All three are no-ops where glibc is not the allocator.
+All of them are no-ops where glibc is not the allocator.
 """
 
 from __future__ import annotations
@@ -36,7 +47,8 @@ if TYPE_CHECKING:
     from torch import Tensor
 
 MMAP_THRESHOLD = 4 << 20  # bytes: blocks from this size on are mapped, and unmapped at free
-_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
+TRIM_THRESHOLD = 32 << 20  # bytes of free heap top kept mapped: a step's freed blocks below MMAP_THRESHOLD
+_M_MMAP_THRESHOLD, _M_TRIM_THRESHOLD = -3, -1  # glibc's mallopt parameter numbers
 _MADV_HUGEPAGE = 14  # Linux's madvise advice number
 
 try:
@@ -48,12 +60,13 @@ try:
 except (OSError, AttributeError):  # not glibc
     _trim = _mallopt = _madvise = None
 
-_limited = False
+_limited = False  # limit_retention has run (or keep_defaults forbade it)
+_applied = False  # g2gnet changed the thresholds in this process
 
 
 def limit_retention() -> None:
-    """Set glibc's mmap threshold to ``MMAP_THRESHOLD`` once per process (see the module doc)."""
-    global _limited
+    """Set glibc's mmap and trim thresholds once per process (see the module doc)."""
+    global _limited, _applied
     if _limited:
         return
     _limited = True
@@ -62,6 +75,29 @@ def limit_retention() -> None:
     if not switch("G2G_MALLOC", True):
         return
     _mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+    if "MALLOC_TRIM_THRESHOLD_" not in os.environ:
+        _mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+    _applied = True
+
+
+def keep_defaults() -> bool:
+    """Leave glibc's allocator as it is for the rest of this process (``limit_retention`` does
+    nothing after it): a benchmark's dense baseline then runs as in plain PyTorch. False if g2gnet
+    has already changed the thresholds in this process (a sparse layer was built before)."""
+    global _limited
+    _limited = True
+    return not _applied
+
+
+def describe() -> str:
+    """The allocator settings of this process, as benchmarks record them."""
+    if _mallopt is None:
+        return "not glibc"
+    if _applied:
+        return (f"g2gnet's: mmap threshold {MMAP_THRESHOLD >> 20} MiB, trim threshold "
+                + ("the user's" if "MALLOC_TRIM_THRESHOLD_" in os.environ else f"{TRIM_THRESHOLD >> 20} MiB"))
+    user = [k for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_") if k in os.environ]
+    return "glibc's defaults" + (f" with the user's {', '.join(user)}" if user else "")
 
 
 def trim() -> None:

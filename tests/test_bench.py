@@ -160,6 +160,8 @@ def test_whole_bench_cli_with_inference_rows(tmp_path):
     assert "median repeat" in r.stdout and "| 256x256 tile 1 float32 | inference | 128 |" in r.stdout
     doc = json.loads(out.read_text())
     assert doc["kind"] == "bench" and doc["models"] == [] and doc["statistic"] == STATISTIC
+    # dense timed as plain PyTorch runs it: g2gnet's allocator setting kept out of the bench's process
+    assert doc["allocator"] in ("glibc's defaults", "not glibc") and "allocator" not in r.stderr
     layer = doc["layers"][0]
     assert layer["width"] == 256 and [e["batch"] for e in layer["inference"]] == [64, 128]
     assert doc["machine"]["git_sha"] is None or len(doc["machine"]["git_sha"]) == 40

@@ -230,21 +230,51 @@ def test_first_forward_under_inference_mode_then_train_save_and_load(batch):
 
 def test_the_first_sparse_layer_limits_heap_retention_once_unless_the_user_chose(monkeypatch):
     """g2gnet.malloc.limit_retention: glibc's mmap threshold set once per process, when a sparse
-    weight is first built; MALLOC_MMAP_THRESHOLD_ (the user's own setting) or G2G_MALLOC=0 keep it off."""
+    weight is first built, and the trim threshold with it (a fixed mmap threshold leaves it at 128 KiB);
+    MALLOC_MMAP_THRESHOLD_ (the user's own setting) or G2G_MALLOC=0 keep both off, MALLOC_TRIM_THRESHOLD_
+    the trim threshold."""
     from g2gnet import malloc
 
     calls = []
     monkeypatch.setattr(malloc, "_mallopt", lambda param, value: calls.append((param, value)))
-    for env, want in (({}, [(-3, 4 << 20)]), ({"MALLOC_MMAP_THRESHOLD_": "65536"}, []), ({"G2G_MALLOC": "0"}, [])):
+    for env, want in (({}, [(-3, 4 << 20), (-1, 32 << 20)]), ({"MALLOC_MMAP_THRESHOLD_": "65536"}, []),
+                      ({"G2G_MALLOC": "0"}, []), ({"MALLOC_TRIM_THRESHOLD_": "65536"}, [(-3, 4 << 20)])):
         calls.clear()
         monkeypatch.setattr(malloc, "_limited", False)
+        monkeypatch.setattr(malloc, "_applied", False)
         monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+        monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
         monkeypatch.delenv("G2G_MALLOC", raising=False)
         for k, v in env.items():
             monkeypatch.setenv(k, v)
         SparseLinear(8, 8)
         SparseLinear(8, 8)  # once per process
         assert calls == want, (env, calls)
+
+
+def test_keep_defaults_leaves_the_allocator_to_glibc_for_the_rest_of_the_process(monkeypatch):
+    """g2gnet.malloc.keep_defaults (benchmarks: dense as plain PyTorch runs it): no sparse layer built
+    afterwards changes the thresholds; it says False when g2gnet had already changed them."""
+    from g2gnet import malloc
+
+    calls = []
+    monkeypatch.setattr(malloc, "_mallopt", lambda param, value: calls.append((param, value)))
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    monkeypatch.delenv("G2G_MALLOC", raising=False)
+    monkeypatch.setattr(malloc, "_limited", False)
+    monkeypatch.setattr(malloc, "_applied", False)
+    assert malloc.keep_defaults() is True
+    SparseLinear(8, 8)
+    assert calls == [] and malloc.describe() == "glibc's defaults"
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
+    assert malloc.describe() == "glibc's defaults with the user's MALLOC_TRIM_THRESHOLD_"
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_")
+    monkeypatch.setattr(malloc, "_limited", False)
+    SparseLinear(8, 8)
+    assert calls == [(-3, 4 << 20), (-1, 32 << 20)]
+    assert malloc.keep_defaults() is False
+    assert malloc.describe() == "g2gnet's: mmap threshold 4 MiB, trim threshold 32 MiB"
 
 
 def test_large_step_buffers_ask_for_huge_pages_on_their_whole_2mib_pages(monkeypatch):
