@@ -19,9 +19,12 @@ from pathlib import Path
 
 import torch
 
+from g2gnet import malloc
 from g2gnet.bench import sparse_layer
 from g2gnet.kernels import dispatch, reference_mode
 from g2gnet.runs import environment
+
+malloc.keep_defaults()  # dense as plain PyTorch runs it: no g2gnet allocator setting (g2gnet.malloc)
 
 
 def _time(f, calls: int) -> float:

@@ -19,8 +19,11 @@ import types
 import torch
 
 import g2gnet
+from g2gnet import malloc
 from g2gnet.kernels import dispatch
 from g2gnet.layers import SparseLinear
+
+malloc.keep_defaults()  # dense as plain PyTorch runs it: no g2gnet allocator setting (g2gnet.malloc)
 
 parser = argparse.ArgumentParser()
 parser.add_argument("commit", help="the commit whose dispatch.py and ops.py are the old side")

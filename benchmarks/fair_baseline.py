@@ -20,8 +20,8 @@ import resource
 import statistics
 import time
 
-WORKLOADS = ["layer 2048 fwd+bwd", "layer 2048 tiles32 fwd+bwd", "mlp 784-1024x3 train step b256",
-             "layer 2048 infer b256", "mlp 784-1024x3 infer b256"]
+WORKLOADS = ["layer 2048 fwd+bwd", "layer 2048 tiles32 fwd+bwd", "layer 4096 fwd+bwd", "layer 4096 tiles32 fwd+bwd",
+             "mlp 784-1024x3 train step b256", "layer 2048 infer b256", "mlp 784-1024x3 infer b256"]
 
 
 def _worker(kind: str, conn) -> None:
@@ -41,7 +41,7 @@ def _worker(kind: str, conn) -> None:
     calls = {}
     for name in WORKLOADS:
         if name.startswith("layer"):
-            w = 2048
+            w = int(name.split()[1])
             m = sparse_layer(w, 32 if "tiles" in name else 1) if sparse else torch.nn.Linear(w, w)
             if "infer" in name:
                 m.eval()

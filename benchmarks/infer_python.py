@@ -12,8 +12,11 @@ import time
 import torch
 
 import g2gnet
+from g2gnet import malloc
 from g2gnet.kernels import dispatch, ops
 from g2gnet.layers import sparse_layers
+
+malloc.keep_defaults()  # dense as plain PyTorch runs it: no g2gnet allocator setting (g2gnet.malloc)
 
 torch.set_num_threads(2)
 model = g2gnet.build_model("g2g-mixer", 784, 10, hidden=[1024] * 3, seed=0).eval()

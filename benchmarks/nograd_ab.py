@@ -2,8 +2,11 @@
 against the custom op (``ops.linear``), each call right after a dense one, alternating order, 30
 pairs (the first 5 dropped): python benchmarks/nograd_ab.py WIDTH BATCH"""
 import time, statistics, torch, sys
+from g2gnet import malloc
 from g2gnet.bench import sparse_layer
 from g2gnet.kernels import ops
+
+malloc.keep_defaults()  # dense as plain PyTorch runs it: no g2gnet allocator setting (g2gnet.malloc)
 torch.set_num_threads(2)
 N = int(sys.argv[1]); B = int(sys.argv[2])
 sp = sparse_layer(N).eval(); de = torch.nn.Linear(N, N).eval()

@@ -13,9 +13,12 @@ import time
 
 import torch
 
+from g2gnet import malloc
 from g2gnet.bench import sparse_layer
 from g2gnet.kernels import native, ops
 from g2gnet.malloc import huge
+
+malloc.keep_defaults()  # dense as plain PyTorch runs it: no g2gnet allocator setting (g2gnet.malloc)
 
 torch.set_num_threads(2)
 N, B = int(sys.argv[1]), 256
