@@ -7,7 +7,9 @@ Every row reports one statistic, the median repeat of interleaved pairs (``timin
 the speed-up shown is always dense time / G2G time of the two times shown. The raw times and the
 conditions (device, threads, dtype, shapes, code version, allocator) are stored with the numbers.
 Dense runs as in plain PyTorch: the bench keeps g2gnet from changing glibc's allocator in its process
-(``malloc.keep_defaults``), which would slow dense training (G2G's own speed is the same either way).
+(``malloc.keep_defaults``), which would slow dense training. G2G runs under the same defaults: as fast
+as under g2gnet's setting up to 2048 wide, faster at 4096 (where the setting maps its step buffers
+afresh; README, Performance).
 """
 
 from __future__ import annotations
@@ -269,7 +271,8 @@ def _write(path: Path | None, doc: dict) -> None:
 def run(cfg: BenchConfig, json_path: Path | None = None, data_dir: str | None = None, verbose: bool = True,
         epoch_json: Path | None = None) -> dict:
     """The whole ``g2g bench``: the layer and model tables, the epochs of ``cfg.epoch_models`` and
-    ``cfg.epoch_configs``; everything in ``json_path``, the epoch-speed document in ``epoch_json``."""
+    ``cfg.epoch_configs``; everything in ``json_path``, the epoch-speed document in ``epoch_json``.
+    Leaves glibc's allocator at its defaults for the rest of the process (``malloc.keep_defaults``)."""
     resolve_device(cfg.device)
     # Dense as plain PyTorch runs it: g2gnet's process-wide allocator setting (g2gnet.malloc) maps a
     # dense layer's large gradients afresh at every step, ~10% of its training time at 2048 wide.

@@ -16,8 +16,10 @@ steps beyond what is live (training a 784-4096³-10 g2g-mixer: 0.39-0.40 of dens
   buffers went back to the kernel and were faulted in again at the next step (2048 wide, tiles 32,
   forward + backward: ~1,250 page faults a step, 16.7 ms); it is set to 32 MiB
   (``M_TRIM_THRESHOLD``; ``MALLOC_TRIM_THRESHOLD_`` set by the user wins): ~100 faults, 13.5-14 ms,
-  as fast as without the setting (``python benchmarks/fair_baseline.py g2g g2g-plain``: 0.96-1.02),
-  perf-memory's peak unchanged (0.34).
+  as fast as without the setting up to 2048 wide (``python benchmarks/fair_baseline.py g2g
+  g2g-plain``: 0.96-1.02), perf-memory's peak unchanged (0.34). At 4096 the step's 4-9 MiB buffers
+  are mapped afresh and the kernel zeroes their pages at every step: a layer's forward + backward
+  82 ms without the setting, 94 ms with it (the memory result's price).
   Process-wide means it reaches dense layers too: a dense layer's weight gradient of 4 MiB or more
   is then mapped afresh and faulted in at every step (2048 wide: 4,097 faults a step, training
   ~10% slower than in a process without g2gnet: ``python benchmarks/fair_baseline.py dense-plain
