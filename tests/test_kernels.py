@@ -436,6 +436,22 @@ def test_inference_with_32_bit_column_indices_equals_the_reference():
 
 
 @needs_native
+def test_inference_reads_strided_rows_and_columns_between_contiguous_calls():
+    """The eager plan keeps the batch size, row stride and threads it last set: rows of a wider
+    tensor (row stride 2 x in), a transposed view (column stride != 1: copied) and contiguous inputs,
+    in turn on one layer, each equal the reference."""
+    layer = _layer(96, 64).eval()
+    wide = torch.randn(5, 192)
+    inputs = [wide[:, :96], torch.randn(5, 96), torch.randn(96, 5).T, wide[:, 96:], torch.randn(1, 96), wide[:1, :96]]
+    with torch.inference_mode():
+        for x in inputs:
+            with reference_mode():
+                ref = layer(x)
+            assert layer.execution_path(x) == "infer"
+            torch.testing.assert_close(layer(x), ref, rtol=1e-5, atol=1e-5)
+
+
+@needs_native
 def test_inference_rechecks_parameters_changed_after_a_call():
     """Eager inference checks a layer's parameters again whenever they are not the ones it last
     checked: a change in place is used, and a tensor swapped in with the wrong size is an error,

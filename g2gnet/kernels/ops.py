@@ -417,6 +417,7 @@ class _InferPlan:
         self.ref = ctypes.pointer(self.args)
         self.fn = native.get().g2g_infer_call
         self.checked: tuple | None = None  # the parameters last checked (``__call__``)
+        self.rest: tuple | None = None  # (B, ldx, nthreads) as last set in ``args``
         self.intra_shape = torch.Size(lay.intra_shape)
         self.bias_shape = torch.Size((lay.n_out,))
         weight_bytes = 4 * (packed.intra.numel() + lay.n_values) + lay.cols.numel() * lay.cols.element_size()
@@ -428,7 +429,7 @@ class _InferPlan:
         if len(shape) != 2 or shape[1] != lay.n_in or not 1 <= shape[0] <= INFER_MAX_BATCH or not x.is_cpu:
             raise G2GError(f"g2gnet op: x must be [N <= {INFER_MAX_BATCH}, {lay.n_in}] on the CPU, got "
                            f"{tuple(shape)} on {x.device}")
-        if x.stride(1) != 1:
+        if not x.is_contiguous() and x.stride(1) != 1:
             x = x.contiguous()
         a = self.args
         # The parameters are checked again only when they are not the ones this plan last checked (other
@@ -444,8 +445,12 @@ class _InferPlan:
                             None if bias is None else bias._version, None if bias is None else bias.data_ptr())
         n = shape[0]
         y = torch.empty(n, lay.n_out)
-        a.B, a.x, a.ldx, a.y = n, x.data_ptr(), x.stride(0), y.data_ptr()
-        a.nthreads = min(torch.get_num_threads(), self.max_threads)
+        # The fields that change between serving calls are set every time, the others only when they
+        # change (a ctypes field costs ~0.15 µs to set; strides ~0.25 µs to read).
+        rest = (n, lay.n_in if x.is_contiguous() else x.stride(0), min(torch.get_num_threads(), self.max_threads))
+        if rest != self.rest:
+            a.B, a.ldx, a.nthreads = self.rest = rest
+        a.x, a.y = x.data_ptr(), y.data_ptr()
         self.fn(self.ref)
         return y
 
