@@ -429,8 +429,9 @@ class _InferPlan:
         if len(shape) != 2 or shape[1] != lay.n_in or not 1 <= shape[0] <= INFER_MAX_BATCH or not x.is_cpu:
             raise G2GError(f"g2gnet op: x must be [N <= {INFER_MAX_BATCH}, {lay.n_in}] on the CPU, got "
                            f"{tuple(shape)} on {x.device}")
-        if not x.is_contiguous() and x.stride(1) != 1:
-            x = x.contiguous()
+        contiguous = x.is_contiguous()
+        if not contiguous and x.stride(1) != 1:
+            x, contiguous = x.contiguous(), True
         a = self.args
         # The parameters are checked again only when they are not the ones this plan last checked (other
         # tensors, other memory, or written in place since): serving calls with the same weights, and at
@@ -447,7 +448,7 @@ class _InferPlan:
         y = torch.empty(n, lay.n_out)
         # The fields that change between serving calls are set every time, the others only when they
         # change (a ctypes field costs ~0.15 µs to set; strides ~0.25 µs to read).
-        rest = (n, lay.n_in if x.is_contiguous() else x.stride(0), min(torch.get_num_threads(), self.max_threads))
+        rest = (n, lay.n_in if contiguous else x.stride(0), min(torch.get_num_threads(), self.max_threads))
         if rest != self.rest:
             a.B, a.ldx, a.nthreads = self.rest = rest
         a.x, a.y = x.data_ptr(), y.data_ptr()
