@@ -15,10 +15,14 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+from torch.nn.modules import module as nn_module
 
 from .config import Config, ModelConfig, coerce
 from .data.datasets import DATASETS
 from .errors import G2GError, lookup
+from .kernels import dispatch
+from .kernels.chain import StackPlan
+from .kernels.ops import INFER_MAX_BATCH
 from .layers import SparseLinear
 from .malloc import trim
 from .mixer import build_mixer, build_mixer_g2g, check_mixer_options
@@ -70,7 +74,43 @@ class MLP(nn.Module):
         self.head = head
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.blocks(self.frontend(x).flatten(1)))
+        h = self.frontend(x).flatten(1)
+        if self._stacked(h):
+            layers = [b.linear for b in self.blocks]
+            plan = self.__dict__.get("_stack_plan")
+            if plan is None or not plan.matches(layers):
+                plan = self.__dict__["_stack_plan"] = StackPlan(layers)
+            h = plan(layers, h)
+        else:
+            h = self.blocks(h)
+        return self.head(h)
+
+    def __getstate__(self) -> dict:  # deepcopy / pickle: the plan is rebuilt on use
+        state = dict(self.__dict__)
+        state.pop("_stack_plan", None)
+        return state
+
+    def _stacked(self, h: torch.Tensor) -> bool:
+        """Whether the hidden blocks may run as one ``kernels.chain.StackPlan`` (the same numbers as
+        calling them in turn, less layout traffic): inference at a batch the batched kernels run, every
+        block a SparseLinear on its native path followed by a plain ReLU, no dropout at work, and no
+        hook anywhere that calling the modules would run. (The cheap tests first: at batch 1 this is
+        one comparison.)"""
+        if h.dim() != 2 or h.shape[0] <= INFER_MAX_BATCH or h.dtype is not torch.float32:
+            return False
+        if torch.compiler.is_compiling() or nn_module._global_forward_hooks or nn_module._global_forward_pre_hooks:
+            return False
+        blocks = self.blocks
+        if not len(blocks) or blocks._forward_hooks or blocks._forward_pre_hooks:
+            return False
+        for b in blocks:
+            if type(b) is not HiddenBlock or type(b.act) is not nn.ReLU or (b.drop.training and type(b.drop) is not nn.Identity):
+                return False
+            if not isinstance(b.linear, SparseLinear) or not dispatch.runs_native_nograd(b.linear, h):
+                return False
+            if any(m._forward_hooks or m._forward_pre_hooks for m in (b, b.linear, b.act, b.drop)):
+                return False
+        return True
 
 
 def _dense(n_in: int, n_out: int, gen: torch.Generator) -> nn.Linear:
