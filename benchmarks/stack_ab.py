@@ -1,0 +1,53 @@
+"""The whole Fashion-MNIST g2g-mixer in inference with its hidden blocks stacked (MLP.forward:
+kernels/chain.py) against the same blocks called one by one, both against the dense MLP:
+interleaved repeats in one process, median of dense time / G2G time per repeat [min-max].
+
+    python benchmarks/stack_ab.py [--batches 1,8,64,256] [--repeats 15]
+"""
+
+import argparse
+import statistics
+import time
+
+import torch
+
+import g2gnet
+from g2gnet import malloc
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--batches", default="1,8,64,256", help="comma-separated batch sizes")
+parser.add_argument("--repeats", type=int, default=15, help="interleaved repeats")
+args = parser.parse_args()
+malloc.keep_defaults()  # dense as plain PyTorch runs it: no g2gnet allocator setting (g2gnet.malloc)
+torch.set_num_threads(2)
+torch.manual_seed(0)
+sparse = g2gnet.build_model("g2g-mixer", 784, 10, seed=0).eval()
+dense = g2gnet.build_model("dense", 784, 10, seed=0).eval()
+
+
+def one_by_one(x: torch.Tensor) -> torch.Tensor:
+    return sparse.head(sparse.blocks(sparse.frontend(x).flatten(1)))
+
+
+with torch.inference_mode():
+    for batch in (int(b) for b in args.batches.split(",")):
+        x = torch.randn(batch, 784)
+        assert torch.equal(sparse(x), one_by_one(x))
+        calls = {"dense": lambda: dense(x), "one by one": lambda: one_by_one(x), "stacked": lambda: sparse(x)}
+        reps = max(1, 256 // batch)
+        for f in calls.values():
+            for _ in range(3):
+                f()
+        times = {name: [] for name in calls}
+        for _ in range(args.repeats):
+            for name, f in calls.items():
+                t = time.perf_counter()
+                for _ in range(reps):
+                    f()
+                times[name].append(time.perf_counter() - t)
+        line = f"batch {batch} (stacked: {sparse._stacked(sparse.frontend(x).flatten(1))}):"
+        for name in ("one by one", "stacked"):
+            r = [d / s for d, s in zip(times["dense"], times[name])]
+            line += f"  {name} {statistics.median(r):.2f}x [{min(r):.2f}-{max(r):.2f}]"
+        r = [a / b for a, b in zip(times["one by one"], times["stacked"])]
+        print(line + f"  one-by-one / stacked {statistics.median(r):.3f} [{min(r):.2f}-{max(r):.2f}]", flush=True)
