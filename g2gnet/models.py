@@ -95,10 +95,12 @@ class MLP(nn.Module):
         calling them in turn, less layout traffic): inference at a batch the batched kernels run, every
         block a SparseLinear on its native path followed by a plain ReLU, no dropout at work, and no
         hook anywhere that calling the modules would run. (The cheap tests first: at batch 1 this is
-        one comparison.)"""
+        two.)"""
+        if torch.compiler.is_compiling():  # first: a compiled graph must not guard on the batch size here
+            return False
         if h.dim() != 2 or h.shape[0] <= INFER_MAX_BATCH or h.dtype is not torch.float32:
             return False
-        if torch.compiler.is_compiling() or nn_module._global_forward_hooks or nn_module._global_forward_pre_hooks:
+        if nn_module._global_forward_hooks or nn_module._global_forward_pre_hooks:
             return False
         blocks = self.blocks
         if not len(blocks) or blocks._forward_hooks or blocks._forward_pre_hooks:
