@@ -33,7 +33,7 @@ from .data.datasets import dataset_info
 from .epoch_speed import bench_epochs, epoch_jobs, epoch_table, read_configs
 from .errors import G2GError
 from .layers import SparseLinear, sparse_layers
-from .models import build_model
+from .models import MLP, build_model
 from .optim import adam
 from .runs import environment
 from .timing import STATISTIC, format_ms, median_repeat, sync_for, time_pairs
@@ -85,7 +85,9 @@ def _paths(module: nn.Module, x: torch.Tensor, inference: bool) -> str:
     finally:
         for h in hooks:
             h.remove()
-    return "+".join(sorted(set(seen))) or "dense"
+    with torch.inference_mode() if inference else contextlib.nullcontext():
+        stacked = isinstance(module, MLP) and module.stacked(x)  # (asked without the hooks, which stop it)
+    return "+".join(sorted(set(seen))) + (" stacked" if stacked else "") or "dense"
 
 
 def _entry(times: dict[str, list[float]], batch: int, path: str, per_repeat: int) -> dict:

@@ -90,6 +90,11 @@ class MLP(nn.Module):
         state.pop("_stack_plan", None)
         return state
 
+    def stacked(self, x: torch.Tensor) -> bool:
+        """Whether ``self(x)`` runs its hidden blocks as one stack (in the current grad mode; see
+        ``_stacked``)."""
+        return self._stacked(self.frontend(x).flatten(1))
+
     def _stacked(self, h: torch.Tensor) -> bool:
         """Whether the hidden blocks may run as one ``kernels.chain.StackPlan`` (the same numbers as
         calling them in turn, less layout traffic): inference at a batch the batched kernels run, every

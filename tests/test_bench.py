@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from g2gnet import bench, epoch_speed
-from g2gnet.kernels import dispatch
+from g2gnet.kernels import dispatch, native
 from g2gnet.bench import TRAIN_MODES, BenchConfig, bench_layer, bench_model, bench_table
 from g2gnet.epoch_speed import (EpochJob, bench_epochs, config_label, dense_baseline, epoch_jobs, epoch_table,
                                 read_configs, time_epoch)
@@ -117,7 +117,8 @@ def test_the_user_study_row_reads_consistently():
 def _check_entry(e: dict, repeats: int) -> None:
     assert len(e["dense_times_ms"]) == len(e["sparse_times_ms"]) == repeats
     assert e["ratio"] == e["dense_ms"] / e["sparse_ms"] and e["ratio_min"] <= e["ratio"] <= e["ratio_max"]
-    assert set(e["path"].split("+")) <= {"reference", *dispatch.PATHS}  # the layers' paths, as they ran
+    path = e["path"].removesuffix(" stacked")  # a model whose hidden blocks ran as one stack says so
+    assert set(path.split("+")) <= {"reference", *dispatch.PATHS}  # the layers' paths, as they ran
 
 
 def test_layer_rows_training_and_inference(monkeypatch):
@@ -141,12 +142,15 @@ def test_bench_layer_takes_every_setting_from_bench_config():
 
 def test_model_rows(monkeypatch):
     monkeypatch.setattr(bench, "ROWS_PER_REPEAT", 1)
-    cfg = BenchConfig(batch=4, infer_batches=(2,), modes=("step", "inference"), repeats=1, warmup=0)
+    cfg = BenchConfig(batch=4, infer_batches=(2, 32), modes=("step", "inference"), repeats=1, warmup=0)
     row = bench_model(cfg)
     assert row["model"] == "g2g-mixer" and row["shape"] == "784-1024-1024-1024-10" and 0.2 < row["density"] < 0.3
-    assert list(row["modes"]) == ["step"] and [e["batch"] for e in row["inference"]] == [2]
+    assert list(row["modes"]) == ["step"] and [e["batch"] for e in row["inference"]] == [2, 32]
     for e in [*row["modes"].values(), *row["inference"]]:
         _check_entry(e, 1)
+    if native.available():  # batch 32 runs the hidden blocks as one stack (kernels/chain.py), batch 2 does not
+        assert [e["path"] for e in row["inference"]] == ["infer", "native stacked"]
+        assert row["modes"]["step"]["path"] == "native"
 
 
 def test_whole_bench_cli_with_inference_rows(tmp_path):

@@ -26,7 +26,7 @@ def one_by_one(model, x):
 
 
 def stacked(model, x) -> bool:
-    return model._stacked(model.frontend(x).flatten(1))
+    return model.stacked(x)
 
 
 @needs_native
