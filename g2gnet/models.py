@@ -97,13 +97,15 @@ class MLP(nn.Module):
 
     def _stacked(self, h: torch.Tensor) -> bool:
         """Whether the hidden blocks may run as one ``kernels.chain.StackPlan`` (the same numbers as
-        calling them in turn, less layout traffic): inference at a batch the batched kernels run, every
-        block a SparseLinear on its native path followed by a plain ReLU, no dropout at work, and no
-        hook anywhere that calling the modules would run. (The cheap tests first: at batch 1 this is
-        two.)"""
+        calling them in turn, less layout traffic): a batch above the inference kernel's, every block a
+        SparseLinear on its native path followed by a plain ReLU, no dropout at work, no autocast, and
+        no hook anywhere that calling the modules would run. (The cheap tests first: at batch 1 this
+        is two.)"""
         if torch.compiler.is_compiling():  # first: a compiled graph must not guard on the batch size here
             return False
         if h.dim() != 2 or h.shape[0] <= INFER_MAX_BATCH or h.dtype is not torch.float32:
+            return False
+        if torch.is_autocast_enabled("cpu"):
             return False
         if nn_module._global_forward_hooks or nn_module._global_forward_pre_hooks:
             return False
@@ -113,7 +115,7 @@ class MLP(nn.Module):
         for b in blocks:
             if type(b) is not HiddenBlock or type(b.act) is not nn.ReLU or (b.drop.training and type(b.drop) is not nn.Identity):
                 return False
-            if not isinstance(b.linear, SparseLinear) or not dispatch.runs_native_nograd(b.linear, h):
+            if not isinstance(b.linear, SparseLinear) or not dispatch.runs_native(b.linear, h):
                 return False
             if any(m._forward_hooks or m._forward_pre_hooks for m in (b, b.linear, b.act, b.drop)):
                 return False

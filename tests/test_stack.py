@@ -83,7 +83,6 @@ def test_stack_steps_aside_whenever_the_modules_would_do_more():
         assert stacked(model, x)
         assert not stacked(model, x[:ops.INFER_MAX_BATCH])  # the inference kernel's batches
         assert not stacked(model, x.double())
-    assert not stacked(model, x)  # autograd records the call
     seen = []
     handle = model.blocks[1].act.register_forward_hook(lambda m, i, o: seen.append(o))
     with torch.inference_mode():
@@ -100,3 +99,88 @@ def test_stack_steps_aside_whenever_the_modules_would_do_more():
     model.blocks[0].linear.fast = False  # the reference path for one layer: the modules
     with torch.inference_mode():
         assert not stacked(model, x)
+
+
+# -- training: the stack as one autograd node ---------------------------------------------------------
+def grads(model, x, y, forward):
+    model.zero_grad(set_to_none=True)
+    if x.grad is not None:
+        x.grad = None
+    out = forward(x)
+    torch.nn.functional.cross_entropy(out, y).backward()
+    return out.detach(), {n: p.grad for n, p in model.named_parameters() if p.grad is not None}, x.grad
+
+
+def assert_same_gradients(model, x, y):
+    """Output, input gradient and every weight gradient bit for bit; a bias gradient sums the batch
+    in another order (the kernels' layout), so to float rounding."""
+    assert model.stacked(x)
+    out, g, gx = grads(model, x, y, model)
+    ref_out, ref_g, ref_gx = grads(model, x, y, lambda t: one_by_one(model, t))
+    assert torch.equal(out, ref_out)
+    assert (gx is None) == (ref_gx is None) and (gx is None or torch.equal(gx, ref_gx))
+    assert g.keys() == ref_g.keys()
+    for name in g:
+        if name.startswith("blocks.") and name.endswith(".bias"):
+            torch.testing.assert_close(g[name], ref_g[name], rtol=1e-6, atol=1e-7)
+        else:
+            assert torch.equal(g[name], ref_g[name]), name
+
+
+@needs_native
+@pytest.mark.parametrize("name,options", [
+    ("g2g-mixer", {}), ("g2g-random", {"inter_tile": 8}), ("er", {}), ("g2g-mixer", {"hidden": [96, 64, 128]}),
+])
+def test_training_stack_gives_the_modules_gradients(name, options):
+    model = fast(build_model(name, 48, 5, seed=1, **{"hidden": [128] * 3, "groups": 4, **options}))
+    with torch.no_grad():
+        for _, layer in sparse_layers(model):
+            layer.bias.uniform_(-1, 1)
+    x, y = torch.randn(40, 48), torch.randint(0, 5, (40,))
+    assert_same_gradients(model, x, y)
+    assert_same_gradients(model, x.clone().requires_grad_(), y)  # the first layer's input gradient too
+
+
+@needs_native
+def test_training_stack_feeds_a_conv_front_end_and_skips_frozen_weights():
+    model = fast(build_model("g2g-mixer", 3 * 16 * 16, 5, input_shape=(3, 16, 16), seed=0, hidden=[128] * 3,
+                             groups=4, frontend="patch"))
+    x, y = torch.randn(24, 3, 16, 16), torch.randint(0, 5, (24,))
+    assert_same_gradients(model, x, y)  # the conv's gradients come through the stack's input gradient
+    model.blocks[1].linear.values.requires_grad_(False)
+    model.blocks[2].linear.bias.requires_grad_(False)
+    _, g, _ = grads(model, x, y, model)
+    assert "blocks.1.linear.packed.values" not in g and "blocks.2.linear.bias" not in g
+    assert "blocks.1.linear.packed.intra" in g and "blocks.2.linear.packed.values" in g
+    assert_same_gradients(model, x, y)
+
+
+@needs_native
+def test_training_stack_accumulates_and_steps_like_the_modules():
+    torch.manual_seed(0)
+    models = [fast(build_model("g2g-mixer", 48, 5, seed=2, hidden=[128] * 3, groups=4)) for _ in range(2)]
+    opts = [torch.optim.Adam(m.parameters(), lr=1e-2) for m in models]
+    x, y = torch.randn(32, 48), torch.randint(0, 5, (32,))
+    for _ in range(3):
+        for m, opt, f in zip(models, opts, (models[0], lambda t: one_by_one(models[1], t))):
+            opt.zero_grad()
+            for _ in range(2):  # gradient accumulation over two backward passes
+                torch.nn.functional.cross_entropy(f(x), y).backward()
+            opt.step()
+    for (n, a), (_, b) in zip(models[0].named_parameters(), models[1].named_parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=n)
+
+
+@needs_native
+def test_training_stack_steps_aside_for_dropout_hooks_and_autocast():
+    model = fast(build_model("g2g-mixer", 48, 5, seed=0, hidden=[128] * 3, groups=4, dropout=0.5))
+    x = torch.randn(32, 48)
+    assert not stacked(model, x)  # dropout at work
+    model = fast(build_model("g2g-mixer", 48, 5, seed=0, hidden=[128] * 3, groups=4))
+    assert model.training and stacked(model, x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not stacked(model, x)
+    handle = model.blocks[0].linear.register_forward_hook(lambda m, i, o: None)  # e.g. DST's recorder
+    assert not stacked(model, x)
+    handle.remove()
+    assert stacked(model, x)

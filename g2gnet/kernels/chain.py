@@ -1,12 +1,15 @@
-"""Consecutive G2G layers with a ReLU after each, in inference at batches the batched kernels run
-(more than ``ops.INFER_MAX_BATCH`` rows): the activations stay in the kernels' layout between the
-layers (transposed, in the next layer's sorted input order), so a layer boundary costs an in-place
-ReLU instead of an untranspose, a new output tensor, a ReLU into another one and the next layer's
-transposed gather. Every layer runs the same kernels on the same numbers as when called one by one,
-so the result equals that of the modules called in turn, bit for bit.
+"""Consecutive G2G layers with a ReLU after each, on the batched kernels (more than
+``ops.INFER_MAX_BATCH`` rows): the activations stay in the kernels' layout between the layers
+(transposed, in the next layer's sorted input order), so a layer boundary costs an in-place ReLU
+instead of an untranspose, a new output tensor, a ReLU into another one and the next layer's
+transposed gather; in training the backward hands each input gradient to the layer before the same
+way (a ReLU mask and a row permutation instead of an untranspose and a transposed gather), and
+autograd records the whole stack as one node. Every layer runs the same kernels on the same numbers
+as when called one by one, so outputs and the gradients of inputs and weights equal those of the
+modules called in turn bit for bit; a bias gradient sums the batch in another order (to rounding).
 
 The models decide when a stack of layers may run here (``models.MLP``: no hooks, no dropout at
-work, no gradient); this module only runs it.
+work, no autocast); this module only runs it.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from . import ops
+from ..malloc import huge
+from . import native, ops
 from ..errors import G2GError
 from .layout import Layout
 
@@ -60,26 +64,102 @@ class StackPlan:
             layer.packed is p and p.version == v for layer, p, v in zip(layers, self.packs, self.versions))
 
     def __call__(self, layers: Sequence, x: Tensor) -> Tensor:
-        """``relu(layers[-1](... relu(layers[0](x))))``, each layer's ``execution_path`` "native" with
-        no gradient; x [N, in] float32 on the CPU, N > ``ops.INFER_MAX_BATCH``; the result [N, out]
-        is contiguous, like the modules'."""
+        """``relu(layers[-1](... relu(layers[0](x))))``, each layer's ``execution_path`` "native"; x
+        [N, in] float32 on the CPU; the result [N, out] is contiguous, like the modules'. Without a
+        gradient to record (inference) N > ``ops.INFER_MAX_BATCH``; with one, autograd records the
+        stack as one node (``_StackFunction``)."""
         lays = self.lays
+        params = []
         for layer, lay in zip(layers, lays):
             ops._check_params(layer.intra, layer.values, lay)
             if layer.bias is not None:
                 ops._check("bias", layer.bias, torch.float32, (lay.n_out,))
+            params += [layer.intra, layer.values, layer.bias]
         ops._check_args(x, layers[0].intra, layers[0].values, layers[0].bias, lays[0], layout=False)
+        if torch.is_grad_enabled() and (x.requires_grad or any(p is not None and p.requires_grad for p in params)):
+            return _StackFunction.apply(self, x, *params)
+        return self.forward(x, params, keep=False)[0]
+
+    def forward(self, x: Tensor, params: Sequence[Tensor | None], keep: bool) -> tuple[Tensor, list[Tensor]]:
+        """(y, the layers' sorted transposed inputs). ``keep``: those inputs are tensors of their own
+        (autograd saves them), else workspaces."""
         n = x.shape[0]
         bp = ops.padded(n)
-        xs = ops.gather_t(x, lays[0].in_perm, bp, scratch=True)  # [in, Bp], the first layer's sorted input
-        for i, (layer, lay, dst, order) in enumerate(zip(layers, lays, self.dst, self.bias_order)):
-            out = ops._padded_rows(f"stack{i % 2}", lay.n_out, bp)  # never the buffer xs lives in
-            ys = ops._bmm_into("blocks", ops._masked(layer.intra, lay), ops._blocks(lay, xs, lay.ig)).view(
+        xs = ops.gather_t(x, self.lays[0].in_perm, bp, scratch=not keep)  # [in, Bp], sorted input
+        inputs = [xs]
+        for i, (lay, dst, order) in enumerate(zip(self.lays, self.dst, self.bias_order)):
+            intra, values, bias = params[3 * i:3 * i + 3]
+            last = i == len(self.lays) - 1
+            if keep and not last:  # the next layer's saved input
+                out = huge(torch.empty(lay.n_out, ops.row_stride(bp)))[:, :bp]
+            else:
+                out = ops._padded_rows(f"stack{i % 2}", lay.n_out, bp)  # never the buffer xs lives in
+            ys = ops._bmm_into("blocks", ops._masked(intra, lay), ops._blocks(lay, xs, lay.ig)).view(
                 lay.n_out, bp) if lay.n_groups else None
-            bias = layer.bias
             if bias is not None and order is not None:
                 bias = bias.index_select(0, order)
-            ops._sparse_rows(lay, False, layer.values, xs, ys, bias, dst, out)
+            ops._sparse_rows(lay, False, values, xs, ys, bias, dst, out)
             out.relu_()  # pad columns too: harmless, no kernel mixes the columns of a forward product
             xs = out
-        return ops._untransposed(xs, n)
+            if not last:
+                inputs.append(out)
+        return ops._untransposed(xs, n), inputs
+
+    def backward(self, gy: Tensor, y: Tensor, inputs: Sequence[Tensor], params: Sequence[Tensor | None],
+                 needs: Sequence[bool], need_x: bool) -> list[Tensor | None]:
+        """The gradients of x and of every (intra, values, bias), as the layers' own backward and the
+        ReLUs' would give them, with each layer's input gradient handed to the layer before in its
+        sorted output order, ReLU-masked, without leaving the kernels' layout."""
+        n = gy.shape[0]
+        bp = ops.padded(n)
+        nt = torch.get_num_threads()
+        gy = torch.ops.aten.threshold_backward(gy, y, 0)  # the last ReLU, as nn.ReLU's backward
+        gys = ops.gather_t(gy, self.lays[-1].out_perm, bp, scratch=True)  # [out, Bp], sorted output order
+        grads: list[Tensor | None] = [None] * (1 + len(params))
+        for i in range(len(self.lays) - 1, -1, -1):
+            lay, xs = self.lays[i], inputs[i]
+            intra, values, bias = params[3 * i:3 * i + 3]
+            need_i, need_v, need_b = needs[3 * i:3 * i + 3]
+            if need_i or need_v:
+                gi, gv = ops._weight_grads(lay, values, gys, xs, nt)
+                grads[1 + 3 * i], grads[2 + 3 * i] = (gi if need_i else None), (gv if need_v else None)
+            if need_b and bias is not None:
+                gb = torch.empty_like(bias)
+                gb[lay.out_perm if lay.out_perm is not None else slice(None)] = gys[:, :n].sum(1)
+                grads[3 + 3 * i] = gb
+            if i == 0 and not need_x:
+                break
+            dxs = ops._bmm_into("blocks", ops._masked(intra, lay).transpose(1, 2), ops._blocks(lay, gys, lay.og)).view(
+                lay.n_in, bp) if lay.n_groups else None
+            gxs = ops._padded_rows("gx", lay.n_in, bp)
+            if i == 0:
+                ops._sparse_rows(lay, True, values, gys, dxs, None, lay.in_perm, gxs)
+                grads[0] = ops._untransposed(gxs, n)
+                break
+            ops._sparse_rows(lay, True, values, gys, dxs, None, None, gxs)  # this layer's sorted input order
+            gxs = torch.ops.aten.threshold_backward(gxs, xs, 0)  # the ReLU before this layer
+            # Row r of the layer before went to row dst[r] of this one's input: take it back.
+            gys = ops._padded_rows(f"stack_gy{i % 2}", self.lays[i - 1].n_out, bp)
+            native.gather_t(gxs, bp, 1, gxs.stride(0), self.dst[i - 1], gys.shape[0], gys, gys.stride(0), nt)
+        return grads
+
+
+class _StackFunction(torch.autograd.Function):
+    """A training stack as one autograd node: the layers' inputs are saved in the kernels' layout
+    (the one copy each layer's own forward would save; the ReLUs' outputs are not kept beside them)."""
+
+    @staticmethod
+    def forward(ctx, plan: StackPlan, x: Tensor, *params: Tensor | None) -> Tensor:
+        y, inputs = plan.forward(x, params, keep=True)
+        ctx.plan, ctx.n_inputs = plan, len(inputs)
+        ctx.save_for_backward(y, *inputs, *[p if p is not None else torch.empty(0) for p in params])
+        ctx.has = [p is not None for p in params]
+        return y
+
+    @staticmethod
+    def backward(ctx, gy: Tensor):
+        y, *rest = ctx.saved_tensors
+        inputs, params = rest[:ctx.n_inputs], [p if h else None for p, h in zip(rest[ctx.n_inputs:], ctx.has)]
+        needs = ctx.needs_input_grad[2:]
+        grads = ctx.plan.backward(gy.contiguous(), y, inputs, params, needs, ctx.needs_input_grad[1])
+        return (None, *grads)

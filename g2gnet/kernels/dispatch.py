@@ -111,9 +111,9 @@ def choose(layer, x: Tensor) -> str | None:
     return "native" if cost < COST.max_cost else None
 
 
-def runs_native_nograd(layer, x: Tensor) -> bool:
-    """Whether ``layer(x)`` runs the batched kernels without autograd (``ops.linear_nograd``)."""
-    return choose(layer, x) == "native" and not torch.compiler.is_compiling() and not _needs_grad(layer, x)
+def runs_native(layer, x: Tensor) -> bool:
+    """Whether ``layer(x)`` runs the batched kernels (eagerly: not while torch.compile traces)."""
+    return choose(layer, x) == "native" and not torch.compiler.is_compiling()
 
 
 def native_linear(layer, x: Tensor) -> Tensor:

@@ -264,20 +264,35 @@ def linear_bwd(gy: Tensor, xs: Tensor, intra: Tensor, values: Tensor, layout: Se
     else:
         gx = gy.new_empty(0)
     if need_w:
-        if lay.n_groups:
-            torch.bmm(_blocks(lay, gys, lay.og), _blocks(lay, xs, lay.ig).transpose(1, 2), out=gi)
-            if lay.block_mask is not None:
-                gi.mul_(lay.block_mask)
-        else:
-            gi.zero_()
-        gv[lay.n_values:] = 0  # a reserved tail (DST) gets 0
-        if lay.n_values and lay.tile:  # 4x4 register blocks over whole tiles
-            native.bsr_sddmm(lay.n_out // lay.tile, bp, lay.tile, lay.rowptr, lay.cols, gys, gys.stride(0), xs,
-                             xs.stride(0), gv, nt)
-        elif lay.n_values:
-            native.csr_sddmm(lay.n_out, bp, lay.rowptr, lay.cols, lay.index_bytes, gys, gys.stride(0), xs,
-                             xs.stride(0), gv, nt)
+        _weight_grads_into(lay, gys, xs, gi, gv, nt)
     return gx, gi, gv
+
+
+def _weight_grads_into(lay: Layout, gys: Tensor, xs: Tensor, gi: Tensor, gv: Tensor, nt: int) -> None:
+    """gi, gv = the gradients of intra and values from the sorted, transposed output gradient gys
+    [out, Bp] and input xs [in, Bp] (pad columns of gys zero)."""
+    bp = gys.shape[1]
+    if lay.n_groups:
+        torch.bmm(_blocks(lay, gys, lay.og), _blocks(lay, xs, lay.ig).transpose(1, 2), out=gi)
+        if lay.block_mask is not None:
+            gi.mul_(lay.block_mask)
+    else:
+        gi.zero_()
+    gv[lay.n_values:] = 0  # a reserved tail (DST) gets 0
+    if lay.n_values and lay.tile:  # 4x4 register blocks over whole tiles
+        native.bsr_sddmm(lay.n_out // lay.tile, bp, lay.tile, lay.rowptr, lay.cols, gys, gys.stride(0), xs,
+                         xs.stride(0), gv, nt)
+    elif lay.n_values:
+        native.csr_sddmm(lay.n_out, bp, lay.rowptr, lay.cols, lay.index_bytes, gys, gys.stride(0), xs,
+                         xs.stride(0), gv, nt)
+
+
+def _weight_grads(lay: Layout, values: Tensor, gys: Tensor, xs: Tensor, nt: int) -> tuple[Tensor, Tensor]:
+    """New (grad intra, grad values) tensors (``_weight_grads_into``)."""
+    gi = huge(torch.empty(lay.intra_shape))
+    gv = huge(torch.empty(values.numel()))
+    _weight_grads_into(lay, gys, xs, gi, gv, nt)
+    return gi, gv
 
 
 @linear_bwd.register_fake
