@@ -1,8 +1,9 @@
-"""The whole Fashion-MNIST g2g-mixer in inference with its hidden blocks stacked (MLP.forward:
-kernels/chain.py) against the same blocks called one by one, both against the dense MLP:
-interleaved repeats in one process, median of dense time / G2G time per repeat [min-max].
+"""The whole Fashion-MNIST g2g-mixer with its hidden blocks stacked (MLP.forward: kernels/chain.py)
+against the same blocks called one by one, both against the dense MLP: inference at each batch size,
+then (--step) a training step (forward, backward, Adam) at batch 256; interleaved repeats in one
+process, median of dense time / G2G time per repeat [min-max].
 
-    python benchmarks/stack_ab.py [--batches 1,8,64,256] [--repeats 15]
+    python benchmarks/stack_ab.py [--batches 1,8,64,256] [--repeats 15] [--step]
 """
 
 import argparse
@@ -10,6 +11,7 @@ import statistics
 import time
 
 import torch
+import torch.nn.functional as F
 
 import g2gnet
 from g2gnet import malloc
@@ -17,6 +19,7 @@ from g2gnet import malloc
 parser = argparse.ArgumentParser()
 parser.add_argument("--batches", default="1,8,64,256", help="comma-separated batch sizes")
 parser.add_argument("--repeats", type=int, default=15, help="interleaved repeats")
+parser.add_argument("--step", action="store_true", help="also time a training step at batch 256")
 args = parser.parse_args()
 malloc.keep_defaults()  # dense as plain PyTorch runs it: no g2gnet allocator setting (g2gnet.malloc)
 torch.set_num_threads(2)
@@ -27,6 +30,15 @@ dense = g2gnet.build_model("dense", 784, 10, seed=0).eval()
 
 def one_by_one(x: torch.Tensor) -> torch.Tensor:
     return sparse.head(sparse.blocks(sparse.frontend(x).flatten(1)))
+
+
+def report(label: str, times: dict[str, list[float]]) -> None:
+    line = label
+    for name in ("one by one", "stacked"):
+        r = [d / s for d, s in zip(times["dense"], times[name])]
+        line += f"  {name} {statistics.median(r):.2f}x [{min(r):.2f}-{max(r):.2f}]"
+    r = [a / b for a, b in zip(times["one by one"], times["stacked"])]
+    print(line + f"  one-by-one / stacked {statistics.median(r):.3f} [{min(r):.2f}-{max(r):.2f}]", flush=True)
 
 
 with torch.inference_mode():
@@ -45,9 +57,30 @@ with torch.inference_mode():
                 for _ in range(reps):
                     f()
                 times[name].append(time.perf_counter() - t)
-        line = f"batch {batch} (stacked: {sparse._stacked(sparse.frontend(x).flatten(1))}):"
-        for name in ("one by one", "stacked"):
-            r = [d / s for d, s in zip(times["dense"], times[name])]
-            line += f"  {name} {statistics.median(r):.2f}x [{min(r):.2f}-{max(r):.2f}]"
-        r = [a / b for a, b in zip(times["one by one"], times["stacked"])]
-        print(line + f"  one-by-one / stacked {statistics.median(r):.3f} [{min(r):.2f}-{max(r):.2f}]", flush=True)
+        report(f"batch {batch} (stacked: {sparse.stacked(x)}):", times)
+
+
+if args.step:
+    sparse.train()
+    dense.train()
+    x, y = torch.randn(256, 784), torch.randint(0, 10, (256,))
+    opts = {"dense": torch.optim.Adam(dense.parameters()), "sparse": torch.optim.Adam(sparse.parameters())}
+
+    def step(side: str, forward) -> None:
+        opts[side].zero_grad(set_to_none=True)
+        F.cross_entropy(forward(x), y).backward()
+        opts[side].step()
+
+    calls = {"dense": lambda: step("dense", dense), "one by one": lambda: step("sparse", one_by_one),
+             "stacked": lambda: step("sparse", sparse)}
+    for f in calls.values():
+        for _ in range(3):
+            f()
+    times = {name: [] for name in calls}
+    for _ in range(args.repeats):
+        for name, f in calls.items():
+            t = time.perf_counter()
+            for _ in range(3):
+                f()
+            times[name].append(time.perf_counter() - t)
+    report(f"training step, batch 256 (stacked: {sparse.stacked(x)}):", times)
