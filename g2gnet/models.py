@@ -105,8 +105,8 @@ class MLP(nn.Module):
             return False
         if h.dim() != 2 or h.shape[0] <= INFER_MAX_BATCH or h.dtype is not torch.float32:
             return False
-        if torch.is_autocast_enabled("cpu"):
-            return False
+        if torch.is_autocast_enabled("cpu") or torch._C._are_functorch_transforms_active():
+            return False  # (under torch.func transforms the modules run, and fail or not as they would)
         if nn_module._global_forward_hooks or nn_module._global_forward_pre_hooks:
             return False
         blocks = self.blocks
