@@ -41,23 +41,27 @@ def report(label: str, times: dict[str, list[float]]) -> None:
     print(line + f"  one-by-one / stacked {statistics.median(r):.3f} [{min(r):.2f}-{max(r):.2f}]", flush=True)
 
 
+def interleaved(calls: dict, reps: int) -> dict[str, list[float]]:
+    """Seconds of ``reps`` calls of each, per repeat, the sides interleaved (after 3 warm-up calls)."""
+    for f in calls.values():
+        for _ in range(3):
+            f()
+    times = {name: [] for name in calls}
+    for _ in range(args.repeats):
+        for name, f in calls.items():
+            t = time.perf_counter()
+            for _ in range(reps):
+                f()
+            times[name].append(time.perf_counter() - t)
+    return times
+
+
 with torch.inference_mode():
     for batch in (int(b) for b in args.batches.split(",")):
         x = torch.randn(batch, 784)
         assert torch.equal(sparse(x), one_by_one(x))
         calls = {"dense": lambda: dense(x), "one by one": lambda: one_by_one(x), "stacked": lambda: sparse(x)}
-        reps = max(1, 256 // batch)
-        for f in calls.values():
-            for _ in range(3):
-                f()
-        times = {name: [] for name in calls}
-        for _ in range(args.repeats):
-            for name, f in calls.items():
-                t = time.perf_counter()
-                for _ in range(reps):
-                    f()
-                times[name].append(time.perf_counter() - t)
-        report(f"batch {batch} (stacked: {sparse.stacked(x)}):", times)
+        report(f"batch {batch} (stacked: {sparse.stacked(x)}):", interleaved(calls, max(1, 256 // batch)))
 
 
 if args.step:
@@ -73,14 +77,4 @@ if args.step:
 
     calls = {"dense": lambda: step("dense", dense), "one by one": lambda: step("sparse", one_by_one),
              "stacked": lambda: step("sparse", sparse)}
-    for f in calls.values():
-        for _ in range(3):
-            f()
-    times = {name: [] for name in calls}
-    for _ in range(args.repeats):
-        for name, f in calls.items():
-            t = time.perf_counter()
-            for _ in range(3):
-                f()
-            times[name].append(time.perf_counter() - t)
-    report(f"training step, batch 256 (stacked: {sparse.stacked(x)}):", times)
+    report(f"training step, batch 256 (stacked: {sparse.stacked(x)}):", interleaved(calls, 3))
