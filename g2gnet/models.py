@@ -115,7 +115,7 @@ class MLP(nn.Module):
         for b in blocks:
             if type(b) is not HiddenBlock or type(b.act) is not nn.ReLU or (b.drop.training and type(b.drop) is not nn.Identity):
                 return False
-            if not isinstance(b.linear, SparseLinear) or not dispatch.runs_native(b.linear, h):
+            if not isinstance(b.linear, SparseLinear) or dispatch.choose(b.linear, h) != "native":
                 return False
             if any(m._forward_hooks or m._forward_pre_hooks for m in (b, b.linear, b.act, b.drop)):
                 return False

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from ..malloc import huge
-from . import native, ops
+from . import dispatch, native, ops
 from ..errors import G2GError
 from .layout import Layout
 
@@ -76,7 +76,9 @@ class StackPlan:
                 ops._check("bias", layer.bias, torch.float32, (lay.n_out,))
             params += [layer.intra, layer.values, layer.bias]
         ops._check_args(x, layers[0].intra, layers[0].values, layers[0].bias, lays[0], layout=False)
-        if torch.is_grad_enabled() and (x.requires_grad or any(p is not None and p.requires_grad for p in params)):
+        # Autograd records the stack iff it records some layer on x (a later layer's input needs a
+        # gradient iff x or an earlier layer's parameter does).
+        if any(dispatch._needs_grad(layer, x) for layer in layers):
             return _StackFunction.apply(self, x, *params)
         return self.forward(x, params, keep=False)[0]
 

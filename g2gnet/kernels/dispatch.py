@@ -111,11 +111,6 @@ def choose(layer, x: Tensor) -> str | None:
     return "native" if cost < COST.max_cost else None
 
 
-def runs_native(layer, x: Tensor) -> bool:
-    """Whether ``layer(x)`` runs the batched kernels (eagerly: not while torch.compile traces)."""
-    return choose(layer, x) == "native" and not torch.compiler.is_compiling()
-
-
 def native_linear(layer, x: Tensor) -> Tensor:
     intra, values, bias = layer.intra, layer.values, layer.bias
     if not torch.compiler.is_compiling() and not _needs_grad(layer, x):
