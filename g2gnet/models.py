@@ -21,8 +21,7 @@ from .config import Config, ModelConfig, coerce
 from .data.datasets import DATASETS
 from .errors import G2GError, lookup
 from .kernels import dispatch
-from .kernels.chain import StackPlan
-from .kernels.ops import INFER_MAX_BATCH
+from .kernels.chain import StackPlan, infer_chain
 from .layers import SparseLinear
 from .malloc import trim
 from .mixer import build_mixer, build_mixer_g2g, check_mixer_options
@@ -74,52 +73,72 @@ class MLP(nn.Module):
         self.head = head
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.frontend(x).flatten(1)
-        if self._stacked(h):
-            layers = [b.linear for b in self.blocks]
-            plan = self.__dict__.get("_stack_plan")
-            if plan is None or not plan.matches(layers):
-                plan = self.__dict__["_stack_plan"] = StackPlan(layers)
-            h = plan(layers, h)
+        # (Submodules read from ``_modules``: an attribute of an nn.Module that is a submodule costs a
+        # failed lookup first, ~1 µs each, and serving one request asks for a dozen.)
+        mods = self._modules
+        h = mods["frontend"](x).flatten(1)
+        path = self._stack_path(h)
+        if path is None:
+            h = mods["blocks"](h)
         else:
-            h = self.blocks(h)
-        return self.head(h)
+            layers = [b._modules["linear"] for b in mods["blocks"]._modules.values()]
+            if path == "infer":
+                h = infer_chain(self.__dict__, layers)(layers, h)
+            else:
+                plan = self.__dict__.get("_stack_plan")
+                if plan is None or not plan.matches(layers):
+                    plan = self.__dict__["_stack_plan"] = StackPlan(layers)
+                h = plan(layers, h)
+        return mods["head"](h)
 
-    def __getstate__(self) -> dict:  # deepcopy / pickle: the plan is rebuilt on use
+    def __getstate__(self) -> dict:  # deepcopy / pickle: the plans are rebuilt on use
         state = dict(self.__dict__)
         state.pop("_stack_plan", None)
+        state.pop("_infer_chains", None)
         return state
 
     def stacked(self, x: torch.Tensor) -> bool:
         """Whether ``self(x)`` runs its hidden blocks as one stack (in the current grad mode; see
-        ``_stacked``)."""
-        return self._stacked(self.frontend(x).flatten(1))
+        ``_stack_path``)."""
+        return self._stack_path(self.frontend(x).flatten(1)) is not None
 
-    def _stacked(self, h: torch.Tensor) -> bool:
-        """Whether the hidden blocks may run as one ``kernels.chain.StackPlan`` (the same numbers as
-        calling them in turn, less layout traffic): a batch above the inference kernel's, every block a
-        SparseLinear on its native path followed by a plain ReLU, no dropout at work, no autocast, and
-        no hook anywhere that calling the modules would run. (The cheap tests first: at batch 1 this
-        is two.)"""
+    def _stack_path(self, h: torch.Tensor) -> str | None:
+        """How the hidden blocks run as one: "infer" (at most ``INFER_MAX_BATCH`` rows, no gradient:
+        ``kernels.chain.InferChain``), "native" (more rows: ``kernels.chain.StackPlan``), or None (the
+        modules in turn). Either stack gives the numbers of the modules called in turn, so one is
+        taken only where calling the modules would do nothing more: every block a SparseLinear on
+        the same native path followed by a plain ReLU, no dropout at work, no autocast, and no hook
+        anywhere that calling the modules would run. (The cheap tests first: serving asks this
+        at every call.)"""
         if torch.compiler.is_compiling():  # first: a compiled graph must not guard on the batch size here
-            return False
-        if h.dim() != 2 or h.shape[0] <= INFER_MAX_BATCH or h.dtype is not torch.float32:
-            return False
+            return None
+        if h.dim() != 2 or h.dtype is not torch.float32:
+            return None
         if torch.is_autocast_enabled("cpu") or torch._C._are_functorch_transforms_active():
-            return False  # (under torch.func transforms the modules run, and fail or not as they would)
+            return None  # (under torch.func transforms the modules run, and fail or not as they would)
         if nn_module._global_forward_hooks or nn_module._global_forward_pre_hooks:
-            return False
-        blocks = self.blocks
+            return None
+        blocks = self._modules["blocks"]
         if not len(blocks) or blocks._forward_hooks or blocks._forward_pre_hooks:
-            return False
-        for b in blocks:
-            if type(b) is not HiddenBlock or type(b.act) is not nn.ReLU or (b.drop.training and type(b.drop) is not nn.Identity):
-                return False
-            if not isinstance(b.linear, SparseLinear) or dispatch.choose(b.linear, h) != "native":
-                return False
-            if any(m._forward_hooks or m._forward_pre_hooks for m in (b, b.linear, b.act, b.drop)):
-                return False
-        return True
+            return None
+        path = None
+        for b in blocks._modules.values():
+            if type(b) is not HiddenBlock:
+                return None
+            parts = b._modules
+            linear, act, drop = parts["linear"], parts["act"], parts["drop"]
+            if type(act) is not nn.ReLU or (drop.training and type(drop) is not nn.Identity):
+                return None
+            if not isinstance(linear, SparseLinear):
+                return None
+            p = dispatch.choose(linear, h)
+            if p is None or (path is not None and p != path):
+                return None
+            path = p
+            if (b._forward_hooks or b._forward_pre_hooks or linear._forward_hooks or linear._forward_pre_hooks
+                    or act._forward_hooks or act._forward_pre_hooks or drop._forward_hooks or drop._forward_pre_hooks):
+                return None
+        return path
 
 
 def _dense(n_in: int, n_out: int, gen: torch.Generator) -> nn.Linear:

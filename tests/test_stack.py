@@ -1,8 +1,11 @@
-"""The MLP's stacked inference (kernels/chain.py): the hidden blocks run in the kernels' layout from
-one layer to the next, with the same numbers as calling the modules in turn, and only when calling
-the modules would do nothing more (no hooks, no dropout at work, no gradient)."""
+"""The MLP's hidden blocks run as one (kernels/chain.py): at most ``ops.INFER_MAX_BATCH`` rows without
+a gradient, the inference kernels' chain in one native call; otherwise the batched kernels' stack, in
+the kernels' layout from one layer to the next. Both give the numbers of the modules called in turn,
+and run only when calling the modules would do nothing more (no hooks, no dropout at work)."""
 
 import copy
+import pickle
+import threading
 
 import pytest
 import torch
@@ -12,7 +15,8 @@ from g2gnet.kernels import native, ops
 from g2gnet.topology import modular_mask
 
 needs_native = pytest.mark.skipif(not native.available(), reason=f"native kernels unavailable: {native.error()}")
-B = ops.INFER_MAX_BATCH + 1  # the smallest batch the stack runs at
+B = ops.INFER_MAX_BATCH + 1  # the smallest batch the batched kernels' stack serves
+SMALL = [1, 5, ops.INFER_MAX_BATCH]  # the inference kernels' chain
 
 
 def fast(model):
@@ -36,7 +40,7 @@ def stacked(model, x) -> bool:
     ("g2g-mixer", {}), ("g2g-index", {}), ("g2g-random", {"inter_tile": 8}), ("er", {}),
     ("g2g-mixer", {"hidden": [96, 64, 128]}),  # unequal widths: every hand-off re-indexes
 ])
-@pytest.mark.parametrize("batch", [B, 64])
+@pytest.mark.parametrize("batch", [*SMALL, B, 64])
 def test_stack_equals_the_modules_called_in_turn(name, options, batch):
     opts = {"hidden": [128] * 3, "groups": 4, **options}
     model = fast(build_model(name, 48, 5, seed=1, **opts)).eval()
@@ -53,9 +57,10 @@ def test_stack_equals_the_modules_called_in_turn(name, options, batch):
 
 
 @needs_native
-def test_stack_follows_a_mask_change_and_a_copy():
+@pytest.mark.parametrize("batch", [3, 32])
+def test_stack_follows_a_mask_change_and_a_copy(batch):
     model = fast(build_model("g2g-mixer", 48, 5, seed=0, hidden=[128] * 3, groups=4)).eval()
-    x = torch.randn(32, 48)
+    x = torch.randn(batch, 48)
     with torch.inference_mode():
         before = model(x)
     layer = model.blocks[1].linear
@@ -69,7 +74,9 @@ def test_stack_follows_a_mask_change_and_a_copy():
         assert stacked(model, x) and torch.equal(after, one_by_one(model, x))
         assert not torch.equal(after, before)
         twin = copy.deepcopy(model)
-        assert "_stack_plan" not in twin.__dict__  # a plan belongs to the modules it was made for
+        assert "_stack_plan" not in twin.__dict__ and "_infer_chains" not in twin.__dict__  # (made for `model`)
+        assert torch.equal(twin(x), after)
+        twin = pickle.loads(pickle.dumps(model))
         assert torch.equal(twin(x), after)
 
 
@@ -80,25 +87,61 @@ def test_stack_steps_aside_whenever_the_modules_would_do_more():
     with torch.no_grad():
         assert not stacked(model, x)  # train(): dropout at work
         model.eval()
-        assert stacked(model, x)
-        assert not stacked(model, x[:ops.INFER_MAX_BATCH])  # the inference kernel's batches
-        assert not stacked(model, x.double())
-    seen = []
-    handle = model.blocks[1].act.register_forward_hook(lambda m, i, o: seen.append(o))
-    with torch.inference_mode():
-        assert not stacked(model, x)
-        assert torch.equal(model(x), one_by_one(model, x))
-    assert len(seen) == 2  # the hook ran at both calls
-    handle.remove()
-    handle = torch.nn.modules.module.register_module_forward_pre_hook(lambda m, i: None)
-    try:
+        assert stacked(model, x) and stacked(model, x[:1])
+        assert not stacked(model, x.double()) and not stacked(model, x[:1].double())
+    for batch in (1, 32):
+        xb = x[:batch]
+        seen = []
+        handle = model.blocks[1].act.register_forward_hook(lambda m, i, o: seen.append(o))
         with torch.inference_mode():
-            assert not stacked(model, x)
-    finally:
+            assert not stacked(model, xb)
+            assert torch.equal(model(xb), one_by_one(model, xb))
+        assert len(seen) == 2  # the hook ran at both calls
         handle.remove()
+        handle = torch.nn.modules.module.register_module_forward_pre_hook(lambda m, i: None)
+        try:
+            with torch.inference_mode():
+                assert not stacked(model, xb)
+        finally:
+            handle.remove()
     model.blocks[0].linear.fast = False  # the reference path for one layer: the modules
     with torch.inference_mode():
-        assert not stacked(model, x)
+        assert not stacked(model, x) and not stacked(model, x[:1])
+    model.blocks[0].linear.fast = True
+    model.blocks[2].linear.bias.requires_grad_(False)
+    with torch.enable_grad():  # training at batch 1: no inference chain; the layers' native path stacks
+        assert model._stack_path(x[:1]) == "native"
+        model.blocks[1].linear.fast = False
+        assert not stacked(model, x[:1])
+
+
+@needs_native
+def test_inference_chain_keeps_nan_reads_strided_rows_and_serves_threads():
+    model = fast(build_model("g2g-mixer", 48, 5, seed=4, hidden=[128] * 3, groups=4)).eval()
+    x = torch.randn(6, 96)[:, :48]  # rows 96 floats apart
+    with torch.inference_mode():
+        assert torch.equal(model(x), one_by_one(model, x))
+        assert torch.equal(model(x[:, ::1].t().contiguous().t()), one_by_one(model, x))  # columns apart
+        with torch.no_grad():
+            model.blocks[0].linear.bias[3] = float("nan")  # the chain's ReLU keeps NaN, as torch.relu does
+        out = model(x)
+        assert out.isnan().all() and one_by_one(model, x).isnan().all()
+        with torch.no_grad():
+            model.blocks[0].linear.bias[3] = 0.0
+        ref = one_by_one(model, x[:2])
+        errors = []
+
+        def serve():
+            with torch.inference_mode():
+                for _ in range(200):
+                    if not torch.equal(model(x[:2]), ref):
+                        errors.append("differs")
+        threads = [threading.Thread(target=serve) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors and len(model.__dict__["_infer_chains"]) >= 2  # one chain per thread
 
 
 # -- training: the stack as one autograd node ---------------------------------------------------------

@@ -974,7 +974,9 @@ void g2g_gather_t(const float* x, int64_t B, int64_t sb, int64_t si, const int64
 }
 
 // The arguments of g2g_infer as one struct: eager inference binds everything but the tensors of a call
-// once per layout, and a call then costs one pointer through ctypes instead of 21 conversions.
+// once per layout, and a call then costs one pointer through ctypes instead of 21 conversions. relu = 1:
+// a ReLU after the product, on y while it is in L1 (as torch.relu: NaN stays NaN). (No comments inside
+// the struct: kernels/native.py reads its fields from this text.)
 struct g2g_infer_args {
     int64_t B;
     const float* x;
@@ -997,6 +999,7 @@ struct g2g_infer_args {
     int64_t ldy;
     float* work;
     int64_t nthreads;
+    int64_t relu;
 };
 
 void g2g_infer(int64_t B, const float* x, int64_t ldx, const int64_t* in_perm, int64_t n_out, int64_t n_in,
@@ -1008,6 +1011,18 @@ void g2g_infer_call(const struct g2g_infer_args* a) {
     g2g_infer(a->B, a->x, a->ldx, a->in_perm, a->n_out, a->n_in, a->og, a->ig, a->intra, a->block_mask, (int)a->T,
               a->rowptr, a->cols, (int)a->index_bytes, a->vals, a->bias, a->out_perm, a->y, a->ldy, a->work,
               (int)a->nthreads);
+    if (a->relu)
+        for (int64_t b = 0; b < a->B; ++b) {
+            float* y = a->y + b * a->ldy;
+            for (int64_t i = 0; i < a->n_out; ++i) y[i] = y[i] < 0.f ? 0.f : y[i];
+        }
+}
+
+// Layers in turn, each list[i] as g2g_infer_call (list[i + 1]->x is list[i]->y): a model's hidden
+// blocks served in one call, so no Python runs between the kernels (at batch 1 the Python between
+// layers finds its objects evicted by the weights the kernel streamed, and cost as much as the kernels).
+void g2g_infer_chain(const struct g2g_infer_args* const* list, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) g2g_infer_call(list[i]);
 }
 
 // y[b, out_perm[r]] = bias + (blocks + inter part) @ x[b, in_perm] for b < B <= 16, r < n_out: the

@@ -1,5 +1,11 @@
-"""Consecutive G2G layers with a ReLU after each, on the batched kernels (more than
-``ops.INFER_MAX_BATCH`` rows): the activations stay in the kernels' layout between the layers
+"""Consecutive G2G layers with a ReLU after each, run as one.
+
+At most ``ops.INFER_MAX_BATCH`` rows without a gradient (serving): ``InferChain`` runs every layer's
+inference kernel, its ReLU included, in one native call, so no Python runs between the layers (at
+batch 1 that Python, finding its objects evicted by the weights each kernel streamed, cost about as
+much as the kernels). Same kernels, same numbers as the modules called in turn.
+
+More rows (``StackPlan``, on the batched kernels): the activations stay in the kernels' layout between the layers
 (transposed, in the next layer's sorted input order), so a layer boundary costs an in-place ReLU
 instead of an untranspose, a new output tensor, a ReLU into another one and the next layer's
 transposed gather; in training the backward hands each input gradient to the layer before the same
@@ -14,6 +20,8 @@ work, no autocast); this module only runs it.
 
 from __future__ import annotations
 
+import ctypes
+import threading
 from collections.abc import Sequence
 
 import torch
@@ -40,6 +48,65 @@ def _handoff(lay: Layout, nxt: Layout | None) -> Tensor | None:
     return inv if lay.out_perm is None else inv[lay.out_perm]
 
 
+def _same(packs: Sequence, versions: Sequence[int], layers: Sequence) -> bool:
+    """Whether ``layers`` are the layers whose packed weights and layout versions a plan was built on."""
+    return len(layers) == len(packs) and all(
+        layer.packed is p and p.version == v for layer, p, v in zip(layers, packs, versions))
+
+
+def _check_widths(lays: Sequence[Layout]) -> None:
+    for prev, lay in zip(lays, lays[1:]):
+        if prev.n_out != lay.n_in:  # (the models build matching widths)
+            raise G2GError(f"a layer of {prev.n_out} outputs feeds one of {lay.n_in} inputs")
+
+
+class InferChain:
+    """Layers served at most ``ops.INFER_MAX_BATCH`` rows at a time, for one thread (its kernel
+    arguments and hidden activations are its own): each layer's ``ops._InferPlan`` with the ReLU on,
+    writing into a buffer the next one reads, all run by one ``native.infer_chain`` call."""
+
+    def __init__(self, layers: Sequence) -> None:
+        self.packs = [layer.packed for layer in layers]
+        self.versions = [p.version for p in self.packs]
+        self.plans = [ops._InferPlan(p, relu=True) for p in self.packs]
+        lays = [plan.lay for plan in self.plans]
+        _check_widths(lays)
+        with torch.inference_mode(False):  # (kept between calls: never an inference tensor)
+            self.hidden = [torch.empty(ops.INFER_MAX_BATCH, lay.n_out) for lay in lays[:-1]]
+        for plan, nxt, h in zip(self.plans, self.plans[1:], self.hidden):
+            plan.args.y = nxt.args.x = h.data_ptr()
+        self.list = (ctypes.c_void_p * len(self.plans))(*[ctypes.addressof(plan.args) for plan in self.plans])
+
+    def matches(self, layers: Sequence) -> bool:
+        return _same(self.packs, self.versions, layers)
+
+    def __call__(self, layers: Sequence, x: Tensor) -> Tensor:
+        """``relu(layers[-1](... relu(layers[0](x))))``, every layer's path "infer"; x [N <=
+        ``ops.INFER_MAX_BATCH``, in] float32 on the CPU; the result [N, out] is a new tensor."""
+        plans = self.plans
+        x, ldx = plans[0].rows(x)
+        n = x.shape[0]
+        for layer, plan in zip(layers, plans):
+            params = layer._modules["packed"]._parameters
+            plan.bind(params["intra"], params["values"], layer._parameters.get("bias"), n, ldx)
+            ldx = plan.lay.n_out  # the next layer reads a contiguous hidden buffer
+        y = torch.empty(n, plans[-1].lay.n_out)
+        plans[0].args.x, plans[-1].args.y = x.data_ptr(), y.data_ptr()
+        native.infer_chain(self.list, len(plans))
+        return y
+
+
+def infer_chain(owner: dict, layers: Sequence) -> InferChain:
+    """The ``InferChain`` of ``layers`` for this thread, kept in ``owner`` (a module's ``__dict__``)
+    until a layer's layout changes."""
+    chains = owner.setdefault("_infer_chains", {})
+    key = threading.get_ident()
+    chain = chains.get(key)
+    if chain is None or not chain.matches(layers):
+        chain = chains[key] = InferChain(layers)
+    return chain
+
+
 class StackPlan:
     """A stack of SparseLinear layers bound to their layouts' versions: the layouts checked and the
     hand-offs between them worked out once (a DST update or a move makes a new version, and then a
@@ -49,9 +116,7 @@ class StackPlan:
         self.packs = [layer.packed for layer in layers]
         self.versions = [p.version for p in self.packs]
         self.lays = [p.layout for p in self.packs]
-        for prev, lay in zip(self.lays, self.lays[1:]):
-            if prev.n_out != lay.n_in:  # (the models build matching widths)
-                raise G2GError(f"a layer of {prev.n_out} outputs feeds one of {lay.n_in} inputs")
+        _check_widths(self.lays)
         for lay in self.lays:
             ops._check_layout(lay)
         self.dst = [_handoff(lay, nxt) for lay, nxt in zip(self.lays, [*self.lays[1:], None])]
@@ -60,8 +125,7 @@ class StackPlan:
         self.bias_order = [nxt.in_perm for nxt in self.lays[1:]] + [None]
 
     def matches(self, layers: Sequence) -> bool:
-        return len(layers) == len(self.packs) and all(
-            layer.packed is p and p.version == v for layer, p, v in zip(layers, self.packs, self.versions))
+        return _same(self.packs, self.versions, layers)
 
     def __call__(self, layers: Sequence, x: Tensor) -> Tensor:
         """``relu(layers[-1](... relu(layers[0](x))))``, each layer's ``execution_path`` "native"; x

@@ -224,6 +224,12 @@ def infer_call(args: ctypes.pointer) -> None:
     get().g2g_infer_call(args)
 
 
+def infer_chain(args: ctypes.Array, n: int) -> None:
+    """``g2g_infer_call`` on ``args[0]``, ..., ``args[n - 1]`` in turn (an array of ``InferArgs``
+    pointers; each one's ``x`` the previous one's ``y``)."""
+    get().g2g_infer_chain(ctypes.addressof(args), n)
+
+
 KERNELS = {"g2g_csr_spmm": csr_spmm, "g2g_csr_sddmm": csr_sddmm, "g2g_csr_transpose": csr_transpose,
            "g2g_bsr_spmm": bsr_spmm, "g2g_bsr_sddmm": bsr_sddmm, "g2g_gather_t": gather_t, "g2g_infer": infer,
-           "g2g_infer_call": infer_call}
+           "g2g_infer_call": infer_call, "g2g_infer_chain": infer_chain}

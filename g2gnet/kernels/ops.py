@@ -416,9 +416,10 @@ torch.library.register_autocast("g2gnet::linear_infer", "cpu", torch.float32)
 class _InferPlan:
     """The inference kernel bound to one layout version for one thread (eager inference): the
     layout is checked and its arguments set once; a call checks and sets only its own tensors.
-    (Per thread: the ctypes call releases the GIL, so two threads must not share the struct.)"""
+    (Per thread: the ctypes call releases the GIL, so two threads must not share the struct.)
+    ``relu``: the kernel applies a ReLU to its output (a model's hidden block, ``chain.InferChain``)."""
 
-    def __init__(self, packed) -> None:
+    def __init__(self, packed, relu: bool = False) -> None:
         lay = packed.layout
         _check_layout(lay)
         self.version, self.lay = packed.version, lay
@@ -428,10 +429,10 @@ class _InferPlan:
         self.args = native.InferArgs(
             in_perm=ptr(lay.in_perm), n_out=lay.n_out, n_in=lay.n_in, og=lay.og, ig=lay.ig, block_mask=ptr(lay.block_mask),
             T=lay.tile, rowptr=lay.rowptr.data_ptr(), cols=lay.cols.data_ptr(), index_bytes=4 if lay.tile else lay.index_bytes,
-            out_perm=ptr(lay.out_perm), ldy=lay.n_out, work=self.work.data_ptr())
+            out_perm=ptr(lay.out_perm), ldy=lay.n_out, work=self.work.data_ptr(), relu=int(relu))
         self.ref = ctypes.pointer(self.args)
         self.fn = native.get().g2g_infer_call
-        self.checked: tuple | None = None  # the parameters last checked (``__call__``)
+        self.checked: tuple | None = None  # the parameters last checked (``bind``)
         self.rest: tuple | None = None  # (B, ldx, nthreads) as last set in ``args``
         self.intra_shape = torch.Size(lay.intra_shape)
         self.bias_shape = torch.Size((lay.n_out,))
@@ -439,36 +440,50 @@ class _InferPlan:
         self.max_threads = max(1, weight_bytes // _INFER_BYTES_PER_THREAD)
 
     def __call__(self, x: Tensor, intra: Tensor, values: Tensor, bias: Tensor | None) -> Tensor:
-        lay = self.lay
-        shape = x.shape
-        if len(shape) != 2 or shape[1] != lay.n_in or not 1 <= shape[0] <= INFER_MAX_BATCH or not x.is_cpu:
-            raise G2GError(f"g2gnet op: x must be [N <= {INFER_MAX_BATCH}, {lay.n_in}] on the CPU, got "
-                           f"{tuple(shape)} on {x.device}")
-        contiguous = x.is_contiguous()
-        if not contiguous and x.stride(1) != 1:
-            x, contiguous = x.contiguous(), True
+        x, ldx = self.rows(x)
+        n = x.shape[0]
+        y = torch.empty(n, self.lay.n_out)
+        self.bind(intra, values, bias, n, ldx)
         a = self.args
-        # The parameters are checked again only when they are not the ones this plan last checked (other
-        # tensors, other memory, or written in place since): serving calls with the same weights, and at
-        # batch 1 each check costs as much as a tenth of a layer's kernel.
+        a.x, a.y = x.data_ptr(), y.data_ptr()
+        self.fn(self.ref)
+        return y
+
+    def rows(self, x: Tensor) -> tuple[Tensor, int]:
+        """(x as the kernel reads it, its row stride): x checked against the layout and made
+        contiguous along its rows if it is not."""
+        shape = x.shape
+        if len(shape) != 2 or shape[1] != self.lay.n_in or not 1 <= shape[0] <= INFER_MAX_BATCH or not x.is_cpu:
+            raise G2GError(f"g2gnet op: x must be [N <= {INFER_MAX_BATCH}, {self.lay.n_in}] on the CPU, got "
+                           f"{tuple(shape)} on {x.device}")
+        if x.is_contiguous():
+            return x, shape[1]
+        if x.stride(1) != 1:
+            return x.contiguous(), shape[1]
+        return x, x.stride(0)
+
+    def bind(self, intra: Tensor, values: Tensor, bias: Tensor | None, n: int, ldx: int) -> None:
+        """Sets the fields of a call on ``n`` rows ``ldx`` floats apart with these parameters (all
+        but the pointers x and y), checking the parameters first unless they are the ones last
+        checked (the same tensors, memory and versions: serving calls with the same weights; at
+        batch 1 each check costs as much as a tenth of a layer's kernel)."""
+        a = self.args
         c = self.checked
         if not (c is not None and intra is c[0] and values is c[1] and bias is c[2] and intra._version == c[3]
                 and values._version == c[4] and intra.data_ptr() == c[5] and values.data_ptr() == c[6]
                 and (bias is None or (bias._version == c[7] and bias.data_ptr() == c[8]))):
             self._check_weights(intra, values, bias)
             a.intra, a.vals, a.bias = intra.data_ptr(), values.data_ptr(), None if bias is None else bias.data_ptr()
-            self.checked = (intra, values, bias, intra._version, values._version, intra.data_ptr(), values.data_ptr(),
-                            None if bias is None else bias._version, None if bias is None else bias.data_ptr())
-        n = shape[0]
-        y = torch.empty(n, lay.n_out)
-        # The fields that change between serving calls are set every time, the others only when they
-        # change (a ctypes field costs ~0.15 µs to set; strides ~0.25 µs to read).
-        rest = (n, lay.n_in if contiguous else x.stride(0), min(torch.get_num_threads(), self.max_threads))
+            try:
+                self.checked = (intra, values, bias, intra._version, values._version, intra.data_ptr(),
+                                values.data_ptr(), None if bias is None else bias._version,
+                                None if bias is None else bias.data_ptr())
+            except RuntimeError:  # inference tensors (a model copied under inference_mode) have no version
+                self.checked = None  # counter: checked at every call
+        # Set only when they change (a ctypes field costs ~0.15 µs to set).
+        rest = (n, ldx, min(torch.get_num_threads(), self.max_threads))
         if rest != self.rest:
             a.B, a.ldx, a.nthreads = self.rest = rest
-        a.x, a.y = x.data_ptr(), y.data_ptr()
-        self.fn(self.ref)
-        return y
 
     def _check_weights(self, intra: Tensor, values: Tensor, bias: Tensor | None) -> None:
         """The op boundary's checks of the parameters (``_check_params`` and the bias's), the common
