@@ -5,8 +5,8 @@ inference kernel, its ReLU included, in one native call, so no Python runs betwe
 batch 1 that Python, finding its objects evicted by the weights each kernel streamed, cost about as
 much as the kernels). Same kernels, same numbers as the modules called in turn.
 
-More rows (``StackPlan``, on the batched kernels): the activations stay in the kernels' layout between the layers
-(transposed, in the next layer's sorted input order), so a layer boundary costs an in-place ReLU
+More rows (``StackPlan``, on the batched kernels): the activations stay in the kernels' layout
+between the layers (transposed, in the next layer's sorted input order), so a layer boundary costs an in-place ReLU
 instead of an untranspose, a new output tensor, a ReLU into another one and the next layer's
 transposed gather; in training the backward hands each input gradient to the layer before the same
 way (a ReLU mask and a row permutation instead of an untranspose and a transposed gather), and
@@ -51,7 +51,7 @@ def _handoff(lay: Layout, nxt: Layout | None) -> Tensor | None:
 def _same(packs: Sequence, versions: Sequence[int], layers: Sequence) -> bool:
     """Whether ``layers`` are the layers whose packed weights and layout versions a plan was built on."""
     return len(layers) == len(packs) and all(
-        layer.packed is p and p.version == v for layer, p, v in zip(layers, packs, versions))
+        layer._modules["packed"] is p and p.version == v for layer, p, v in zip(layers, packs, versions))
 
 
 def _check_widths(lays: Sequence[Layout]) -> None:
