@@ -426,12 +426,21 @@ def test_schedule():
     assert not s1.is_update(0) and s1.next_update(0) == 1
 
 
-def test_hooks_are_removed_on_close():
+def test_hooks_are_registered_only_while_recording_and_removed_on_close():
     model = _model()
-    dst = DynamicSparsity(model, None, prune="hebbian", grow="gradient")
-    assert any(m._forward_hooks for m in model.modules())
+    dst = DynamicSparsity(model, None, prune="hebbian", grow="gradient", interval=5, window=2)
+    hooked = lambda: any(m._forward_hooks for m in model.modules())  # noqa: E731
+    seen = []
+    for _ in range(10):  # steps 1-2 and 6-7 lie outside the window of the updates at 5 and 10
+        seen.append((dst.recorder.recording, hooked()))
+        dst.step()
+    assert seen == [(r, r) for r in (False, False, False, True, True, False, False, False, True, True)]
+    dst.recorder.recording = True
+    assert hooked()
     dst.close()
-    assert not any(m._forward_hooks for m in model.modules())
+    assert not hooked()
+    dst.recorder.recording = True  # a closed recorder stays closed
+    assert not hooked() and not dst.recorder.recording
 
 
 @pytest.mark.parametrize(

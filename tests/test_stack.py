@@ -227,3 +227,34 @@ def test_training_stack_steps_aside_for_dropout_hooks_and_autocast():
     assert not stacked(model, x)
     handle.remove()
     assert stacked(model, x)
+
+
+@needs_native
+def test_dst_training_stacks_outside_its_recording_window_and_rewires_as_the_modules_do():
+    from g2gnet.dst import DynamicSparsity
+
+    def run(stack: bool):
+        model = fast(build_model("g2g-mixer", 48, 5, seed=3, hidden=[128] * 3, groups=4))
+        if not stack:  # a hook on the blocks: the modules run one by one at every step
+            model.blocks.register_forward_pre_hook(lambda m, i: None)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+        dst = DynamicSparsity(model, opt, prune="hebbian", grow="gradient", interval=4, window=1, fraction=0.2)
+        stacked_steps = []
+        for step in range(8):
+            g = torch.Generator().manual_seed(step)
+            x, y = torch.randn(32, 48, generator=g), torch.randint(0, 5, (32,), generator=g)
+            stacked_steps.append(stacked(model, x))
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+            dst.step()
+        return model, stacked_steps
+
+    model, steps = run(stack=True)
+    ref, ref_steps = run(stack=False)
+    assert steps == [True, True, True, False, True, True, True, False]  # the recorded batch: one by one
+    assert not any(ref_steps)
+    for (name, a), (_, b) in zip(model.named_parameters(), ref.named_parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+    for (_, a), (_, b) in zip(sparse_layers(model), sparse_layers(ref)):
+        assert torch.equal(a.mask, b.mask)  # the same links pruned and grown at both updates

@@ -13,7 +13,7 @@ and only while ``recording`` is set, i.e. on the batches of the window before an
   gradient of the loss w.r.t. the effective (masked-product) weight is grad_out^T @ x, taken
   from a tensor hook on the layer's output.
 
-Outside the window a hook is one Python call that returns at once.
+Outside the window no hook is registered (``Recorder.recording``).
 """
 
 from __future__ import annotations
@@ -31,23 +31,49 @@ class Recorder:
     """Owns the hooks and the evidence accumulated since the last reset (one entry per layer)."""
 
     def __init__(self, layers: dict[str, SparseLinear], *, activity: bool, gradient: bool):
-        self.recording = False
+        self.layers = layers
         self.activity: dict[str, ActivityStats] = {n: ActivityStats() for n in layers} if activity else {}
         self.grad: dict[str, Tensor | None] = {n: None for n in layers} if gradient else {}
         self._handles = []
         # Layers whose input waits for the output of their activation module, per module (one
         # module may follow several layers, e.g. a shared nn.ReLU): first in, first out.
         self._pending: dict[int, list[tuple[str, Tensor]]] = {}
-        if activity:
-            for name, layer in layers.items():
+        self._recording = self._closed = False
+
+    @property
+    def recording(self) -> bool:
+        return self._recording
+
+    @recording.setter
+    def recording(self, on: bool) -> None:
+        """The hooks are registered only while recording (a window's batches before an update): a
+        model with a hook anywhere runs its layers one by one (``models.MLP`` stacks them only when
+        calling the modules would do nothing more), so hooks kept for the whole run took the stacks
+        from every other training step and every evaluation."""
+        on = bool(on) and not self._closed
+        if on and not self._handles:
+            self._attach()
+        elif not on and self._handles:
+            self._detach()
+        self._recording = on
+
+    def _attach(self) -> None:
+        if self.activity:
+            for name, layer in self.layers.items():
                 act = layer.post_activation
                 self._handles.append(layer.register_forward_hook(self._activity_hook(name, act)))
                 if isinstance(act, nn.Module) and id(act) not in self._pending:
                     self._pending[id(act)] = []
                     self._handles.append(act.register_forward_hook(self._post_hook(id(act))))
-        if gradient:
-            for name, layer in layers.items():
+        if self.grad:
+            for name, layer in self.layers.items():
                 self._handles.append(layer.register_forward_hook(self._gradient_hook(name)))
+
+    def _detach(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+        self._pending.clear()  # (a post output still awaited belongs to no recorded forward)
 
     def _wanted(self, module: nn.Module) -> bool:
         # Only the training forward counts: evaluation and no_grad passes (e.g. FLOP counting)
@@ -122,10 +148,8 @@ class Recorder:
             self.grad[name] = None
 
     def close(self) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles.clear()
         self.recording = False
+        self._closed = True
 
     def state_dict(self) -> dict:
         return {
