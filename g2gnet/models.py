@@ -107,19 +107,20 @@ class MLP(nn.Module):
         ``kernels.chain.InferChain``), "native" (more rows: ``kernels.chain.StackPlan``), or None (the
         modules in turn). Either stack gives the numbers of the modules called in turn, so one is
         taken only where calling the modules would do nothing more: every block a SparseLinear on
-        the same native path followed by a plain ReLU, no dropout at work, no autocast, and no hook
-        anywhere that calling the modules would run. (The cheap tests first: serving asks this
-        at every call.)"""
+        the same native path followed by a plain ReLU and an identity (nn.Identity, or nn.Dropout
+        in eval mode), no autocast, and no hook, forward or backward, anywhere that calling the
+        modules would run. (The cheap tests first: serving asks this at every call.)"""
         if torch.compiler.is_compiling():  # first: a compiled graph must not guard on the batch size here
             return None
         if h.dim() != 2 or h.dtype is not torch.float32:
             return None
         if torch.is_autocast_enabled("cpu") or torch._C._are_functorch_transforms_active():
             return None  # (under torch.func transforms the modules run, and fail or not as they would)
-        if nn_module._global_forward_hooks or nn_module._global_forward_pre_hooks:
+        if (nn_module._global_forward_hooks or nn_module._global_forward_pre_hooks
+                or nn_module._global_backward_hooks or nn_module._global_backward_pre_hooks):
             return None
         blocks = self._modules["blocks"]
-        if not len(blocks) or blocks._forward_hooks or blocks._forward_pre_hooks:
+        if not len(blocks) or _hooked(blocks):
             return None
         path = None
         for b in blocks._modules.values():
@@ -127,7 +128,8 @@ class MLP(nn.Module):
                 return None
             parts = b._modules
             linear, act, drop = parts["linear"], parts["act"], parts["drop"]
-            if type(act) is not nn.ReLU or (drop.training and type(drop) is not nn.Identity):
+            if type(act) is not nn.ReLU or not (type(drop) is nn.Identity or (type(drop) is nn.Dropout
+                                                                            and not drop.training)):
                 return None
             if not isinstance(linear, SparseLinear):
                 return None
@@ -135,10 +137,15 @@ class MLP(nn.Module):
             if p is None or (path is not None and p != path):
                 return None
             path = p
-            if (b._forward_hooks or b._forward_pre_hooks or linear._forward_hooks or linear._forward_pre_hooks
-                    or act._forward_hooks or act._forward_pre_hooks or drop._forward_hooks or drop._forward_pre_hooks):
+            if _hooked(b) or _hooked(linear) or _hooked(act) or _hooked(drop):
                 return None
         return path
+
+
+def _hooked(m: nn.Module) -> bool:
+    """Whether calling ``m`` runs a hook of its own (forward, or backward: a stack's one autograd
+    node would skip a layer's backward hooks)."""
+    return bool(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks)
 
 
 def _dense(n_in: int, n_out: int, gen: torch.Generator) -> nn.Linear:

@@ -426,6 +426,22 @@ def test_schedule():
     assert not s1.is_update(0) and s1.next_update(0) == 1
 
 
+def test_recorder_sees_the_layer_output_before_a_user_hook_registered_before_or_after_it():
+    def recorded(hook_first: bool) -> torch.Tensor:
+        model = _model()
+        double = lambda m, i, o: o * 2  # noqa: E731
+        if hook_first:
+            model.blocks[0].linear.register_forward_hook(double)
+        dst = DynamicSparsity(model, None, prune="magnitude", grow="gradient", interval=5, window="all")
+        if not hook_first:
+            model.blocks[0].linear.register_forward_hook(double)
+        x, y = _batch(0)
+        F.cross_entropy(model(x), y).backward()
+        return next(g for g in dst.recorder.grad.values() if g is not None)
+
+    torch.testing.assert_close(recorded(True), recorded(False), rtol=0, atol=0)
+
+
 def test_hooks_are_registered_only_while_recording_and_removed_on_close():
     model = _model()
     dst = DynamicSparsity(model, None, prune="hebbian", grow="gradient", interval=5, window=2)

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from g2gnet import build_model, sparse_layers
+from g2gnet.errors import G2GError
 from g2gnet.kernels import native, ops
 from g2gnet.topology import modular_mask
 
@@ -258,3 +259,43 @@ def test_dst_training_stacks_outside_its_recording_window_and_rewires_as_the_mod
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
     for (_, a), (_, b) in zip(sparse_layers(model), sparse_layers(ref)):
         assert torch.equal(a.mask, b.mask)  # the same links pruned and grown at both updates
+
+
+@needs_native
+@pytest.mark.parametrize("batch", [8, 32])
+def test_stacks_step_aside_for_backward_hooks_and_other_block_modules(batch):
+    model = fast(build_model("g2g-mixer", 48, 5, seed=0, hidden=[128] * 3, groups=4))
+    x, y = torch.randn(batch, 48), torch.randint(0, 5, (batch,))
+    calls = []
+    handle = model.blocks[1].linear.register_full_backward_hook(lambda m, gi, go: calls.append(1))
+    assert not stacked(model, x)  # the stack's one autograd node would skip the layer's backward hook
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    assert calls == [1]
+    handle.remove()
+    handle = torch.nn.modules.module.register_module_full_backward_hook(lambda m, gi, go: None)
+    try:
+        assert not stacked(model, x)
+    finally:
+        handle.remove()
+    assert stacked(model, x)
+    model.blocks[1].drop = torch.nn.Tanh()  # not an identity: the modules run
+    model.eval()
+    with torch.inference_mode():
+        assert not stacked(model, x)
+        assert torch.equal(model(x), one_by_one(model, x))
+        model.blocks[1].drop = torch.nn.Dropout(0.3).eval()  # in eval mode, an identity
+        assert stacked(model, x) and torch.equal(model(x), one_by_one(model, x))
+
+
+@needs_native
+def test_a_parameter_whose_data_is_swapped_is_checked_again():
+    model = fast(build_model("g2g-mixer", 48, 5, seed=0, hidden=[128] * 3, groups=4)).eval()
+    x = torch.randn(1, 48)
+    with torch.inference_mode():
+        model(x)  # the chain has set its pointers
+    intra = model.blocks[1].linear.packed.intra
+    with torch.no_grad():
+        intra.data = intra.data.transpose(1, 2)  # the same memory, new strides, the same version
+    for run in (lambda: model(x), lambda: model.blocks[1].linear(torch.randn(1, 128))):
+        with torch.inference_mode(), pytest.raises(G2GError, match="contiguous"):
+            run()

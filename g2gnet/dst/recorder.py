@@ -58,16 +58,18 @@ class Recorder:
         self._recording = on
 
     def _attach(self) -> None:
+        # Prepended: the recorder sees what the layer and its activation computed, before any hook of
+        # the user's (registered before or after, or between two windows) replaces an output.
         if self.activity:
             for name, layer in self.layers.items():
                 act = layer.post_activation
-                self._handles.append(layer.register_forward_hook(self._activity_hook(name, act)))
+                self._handles.append(layer.register_forward_hook(self._activity_hook(name, act), prepend=True))
                 if isinstance(act, nn.Module) and id(act) not in self._pending:
                     self._pending[id(act)] = []
-                    self._handles.append(act.register_forward_hook(self._post_hook(id(act))))
+                    self._handles.append(act.register_forward_hook(self._post_hook(id(act)), prepend=True))
         if self.grad:
             for name, layer in self.layers.items():
-                self._handles.append(layer.register_forward_hook(self._gradient_hook(name)))
+                self._handles.append(layer.register_forward_hook(self._gradient_hook(name), prepend=True))
 
     def _detach(self) -> None:
         for h in self._handles:
