@@ -1,9 +1,9 @@
 """The whole Fashion-MNIST g2g-mixer with its hidden blocks stacked (MLP.forward: kernels/chain.py)
 against the same blocks called one by one, both against the dense MLP: inference at each batch size,
-then (--step) a training step (forward, backward, Adam) at batch 256; interleaved repeats in one
-process, median of dense time / G2G time per repeat [min-max].
+then (--step) a training step (forward, backward, Adam) at each --step-batches; interleaved repeats
+in one process, median of dense time / G2G time per repeat [min-max].
 
-    python benchmarks/stack_ab.py [--batches 1,8,64,256] [--repeats 15] [--step]
+    python benchmarks/stack_ab.py [--batches 1,8,64,256] [--repeats 15] [--step] [--step-batches 256]
 """
 
 import argparse
@@ -19,7 +19,8 @@ from g2gnet import malloc
 parser = argparse.ArgumentParser()
 parser.add_argument("--batches", default="1,8,64,256", help="comma-separated batch sizes")
 parser.add_argument("--repeats", type=int, default=15, help="interleaved repeats")
-parser.add_argument("--step", action="store_true", help="also time a training step at batch 256")
+parser.add_argument("--step", action="store_true", help="also time a training step at --step-batches")
+parser.add_argument("--step-batches", default="256", help="comma-separated batch sizes of the training step")
 args = parser.parse_args()
 malloc.keep_defaults()  # dense as plain PyTorch runs it: no g2gnet allocator setting (g2gnet.malloc)
 torch.set_num_threads(2)
@@ -67,14 +68,16 @@ with torch.inference_mode():
 if args.step:
     sparse.train()
     dense.train()
-    x, y = torch.randn(256, 784), torch.randint(0, 10, (256,))
     opts = {"dense": torch.optim.Adam(dense.parameters()), "sparse": torch.optim.Adam(sparse.parameters())}
+    for batch in (int(b) for b in args.step_batches.split(",")):
+        x, y = torch.randn(batch, 784), torch.randint(0, 10, (batch,))
 
-    def step(side: str, forward) -> None:
-        opts[side].zero_grad(set_to_none=True)
-        F.cross_entropy(forward(x), y).backward()
-        opts[side].step()
+        def step(side: str, forward) -> None:
+            opts[side].zero_grad(set_to_none=True)
+            F.cross_entropy(forward(x), y).backward()
+            opts[side].step()
 
-    calls = {"dense": lambda: step("dense", dense), "one by one": lambda: step("sparse", one_by_one),
-             "stacked": lambda: step("sparse", sparse)}
-    report(f"training step, batch 256 (stacked: {sparse.stacked(x)}):", interleaved(calls, 3))
+        calls = {"dense": lambda: step("dense", dense), "one by one": lambda: step("sparse", one_by_one),
+                 "stacked": lambda: step("sparse", sparse)}
+        report(f"training step, batch {batch} (stacked: {sparse.stacked(x)}):",
+               interleaved(calls, max(3, 768 // batch)))
