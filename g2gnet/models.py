@@ -21,7 +21,7 @@ from .config import Config, ModelConfig, coerce
 from .data.datasets import DATASETS
 from .errors import G2GError, lookup
 from .kernels import dispatch
-from .kernels.chain import StackPlan, infer_chain
+from .kernels.chain import infer_chain, stack_plan
 from .layers import SparseLinear
 from .malloc import trim
 from .mixer import build_mixer, build_mixer_g2g, check_mixer_options
@@ -82,13 +82,7 @@ class MLP(nn.Module):
             h = mods["blocks"](h)
         else:
             layers = [b._modules["linear"] for b in mods["blocks"]._modules.values()]
-            if path == "infer":
-                h = infer_chain(self.__dict__, layers)(layers, h)
-            else:
-                plan = self.__dict__.get("_stack_plan")
-                if plan is None or not plan.matches(layers):
-                    plan = self.__dict__["_stack_plan"] = StackPlan(layers)
-                h = plan(layers, h)
+            h = (infer_chain if path == "infer" else stack_plan)(self.__dict__, layers)(layers, h)
         return mods["head"](h)
 
     def __getstate__(self) -> dict:  # deepcopy / pickle: the plans are rebuilt on use
@@ -104,12 +98,13 @@ class MLP(nn.Module):
 
     def _stack_path(self, h: torch.Tensor) -> str | None:
         """How the hidden blocks run as one: "infer" (at most ``INFER_MAX_BATCH`` rows, no gradient:
-        ``kernels.chain.InferChain``), "native" (more rows: ``kernels.chain.StackPlan``), or None (the
-        modules in turn). Either stack gives the numbers of the modules called in turn, so one is
-        taken only where calling the modules would do nothing more: every block a SparseLinear on
-        the same native path followed by a plain ReLU and an identity (nn.Identity, or nn.Dropout
-        in eval mode), no autocast, and no hook, forward or backward, anywhere that calling the
-        modules would run. (The cheap tests first: serving asks this at every call.)"""
+        ``kernels.chain.InferChain``), "native" (more rows, or a gradient to record:
+        ``kernels.chain.StackPlan``), or None (the modules in turn). Either stack gives the numbers
+        of the modules called in turn, so one is taken only where calling the modules would do
+        nothing more: every block a SparseLinear on the same native path followed by a plain ReLU
+        and an identity (nn.Identity, or nn.Dropout in eval mode), no autocast, and no hook, forward
+        or backward, anywhere that calling the modules would run. (The cheap tests first: serving
+        asks this at every call.)"""
         if torch.compiler.is_compiling():  # first: a compiled graph must not guard on the batch size here
             return None
         if h.dim() != 2 or h.dtype is not torch.float32:

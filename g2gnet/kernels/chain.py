@@ -5,10 +5,10 @@ inference kernel, its ReLU included, in one native call, so no Python runs betwe
 batch 1 that Python, finding its objects evicted by the weights each kernel streamed, cost about as
 much as the kernels). Same kernels, same numbers as the modules called in turn.
 
-More rows (``StackPlan``, on the batched kernels): the activations stay in the kernels' layout
-between the layers (transposed, in the next layer's sorted input order), so a layer boundary costs an in-place ReLU
-instead of an untranspose, a new output tensor, a ReLU into another one and the next layer's
-transposed gather; in training the backward hands each input gradient to the layer before the same
+More rows, or a gradient to record (``StackPlan``, on the batched kernels): the activations stay
+in the kernels' layout between the layers (transposed, in the next layer's sorted input order), so
+a layer boundary costs an in-place ReLU instead of an untranspose, a new output tensor, a ReLU into
+another one and the next layer's transposed gather; in training the backward hands each input gradient to the layer before the same
 way (a ReLU mask and a row permutation instead of an untranspose and a transposed gather), and
 autograd records the whole stack as one node. Every layer runs the same kernels on the same numbers
 as when called one by one, so outputs and the gradients of inputs and weights equal those of the
@@ -98,13 +98,22 @@ class InferChain:
 
 def infer_chain(owner: dict, layers: Sequence) -> InferChain:
     """The ``InferChain`` of ``layers`` for this thread, kept in ``owner`` (a module's ``__dict__``)
-    until a layer's layout changes."""
+    until a layer's layout changes (``stack_plan``'s twin; a chain's ctypes structs are per thread)."""
     chains = owner.setdefault("_infer_chains", {})
     key = threading.get_ident()
     chain = chains.get(key)
     if chain is None or not chain.matches(layers):
         chain = chains[key] = InferChain(layers)
     return chain
+
+
+def stack_plan(owner: dict, layers: Sequence) -> StackPlan:
+    """The ``StackPlan`` of ``layers``, kept in ``owner`` (a module's ``__dict__``) until a layer's
+    layout changes."""
+    plan = owner.get("_stack_plan")
+    if plan is None or not plan.matches(layers):
+        plan = owner["_stack_plan"] = StackPlan(layers)
+    return plan
 
 
 class StackPlan:

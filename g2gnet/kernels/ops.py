@@ -432,7 +432,7 @@ class _InferPlan:
             out_perm=ptr(lay.out_perm), ldy=lay.n_out, work=self.work.data_ptr(), relu=int(relu))
         self.ref = ctypes.pointer(self.args)
         self.fn = native.get().g2g_infer_call
-        self.checked: tuple | None = None  # the parameters last checked (``bind``)
+        self.ptrs: tuple | None = None  # (intra, values, bias) addresses as last set in ``args``
         self.rest: tuple | None = None  # (B, ldx, nthreads) as last set in ``args``
         self.intra_shape = torch.Size(lay.intra_shape)
         self.bias_shape = torch.Size((lay.n_out,))
@@ -464,27 +464,16 @@ class _InferPlan:
 
     def bind(self, intra: Tensor, values: Tensor, bias: Tensor | None, n: int, ldx: int) -> None:
         """Sets the fields of a call on ``n`` rows ``ldx`` floats apart with these parameters (all
-        but the pointers x and y), after checking them; the pointer fields only when the parameters
-        are not the ones last set (the same tensors, memory and versions: serving calls with the
-        same weights; a ctypes field costs ~0.15 µs to set, and batch 1 counts every µs)."""
-        a = self.args
-        c = self.checked
-        # The parameters' dtype, shape and contiguity are read at every call (``p.data = ...`` swaps a
-        # parameter's memory and metadata without a new version, possibly at the address just
-        # freed); only setting their pointers waits for other tensors, memory or versions.
+        but the pointers x and y), after checking them. The parameters' dtype, shape and contiguity
+        are read at every call (``p.data = ...`` swaps a parameter's memory and metadata without a
+        new version, possibly at the address just freed); the fields are set only when they change
+        (a ctypes field costs ~0.15 µs to set, and batch 1 counts every µs)."""
         if not self._weights_ok(intra, values, bias):
             self._check_weights(intra, values, bias)
-        if not (c is not None and intra is c[0] and values is c[1] and bias is c[2] and intra._version == c[3]
-                and values._version == c[4] and intra.data_ptr() == c[5] and values.data_ptr() == c[6]
-                and (bias is None or (bias._version == c[7] and bias.data_ptr() == c[8]))):
-            a.intra, a.vals, a.bias = intra.data_ptr(), values.data_ptr(), None if bias is None else bias.data_ptr()
-            try:
-                self.checked = (intra, values, bias, intra._version, values._version, intra.data_ptr(),
-                                values.data_ptr(), None if bias is None else bias._version,
-                                None if bias is None else bias.data_ptr())
-            except RuntimeError:  # inference tensors (a model copied under inference_mode) have no version
-                self.checked = None  # counter: checked at every call
-        # Set only when they change (a ctypes field costs ~0.15 µs to set).
+        a = self.args
+        ptrs = (intra.data_ptr(), values.data_ptr(), None if bias is None else bias.data_ptr())
+        if ptrs != self.ptrs:
+            a.intra, a.vals, a.bias = self.ptrs = ptrs
         rest = (n, ldx, min(torch.get_num_threads(), self.max_threads))
         if rest != self.rest:
             a.B, a.ldx, a.nthreads = self.rest = rest
