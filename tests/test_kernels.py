@@ -389,6 +389,68 @@ def test_compile_fullgraph_matches_eager():
         torch.testing.assert_close(p.grad, a, rtol=1e-4, atol=1e-5)
 
 
+@needs_native
+@pytest.mark.parametrize("tile, bias, x_grad", [(1, True, True), (8, False, True), (1, True, False)])
+def test_eager_training_equals_the_custom_ops_bit_for_bit(tile, bias, x_grad, monkeypatch):
+    layer = _layer(64, 128, tile=tile, bias=bias)
+    g = torch.Generator().manual_seed(3)
+    x, gy = torch.randn(2, 9, 64, generator=g), torch.randn(2, 9, 128, generator=g)
+    calls = []
+    monkeypatch.setattr(ops._EagerLinear, "apply", _spy(ops._EagerLinear.apply, calls))
+
+    def run(eager: bool):
+        monkeypatch.setattr(ops, "eager_ok", lambda: eager)
+        xr = x.clone().requires_grad_(x_grad)
+        layer.zero_grad(set_to_none=True)
+        y = layer(xr)
+        y.backward(gy)
+        return [y, xr.grad, layer.intra.grad, layer.values.grad, None if layer.bias is None else layer.bias.grad]
+
+    custom = run(False)
+    assert not calls, "the custom ops' run went through the eager Function"
+    eager = run(True)
+    assert len(calls) == 1, "eager training did not take the eager Function"
+    for a, b in zip(eager, custom):
+        assert (a is None and b is None) or torch.equal(a, b)
+    assert (eager[1] is None) == (not x_grad)
+
+
+def _spy(f, calls: list):
+    def spied(*args):
+        calls.append(1)
+        return f(*args)
+    return spied
+
+
+@needs_native
+def test_eager_training_is_what_runs_outside_compile_autocast_and_torch_func(monkeypatch):
+    assert ops.eager_ok()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not ops.eager_ok()  # the custom op's autocast registration computes in float32
+    seen = []
+    torch.func.grad(lambda t: seen.append(ops.eager_ok()) or t.sum())(torch.zeros(2))
+    assert seen == [False]
+    layer = _layer(64, 32)
+    calls = []
+    monkeypatch.setattr(ops._EagerLinear, "apply", _spy(ops._EagerLinear.apply, calls))
+    layer(torch.randn(5, 64)).sum().backward()
+    assert calls == [1]
+
+
+@needs_native
+def test_eager_training_detects_parameters_changed_before_backward_and_double_backward():
+    layer = _layer(64, 32)
+    x = torch.randn(5, 64, requires_grad=True)
+    y = layer(x)
+    with torch.no_grad():
+        layer.values.add_(1.0)  # the backward would use the new weights: autograd must refuse
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.sum().backward()
+    gx, = torch.autograd.grad(layer(x).square().sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable|differentiate"):
+        gx.sum().backward()
+
+
 def test_build_layout_without_blocks():
     mask = torch.rand(16, 24) < 0.3
     lay = build_layout(mask, None, None, blocks=False)

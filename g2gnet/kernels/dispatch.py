@@ -2,9 +2,10 @@
 
 - ``infer``: inference at batches up to 16, the weight-stationary kernel (one pass over the packed
   weights; at batch 1 its bytes are the limit);
-- ``native``: the batched C++ kernels behind the custom ops (training, and inference at larger
-  batches), when the product is big enough to amortise the call and the layout's estimated cost
-  is below the dense product's (``COST``);
+- ``native``: the batched C++ kernels (training, and inference at larger batches), when the product
+  is big enough to amortise the call and the layout's estimated cost is below the dense product's
+  (``COST``); through the custom ops under torch.compile, autocast and torch.func, called directly
+  in eager mode (``ops.linear_eager`` / ``ops.linear_nograd``: the same checks and kernels);
 - otherwise the masked reference ``F.linear(x, weight, bias)``, which every path equals.
 
 Switches, strongest first: ``reference_mode()`` or ``G2G_FAST=0`` (read at import): the
@@ -115,6 +116,8 @@ def native_linear(layer, x: Tensor) -> Tensor:
     intra, values, bias = layer.intra, layer.values, layer.bias
     if not torch.compiler.is_compiling() and not _needs_grad(layer, x):
         return ops.linear_nograd(x, intra, values, bias, layer.packed.layout)  # eager inference
+    if ops.eager_ok():  # eager training: the custom op's kernels without its dispatcher
+        return ops.linear_eager(x, intra, values, bias, layer.packed.layout)
     tensors, ints = layer.packed.op_args()
     return ops.linear(x, intra, values, bias, tensors, ints)
 

@@ -1,6 +1,8 @@
 """The fast path of a G2G layer as PyTorch custom ops (SPEC §7): ``g2gnet::linear_fwd`` and
 ``g2gnet::linear_bwd``, with fake (meta) implementations, an autograd registration and CPU autocast
-(computed in float32), so ``torch.compile``, autocast and ``opcheck`` treat them like any op.
+(computed in float32), so ``torch.compile``, autocast and ``opcheck`` treat them like any op. Eager
+calls skip the op dispatcher and run the same checks and kernels directly (``linear_eager`` with
+autograd, ``linear_nograd`` without).
 
 Every tensor is checked here, at the op boundary, before a pointer reaches the C++ kernels: device,
 dtype, rank, shape against the layout, and the strides the kernels rely on. A violation is a
@@ -21,6 +23,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from ..errors import G2GError
 from ..malloc import huge
@@ -237,7 +240,12 @@ def _(x, intra, values, bias, layout, meta):
 def linear_bwd(gy: Tensor, xs: Tensor, intra: Tensor, values: Tensor, layout: Sequence[Tensor],
                meta: Sequence[int], need_x: bool, need_w: bool) -> tuple[Tensor, Tensor, Tensor]:
     """(grad x, grad intra, grad values); the ones not asked for are empty."""
-    lay = unpack_layout(layout, meta)
+    return _backward_impl(gy, xs, intra, values, unpack_layout(layout, meta), need_x, need_w)
+
+
+def _backward_impl(gy: Tensor, xs: Tensor, intra: Tensor, values: Tensor, lay: Layout, need_x: bool,
+                   need_w: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """``linear_bwd`` on an unpacked layout (arguments checked here)."""
     if gy.dim() != 2 or gy.shape[1] != lay.n_out or gy.shape[0] == 0:
         raise G2GError(f"g2gnet op: grad of y must be [N, {lay.n_out}] with N >= 1, got {tuple(gy.shape)}")
     _check("grad y", gy, torch.float32, contiguous=False)
@@ -324,6 +332,45 @@ def _backward(ctx, gy: Tensor, _gxs: Tensor):
 
 
 linear_fwd.register_autograd(_backward, setup_context=_setup_context)
+
+
+class _EagerLinear(torch.autograd.Function):
+    """``linear_fwd`` with its registered backward, without the op dispatcher: the same checks and
+    kernels, called directly. In eager training the custom ops' Python layers (schema defaults,
+    pytree flattening of the layout, the autograd wrapper, the redispatch of each op) cost about
+    1 ms per forward + backward, kernels stubbed out: 15% of a 1024-wide layer's step at batch 256
+    (benchmarks/op_overhead.py). The custom ops stay for torch.compile, autocast and torch.func."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, intra: Tensor, values: Tensor, bias: Tensor | None, lay: Layout) -> Tensor:
+        _check_args(x, intra, values, bias, lay)
+        _require_native()
+        y, xs = _forward(x, intra, values, bias, lay, keep_xs=True)
+        ctx.save_for_backward(xs, intra, values)  # the parameters: autograd's in-place check
+        ctx.lay, ctx.has_bias = lay, bias is not None
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, gy: Tensor):
+        xs, intra, values = ctx.saved_tensors
+        need_x, need_i, need_v, need_b = ctx.needs_input_grad[:4]
+        gx, gi, gv = _backward_impl(gy, xs, intra, values, ctx.lay, need_x, need_i or need_v)
+        gb = gy.sum(0) if need_b and ctx.has_bias else None
+        return gx if need_x else None, gi if need_i else None, gv if need_v else None, gb, None
+
+
+def eager_ok() -> bool:
+    """Whether ``linear_eager`` may run: not while compiling, under autocast (the custom op's
+    registration computes in float32) or under torch.func transforms (they need the op's rules)."""
+    return not (torch.compiler.is_compiling() or torch.is_autocast_enabled("cpu")
+                or torch._C._are_functorch_transforms_active())
+
+
+def linear_eager(x: Tensor, intra: Tensor, values: Tensor, bias: Tensor | None, lay: Layout) -> Tensor:
+    """``linear`` in eager mode with autograd (``_EagerLinear``), where ``eager_ok()``."""
+    x2, lead = as_rows(x)
+    return from_rows(_EagerLinear.apply(x2, intra, values, bias, lay), lead)
 # Under CPU autocast (bf16) the op computes in float32: the kernels are float32 only, and a bf16
 # bmm result fed to them was the crash of the first version.
 torch.library.register_autocast("g2gnet::linear_fwd", "cpu", torch.float32)
