@@ -117,6 +117,20 @@ def test_stack_steps_aside_whenever_the_modules_would_do_more():
 
 
 @needs_native
+@pytest.mark.parametrize("options", [{}, {"inter_tile": 8}])
+def test_batched_stack_relu_keeps_nan_as_torch_relu(options):
+    model = fast(build_model("g2g-random", 48, 5, seed=4, hidden=[128] * 3, groups=4, **options)).eval()
+    x = torch.randn(B + 3, 48)
+    with torch.no_grad():
+        model.blocks[1].linear.bias[7] = float("nan")  # the ReLU fused into the kernels' store keeps NaN
+    for mode in (torch.inference_mode(), torch.enable_grad()):
+        with mode:
+            assert stacked(model, x)
+            out, ref = model(x), one_by_one(model, x)
+            assert out.isnan().all() and ref.isnan().all()
+
+
+@needs_native
 def test_inference_chain_keeps_nan_reads_strided_rows_and_serves_threads():
     model = fast(build_model("g2g-mixer", 48, 5, seed=4, hidden=[128] * 3, groups=4)).eval()
     x = torch.randn(6, 96)[:, :48]  # rows 96 floats apart

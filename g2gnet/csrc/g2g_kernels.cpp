@@ -56,6 +56,9 @@ static inline vf vbcast(float s) {
 }
 // Keeps v in a register: a vector that several FMAs read is then loaded once (GCC otherwise folds
 // the load into every FMA, and a 4-row block reloads each operand 4 times: load-bound, not FMA-bound).
+// ReLU as torch.relu computes it: NaN stays NaN (a NaN compares false), -0.0 stays -0.0.
+static inline vf relu_v(vf v) { return v < vbcast(0.f) ? vbcast(0.f) : v; }
+
 static inline void in_register(vf& v) {
 #if defined(__x86_64__) || defined(__i386__)
     __asm__("" : "+x"(v));
@@ -175,7 +178,7 @@ constexpr bool csr_two_chains(int nv) { return 2 * nv + 2 <= REGS; }
 
 template <int NV, typename I>
 static inline void csr_row(int64_t kb, int64_t ke, const I* cols, const float* vals, const float* X,
-                           int64_t ldx, const float* src, float addb, float* y) {
+                           int64_t ldx, const float* src, float addb, float* y, int relu) {
     vf a[NV], b[NV];
     UNROLL
     for (int j = 0; j < NV; ++j) {
@@ -209,15 +212,19 @@ static inline void csr_row(int64_t kb, int64_t ke, const I* cols, const float* v
         for (int j = 0; j < NV; ++j) a[j] += w0 * vload(x0 + VW * j);
     }
     UNROLL
-    for (int j = 0; j < NV; ++j) vstore(y + VW * j, csr_two_chains(NV) ? a[j] + b[j] : a[j]);
+    for (int j = 0; j < NV; ++j) {
+        const vf v = csr_two_chains(NV) ? a[j] + b[j] : a[j];
+        vstore(y + VW * j, relu ? relu_v(v) : v);
+    }
 }
 
 // Y[dst[r]] = init[r] + bias[dst[r]] + (CSR row r) @ X for r < nrows (dst, init, bias optional), in
-// passes over at most `chunk` batch columns (the caller's L2 budget) and the register block's width.
+// passes over at most `chunk` batch columns (the caller's L2 budget) and the register block's width;
+// relu = 1: ReLU applied as the rows are stored (a stack's hidden layer: no second pass over Y).
 template <typename I>
 static void csr_spmm(int64_t nrows, int64_t Bp, int64_t chunk, const int64_t* rowptr, const I* cols,
                      const float* vals, const float* X, int64_t ldx, const float* init, int64_t ldi,
-                     const float* bias, const int64_t* dst, float* Y, int64_t ldy, int nthreads) {
+                     const float* bias, const int64_t* dst, float* Y, int64_t ldy, int relu, int nthreads) {
     const int64_t width = chunk < CSR_NV * VW ? chunk : CSR_NV * VW;
     #pragma omp parallel num_threads(nthreads)
     {
@@ -231,7 +238,7 @@ static void csr_spmm(int64_t nrows, int64_t Bp, int64_t chunk, const int64_t* ro
                 const float* src = init ? init + r * ldi + c0 : 0;
                 const float addb = bias ? bias[d] : 0.f;
                 const int64_t kb = rowptr[r], ke = rowptr[r + 1];
-#define CALL(N) csr_row<N>(kb, ke, cols, vals, X + c0, ldx, src, addb, y)
+#define CALL(N) csr_row<N>(kb, ke, cols, vals, X + c0, ldx, src, addb, y, relu)
                 switch (nv) {
                     case 1: CALL(1); break;
                     case 2: CALL(2); break;
@@ -265,7 +272,7 @@ static inline int64_t split_rows(const int64_t* ptr, int64_t n, int t, int nt) {
 // Weight (i, c) of the 4-row slab starting at row q of a tile is wt[(q + i) * si + c * sc]: (T, 1) reads
 // the tile as stored, (1, T) reads it transposed (the input gradient, no copy of the values).
 template <int NV>
-static inline void bsr_rows4(int64_t r0, int64_t c0, int64_t tb, int64_t te, int first, const int32_t* tcols,
+static inline void bsr_rows4(int64_t r0, int64_t c0, int64_t tb, int64_t te, int first, int relu, const int32_t* tcols,
                              const int32_t* tidx, const float* tvals, int T, int si, int sc, const float* X,
                              int64_t ldx, const float* init, int64_t ldi, const float* bias, const int64_t* dst,
                              float* Y, int64_t ldy) {
@@ -308,7 +315,7 @@ static inline void bsr_rows4(int64_t r0, int64_t c0, int64_t tb, int64_t te, int
     for (int i = 0; i < 4; ++i) {
         const int64_t d = dst ? dst[r0 + i] : r0 + i;
         UNROLL
-        for (int j = 0; j < NV; ++j) vstore(Y + d * ldy + c0 + VW * j, a[i][j]);
+        for (int j = 0; j < NV; ++j) vstore(Y + d * ldy + c0 + VW * j, relu ? relu_v(a[i][j]) : a[i][j]);
     }
 }
 
@@ -829,11 +836,11 @@ extern "C" {
 // index traffic) or int32.
 void g2g_csr_spmm(int64_t nrows, int64_t Bp, int64_t chunk, const int64_t* rowptr, const void* cols,
                   int index_bytes, const float* vals, const float* X, int64_t ldx, const float* init, int64_t ldi,
-                  const float* bias, const int64_t* dst, float* Y, int64_t ldy, int nthreads) {
+                  const float* bias, const int64_t* dst, float* Y, int64_t ldy, int relu, int nthreads) {
     if (index_bytes == 2)
-        csr_spmm(nrows, Bp, chunk, rowptr, (const int16_t*)cols, vals, X, ldx, init, ldi, bias, dst, Y, ldy, nthreads);
+        csr_spmm(nrows, Bp, chunk, rowptr, (const int16_t*)cols, vals, X, ldx, init, ldi, bias, dst, Y, ldy, relu, nthreads);
     else
-        csr_spmm(nrows, Bp, chunk, rowptr, (const int32_t*)cols, vals, X, ldx, init, ldi, bias, dst, Y, ldy, nthreads);
+        csr_spmm(nrows, Bp, chunk, rowptr, (const int32_t*)cols, vals, X, ldx, init, ldi, bias, dst, Y, ldy, relu, nthreads);
 }
 
 void g2g_csr_sddmm(int64_t nrows, int64_t Bp, const int64_t* rowptr, const void* cols, int index_bytes,
@@ -858,7 +865,7 @@ void g2g_csr_transpose(int64_t nrows, int64_t ncols, const int64_t* rowptr, cons
 void g2g_bsr_spmm(int64_t nrows, int64_t Bp, int T, int transposed, const int64_t* trowptr,
                   const int32_t* tcols, const int32_t* tidx, const float* tvals, const float* X, int64_t ldx,
                   const float* init, int64_t ldi, const float* bias, const int64_t* dst, float* Y, int64_t ldy,
-                  int nthreads) {
+                  int relu, int nthreads) {
     const int si = transposed ? 1 : T, sc = transposed ? T : 1;
     #pragma omp parallel num_threads(nthreads)
     {
@@ -878,7 +885,7 @@ void g2g_bsr_spmm(int64_t nrows, int64_t Bp, int T, int transposed, const int64_
                 for (int64_t c0 = 0; c0 < Bp; c0 += BSR_NV * VW) {
                     const int nv = (int)((Bp - c0 < BSR_NV * VW ? Bp - c0 : BSR_NV * VW) / VW);
                     for (int64_t q = qb; q < qe; ++q) {
-#define CALL(N) bsr_rows4<N>(4 * q, c0, tb, te, p == 0, tcols, tidx, tvals, T, si, sc, X, ldx, init, ldi, bias, dst, Y, ldy)
+#define CALL(N) bsr_rows4<N>(4 * q, c0, tb, te, p == 0, relu && p == passes - 1, tcols, tidx, tvals, T, si, sc, X, ldx, init, ldi, bias, dst, Y, ldy)
                         switch (nv) {
                             case 1: CALL(1); break;
 #if BSR_NV > 2

@@ -175,9 +175,9 @@ def _ptr(t) -> int | None:
 
 def csr_spmm(nrows: int, Bp: int, chunk: int, rowptr: Tensor, cols: Tensor, index_bytes: int, vals: Tensor,
              X: Tensor, ldx: int, init: Tensor | None, ldi: int, bias: Tensor | None, dst: Tensor | None,
-             Y: Tensor, ldy: int, nthreads: int) -> None:
+             Y: Tensor, ldy: int, nthreads: int, relu: bool = False) -> None:
     get().g2g_csr_spmm(nrows, Bp, chunk, rowptr.data_ptr(), cols.data_ptr(), index_bytes, vals.data_ptr(),
-                       X.data_ptr(), ldx, _ptr(init), ldi, _ptr(bias), _ptr(dst), Y.data_ptr(), ldy, nthreads)
+                       X.data_ptr(), ldx, _ptr(init), ldi, _ptr(bias), _ptr(dst), Y.data_ptr(), ldy, int(relu), nthreads)
 
 
 def csr_sddmm(nrows: int, Bp: int, rowptr: Tensor, cols: Tensor, index_bytes: int, A: Tensor, lda: int,
@@ -194,9 +194,9 @@ def csr_transpose(nrows: int, ncols: int, rowptr: Tensor, cols: Tensor, index_by
 
 def bsr_spmm(nrows: int, Bp: int, T: int, transposed: int, trowptr: Tensor, tcols: Tensor, tidx: Tensor | None,
              tvals: Tensor, X: Tensor, ldx: int, init: Tensor | None, ldi: int, bias: Tensor | None,
-             dst: Tensor | None, Y: Tensor, ldy: int, nthreads: int) -> None:
+             dst: Tensor | None, Y: Tensor, ldy: int, nthreads: int, relu: bool = False) -> None:
     get().g2g_bsr_spmm(nrows, Bp, T, transposed, trowptr.data_ptr(), tcols.data_ptr(), _ptr(tidx), tvals.data_ptr(),
-                       X.data_ptr(), ldx, _ptr(init), ldi, _ptr(bias), _ptr(dst), Y.data_ptr(), ldy, nthreads)
+                       X.data_ptr(), ldx, _ptr(init), ldi, _ptr(bias), _ptr(dst), Y.data_ptr(), ldy, int(relu), nthreads)
 
 
 def bsr_sddmm(ntrows: int, Bp: int, T: int, trowptr: Tensor, tcols: Tensor, A: Tensor, lda: int, X: Tensor,

@@ -100,15 +100,37 @@ def _check_params(intra: Tensor, values: Tensor, lay: Layout) -> None:
         raise G2GError(f"g2gnet op: values must be 1-D with at least {lay.n_values} entries, got {tuple(values.shape)}")
 
 
-def _check_args(x: Tensor, intra: Tensor, values: Tensor, bias: Tensor | None, lay: Layout, layout: bool = True) -> None:
+def params_ok(intra: Tensor, values: Tensor, bias: Tensor | None, lay: Layout) -> bool:
+    """``check_params`` as one expression, the common passing case (a call's fixed cost counts at
+    small batches: each ``_check`` reads four attributes of a Parameter)."""
+    return (intra.dtype is torch.float32 and intra.shape == lay.intra_shape and intra.is_contiguous()
+            and values.dtype is torch.float32 and values.dim() == 1 and values.shape[0] >= lay.n_values
+            and values.is_contiguous() and intra.is_cpu and values.is_cpu
+            and (bias is None or (bias.dtype is torch.float32 and bias.dim() == 1 and bias.shape[0] == lay.n_out
+                                  and bias.is_cpu and bias.is_contiguous())))
+
+
+def check_params(intra: Tensor, values: Tensor, bias: Tensor | None, lay: Layout) -> None:
+    """A layer's parameters against its layout: a ``G2GError`` naming the first that does not fit."""
+    if params_ok(intra, values, bias, lay):
+        return
+    _check_params(intra, values, lay)
+    if bias is not None:
+        _check("bias", bias, torch.float32, (lay.n_out,))
+    raise G2GError("g2gnet op: a parameter does not match its layout")  # (params_ok and the checks disagree)
+
+
+def check_x(x: Tensor, lay: Layout) -> None:
     if x.dim() != 2 or x.shape[1] != lay.n_in or x.shape[0] == 0:
         raise G2GError(f"g2gnet op: x must be [N, {lay.n_in}] with N >= 1, got {tuple(x.shape)}")
     _check("x", x, torch.float32, contiguous=False)
     if x.stride(0) < 0 or x.stride(1) < 0:
         raise G2GError("g2gnet op: x must not have negative strides")
-    _check_params(intra, values, lay)
-    if bias is not None:
-        _check("bias", bias, torch.float32, (lay.n_out,))
+
+
+def _check_args(x: Tensor, intra: Tensor, values: Tensor, bias: Tensor | None, lay: Layout, layout: bool = True) -> None:
+    check_x(x, lay)
+    check_params(intra, values, bias, lay)
     if layout:
         _check_layout(lay)
 
@@ -129,13 +151,14 @@ def gather_t(x: Tensor, perm: Tensor | None, bp: int, scratch: bool = False) -> 
 
 
 def _sparse_rows(lay: Layout, transposed: bool, values: Tensor, x: Tensor, init: Tensor | None,
-                 bias: Tensor | None, dst: Tensor | None, out: Tensor) -> None:
+                 bias: Tensor | None, dst: Tensor | None, out: Tensor, relu: bool = False) -> None:
     """out[dst[r]] = init[r] + bias + (inter part, or its transpose) @ x for every sorted row r
-    (init None = 0; out may be init itself: each row is read before it is written)."""
+    (init None = 0; out may be init itself: each row is read before it is written), through a ReLU
+    with ``relu``."""
     nt = torch.get_num_threads()
     n_rows, bp = out.shape
     io = dict(X=x, ldx=x.stride(0), init=init, ldi=0 if init is None else init.stride(0), bias=bias, dst=dst, Y=out,
-              ldy=out.stride(0), nthreads=nt)
+              ldy=out.stride(0), nthreads=nt, relu=relu)
     if lay.tile:
         if transposed:
             native.bsr_spmm(n_rows, bp, lay.tile, 1, lay.t_rowptr, lay.t_rows, lay.t_index, values, **io)
@@ -481,8 +504,6 @@ class _InferPlan:
         self.fn = native.get().g2g_infer_call
         self.ptrs: tuple | None = None  # (intra, values, bias) addresses as last set in ``args``
         self.rest: tuple | None = None  # (B, ldx, nthreads) as last set in ``args``
-        self.intra_shape = torch.Size(lay.intra_shape)
-        self.bias_shape = torch.Size((lay.n_out,))
         weight_bytes = 4 * (packed.intra.numel() + lay.n_values) + lay.cols.numel() * lay.cols.element_size()
         self.max_threads = max(1, weight_bytes // _INFER_BYTES_PER_THREAD)
 
@@ -515,8 +536,7 @@ class _InferPlan:
         are read at every call (``p.data = ...`` swaps a parameter's memory and metadata without a
         new version, possibly at the address just freed); the fields are set only when they change
         (a ctypes field costs ~0.15 µs to set, and batch 1 counts every µs)."""
-        if not self._weights_ok(intra, values, bias):
-            self._check_weights(intra, values, bias)
+        check_params(intra, values, bias, self.lay)
         a = self.args
         ptrs = (intra.data_ptr(), values.data_ptr(), None if bias is None else bias.data_ptr())
         if ptrs != self.ptrs:
@@ -524,23 +544,6 @@ class _InferPlan:
         rest = (n, ldx, min(torch.get_num_threads(), self.max_threads))
         if rest != self.rest:
             a.B, a.ldx, a.nthreads = self.rest = rest
-
-    def _weights_ok(self, intra: Tensor, values: Tensor, bias: Tensor | None) -> bool:
-        """The op boundary's checks of the parameters (``_check_params`` and the bias's) as one
-        expression, the common passing case."""
-        lay = self.lay
-        return (intra.dtype is torch.float32 and intra.shape == self.intra_shape and intra.is_contiguous()
-                and values.dtype is torch.float32 and values.dim() == 1 and values.shape[0] >= lay.n_values
-                and values.is_contiguous() and intra.is_cpu and values.is_cpu
-                and (bias is None or (bias.dtype is torch.float32 and bias.shape == self.bias_shape and bias.is_cpu
-                                      and bias.is_contiguous())))
-
-    def _check_weights(self, intra: Tensor, values: Tensor, bias: Tensor | None) -> None:
-        """Raises the ``G2GError`` that names what is wrong with parameters ``_weights_ok`` refused."""
-        _check_params(intra, values, self.lay)
-        if bias is not None:
-            _check("bias", bias, torch.float32, (self.lay.n_out,))
-        raise G2GError("g2gnet op: a parameter does not match its layout")
 
 
 def infer_eager(packed, x: Tensor, bias: Tensor | None) -> Tensor:

@@ -1,0 +1,78 @@
+"""The batched stack (``kernels/chain.py``'s ``StackPlan``) of this checkout against the one of an
+earlier revision, in one process: the whole Fashion-MNIST g2g-mixer in inference (eval() under
+torch.inference_mode()), both against the dense MLP, interleaved repeats, medians [min-max] of
+per-repeat ratios. The revision's ``StackPlan.__call__`` and ``forward`` are loaded from git and
+swapped in (they run against this checkout's ops and kernels, so the revision must be one whose
+chain.py calls what those still provide).
+
+    python benchmarks/chain_ab.py REV [--batches 32,64,256] [--repeats 25]
+"""
+
+import argparse
+import statistics
+import subprocess
+import time
+import types
+
+import torch
+
+import g2gnet
+from g2gnet import malloc
+from g2gnet.kernels import chain
+
+parser = argparse.ArgumentParser()
+parser.add_argument("rev", help="git revision whose chain.py is the baseline")
+parser.add_argument("--batches", default="32,64,256", help="comma-separated batch sizes")
+parser.add_argument("--repeats", type=int, default=25, help="interleaved repeats")
+args = parser.parse_args()
+malloc.keep_defaults()  # dense as plain PyTorch runs it: no g2gnet allocator setting (g2gnet.malloc)
+torch.set_num_threads(2)
+
+old = types.ModuleType("g2gnet.kernels.chain_old")
+old.__package__ = "g2gnet.kernels"
+src = subprocess.run(["git", "show", f"{args.rev}:g2gnet/kernels/chain.py"], check=True, capture_output=True,
+                     text=True).stdout
+exec(compile(src, f"{args.rev}:chain.py", "exec"), old.__dict__)
+METHODS = ("__call__", "forward")
+sides = {"old": {k: getattr(old.StackPlan, k) for k in METHODS}, "new": {k: getattr(chain.StackPlan, k) for k in METHODS}}
+
+
+def use(side: str) -> None:
+    for k, f in sides[side].items():
+        setattr(chain.StackPlan, k, f)
+
+
+sparse = g2gnet.build_model("g2g-mixer", 784, 10, seed=0).eval()
+dense = g2gnet.build_model("dense", 784, 10, seed=0).eval()
+for batch in (int(b) for b in args.batches.split(",")):
+    x = torch.randn(batch, 784)
+    reps = max(1, 512 // batch)
+    times = {"dense": [], "old": [], "new": []}
+    with torch.inference_mode():
+        use("old")
+        a = sparse(x)
+        use("new")
+        assert sparse.stacked(x) and torch.equal(a, sparse(x))
+        for _ in range(3):
+            dense(x)
+            sparse(x)
+        for _ in range(args.repeats):
+            for side in times:
+                if side != "dense":
+                    use(side)
+                f = dense if side == "dense" else sparse
+                t = time.perf_counter()
+                for _ in range(reps):
+                    f(x)
+                times[side].append((time.perf_counter() - t) / reps)
+    use("new")
+
+    def ratios(a: str, b: str) -> list[float]:
+        return [p / q for p, q in zip(times[a], times[b])]
+
+    line = f"batch {batch}:"
+    for side in ("old", "new"):
+        line += f"  dense / {side} {statistics.median(ratios('dense', side)):.2f}x"
+    r = ratios("old", "new")
+    print(line + f"  old / new {statistics.median(r):.3f} [{min(r):.2f}-{max(r):.2f}]"
+          f"  (new {statistics.median(times['new']) * 1e6:.0f} us)", flush=True)
