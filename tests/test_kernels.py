@@ -423,13 +423,14 @@ def _spy(f, calls: list):
 
 
 @needs_native
-def test_eager_training_is_what_runs_outside_compile_autocast_and_torch_func(monkeypatch):
+def test_eager_training_is_what_runs_outside_compile_autocast_tracing_and_torch_func(monkeypatch):
     assert ops.eager_ok()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert not ops.eager_ok()  # the custom op's autocast registration computes in float32
     seen = []
     torch.func.grad(lambda t: seen.append(ops.eager_ok()) or t.sum())(torch.zeros(2))
-    assert seen == [False]
+    torch.jit.trace(lambda t: seen.append(ops.eager_ok()) or t * 2, torch.zeros(2))
+    assert seen == [False, False]  # torch.func and tracing need the op (a trace records no ctypes call)
     layer = _layer(64, 32)
     calls = []
     monkeypatch.setattr(ops._EagerLinear, "apply", _spy(ops._EagerLinear.apply, calls))

@@ -54,11 +54,11 @@ static inline vf vbcast(float s) {
     return (vf){s, s, s, s};
 #endif
 }
-// Keeps v in a register: a vector that several FMAs read is then loaded once (GCC otherwise folds
-// the load into every FMA, and a 4-row block reloads each operand 4 times: load-bound, not FMA-bound).
 // ReLU as torch.relu computes it: NaN stays NaN (a NaN compares false), -0.0 stays -0.0.
 static inline vf relu_v(vf v) { return v < vbcast(0.f) ? vbcast(0.f) : v; }
 
+// Keeps v in a register: a vector that several FMAs read is then loaded once (GCC otherwise folds
+// the load into every FMA, and a 4-row block reloads each operand 4 times: load-bound, not FMA-bound).
 static inline void in_register(vf& v) {
 #if defined(__x86_64__) || defined(__i386__)
     __asm__("" : "+x"(v));
