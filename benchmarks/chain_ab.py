@@ -1,11 +1,11 @@
 """The batched stack (``kernels/chain.py``'s ``StackPlan``) of this checkout against the one of an
 earlier revision, in one process: the whole Fashion-MNIST g2g-mixer in inference (eval() under
-torch.inference_mode()), both against the dense MLP, interleaved repeats, medians [min-max] of
-per-repeat ratios. The revision's ``StackPlan.__call__`` and ``forward`` are loaded from git and
+torch.inference_mode()), or with --step a training step (forward, backward, Adam), both against
+the dense MLP, interleaved repeats, medians [min-max] of per-repeat ratios. The revision's ``StackPlan.__call__`` and ``forward`` are loaded from git and
 swapped in (they run against this checkout's ops and kernels, so the revision must be one whose
 chain.py calls what those still provide).
 
-    python benchmarks/chain_ab.py REV [--batches 32,64,256] [--repeats 25]
+    python benchmarks/chain_ab.py REV [--batches 32,64,256] [--repeats 25] [--step]
 """
 
 import argparse
@@ -15,15 +15,18 @@ import time
 import types
 
 import torch
+import torch.nn.functional as F
 
 import g2gnet
 from g2gnet import malloc
 from g2gnet.kernels import chain
+from g2gnet.optim import adam
 
 parser = argparse.ArgumentParser()
 parser.add_argument("rev", help="git revision whose chain.py is the baseline")
 parser.add_argument("--batches", default="32,64,256", help="comma-separated batch sizes")
 parser.add_argument("--repeats", type=int, default=25, help="interleaved repeats")
+parser.add_argument("--step", action="store_true", help="time a training step instead of inference")
 args = parser.parse_args()
 malloc.keep_defaults()  # dense as plain PyTorch runs it: no g2gnet allocator setting (g2gnet.malloc)
 torch.set_num_threads(2)
@@ -42,29 +45,42 @@ def use(side: str) -> None:
         setattr(chain.StackPlan, k, f)
 
 
-sparse = g2gnet.build_model("g2g-mixer", 784, 10, seed=0).eval()
-dense = g2gnet.build_model("dense", 784, 10, seed=0).eval()
+sparse = g2gnet.build_model("g2g-mixer", 784, 10, seed=0).train(args.step)
+dense = g2gnet.build_model("dense", 784, 10, seed=0).train(args.step)
+opts = {m: adam(m.parameters(), 1e-3) for m in (sparse, dense)}
+
+
+def call(model, x: torch.Tensor, y: torch.Tensor) -> None:
+    if not args.step:
+        with torch.inference_mode():
+            model(x)
+        return
+    opts[model].zero_grad(set_to_none=True)
+    F.cross_entropy(model(x), y).backward()
+    opts[model].step()
+
+
 for batch in (int(b) for b in args.batches.split(",")):
-    x = torch.randn(batch, 784)
+    x, y = torch.randn(batch, 784), torch.randint(0, 10, (batch,))
     reps = max(1, 512 // batch)
     times = {"dense": [], "old": [], "new": []}
-    with torch.inference_mode():
+    with torch.no_grad():
         use("old")
         a = sparse(x)
         use("new")
         assert sparse.stacked(x) and torch.equal(a, sparse(x))
-        for _ in range(3):
-            dense(x)
-            sparse(x)
-        for _ in range(args.repeats):
-            for side in times:
-                if side != "dense":
-                    use(side)
-                f = dense if side == "dense" else sparse
-                t = time.perf_counter()
-                for _ in range(reps):
-                    f(x)
-                times[side].append((time.perf_counter() - t) / reps)
+    for _ in range(3):
+        call(dense, x, y)
+        call(sparse, x, y)
+    for _ in range(args.repeats):
+        for side in times:
+            if side != "dense":
+                use(side)
+            model = dense if side == "dense" else sparse
+            t = time.perf_counter()
+            for _ in range(reps):
+                call(model, x, y)
+            times[side].append((time.perf_counter() - t) / reps)
     use("new")
 
     def ratios(a: str, b: str) -> list[float]:
