@@ -429,7 +429,7 @@ def test_eager_training_is_what_runs_outside_compile_autocast_tracing_and_torch_
         assert not ops.eager_ok()  # the custom op's autocast registration computes in float32
     seen = []
     torch.func.grad(lambda t: seen.append(ops.eager_ok()) or t.sum())(torch.zeros(2))
-    torch.jit.trace(lambda t: seen.append(ops.eager_ok()) or t * 2, torch.zeros(2))
+    torch.jit.trace(lambda t: seen.append(ops.eager_ok()) or t * 2, torch.zeros(2), check_trace=False)
     assert seen == [False, False]  # torch.func and tracing need the op (a trace records no ctypes call)
     layer = _layer(64, 32)
     calls = []
