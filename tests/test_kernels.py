@@ -452,6 +452,29 @@ def test_eager_training_detects_parameters_changed_before_backward_and_double_ba
         gx.sum().backward()
 
 
+@needs_native
+def test_eager_calls_check_a_layout_version_once_and_the_ops_every_call(monkeypatch):
+    layer = _layer(64, 32)
+    checked = []
+    real = ops._check
+    monkeypatch.setattr(ops, "_check", lambda name, *a, **k: checked.append(name) or real(name, *a, **k))
+
+    def layout_checks(f) -> int:
+        checked.clear()
+        f()
+        return sum(name.startswith("layout.") for name in checked)
+
+    x = torch.randn(20, 64)
+    step = lambda: layer(x.requires_grad_()).sum().backward()  # noqa: E731
+    assert layout_checks(step) > 0 and layout_checks(step) == 0
+    with torch.no_grad():
+        assert layout_checks(lambda: layer(x)) == 0  # eager inference: the same Layout object
+        layer.packed.set_mask_(layer.mask.flip(0))  # a new layout version: checked again
+        assert layout_checks(lambda: layer(x)) > 0
+    args = _op_args(layer)
+    assert layout_checks(lambda: ops.linear_fwd(*args)) > 0 and layout_checks(lambda: ops.linear_fwd(*args)) > 0
+
+
 def test_build_layout_without_blocks():
     mask = torch.rand(16, 24) < 0.3
     lay = build_layout(mask, None, None, blocks=False)

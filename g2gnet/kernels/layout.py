@@ -18,7 +18,7 @@ data: the owner registers its tensors as buffers, the custom ops take them as ar
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -48,6 +48,10 @@ class Layout:
     # CSR builds its transposed pattern during the backward pass instead (O(nnz) memory saved).
     t_rows: Tensor  # int32 [n tiles], empty for CSR
     t_index: Tensor  # int32 [n tiles], empty for CSR
+    # The op boundary's checks of these tensors passed (kernels.ops._check_layout). A PackedWeight's
+    # Layout is built once per layout version from its buffers, so its eager calls check it once;
+    # a custom op call unpacks a new Layout, checked at every call.
+    checked: bool = field(default=False, repr=False, compare=False)
 
     TENSORS = ("out_perm", "in_perm", "block_mask", "rowptr", "cols", "t_rowptr", "t_rows", "t_index")
     INTS = ("n_out", "n_in", "n_groups", "og", "ig", "tile", "n_values")

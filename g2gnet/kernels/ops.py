@@ -77,6 +77,8 @@ def _check(name: str, t: Tensor, dtype: torch.dtype, shape: tuple | None = None,
 
 
 def _check_layout(lay: Layout) -> None:
+    if lay.checked:
+        return
     rows = lay.n_out // lay.tile if lay.tile else lay.n_out
     cols = lay.n_in // lay.tile if lay.tile else lay.n_in
     n = lay.n_values // (lay.tile * lay.tile) if lay.tile else lay.n_values
@@ -91,6 +93,7 @@ def _check_layout(lay: Layout) -> None:
         if name == "cols" and not lay.tile and t.dtype in _CSR_COLS:
             dtype = t.dtype  # int16 or int32 column indices
         _check(f"layout.{name}", t, dtype, shapes[name])
+    lay.checked = True
 
 
 def _check_params(intra: Tensor, values: Tensor, lay: Layout) -> None:
