@@ -13,7 +13,7 @@ import torch
 
 import g2gnet
 from g2gnet import malloc
-from g2gnet.kernels import dispatch, ops
+from g2gnet.kernels import dispatch, infer
 from g2gnet.layers import sparse_layers
 
 malloc.keep_defaults()  # dense as plain PyTorch runs it: no g2gnet allocator setting (g2gnet.malloc)
@@ -49,7 +49,7 @@ with torch.inference_mode():
     intra, values, bias = packed.intra, packed.values, layer.bias
     steps = {"module call + forward": lambda: layer(x1), "choose": lambda: dispatch.choose(layer, x1),
              "native_infer": lambda: dispatch.native_infer(layer, x1),
-             "infer_eager": lambda: ops.infer_eager(packed, x1, bias),
+             "infer_eager": lambda: infer.infer_eager(packed, x1, bias),
              "plan (checks, output, ctypes)": lambda: plan(x1, intra, values, bias),
              "torch.empty(1, 1024)": lambda: torch.empty(1, 1024)}
     for name, f in steps.items():

@@ -1,4 +1,4 @@
-"""The MLP's hidden blocks run as one (kernels/chain.py): at most ``ops.INFER_MAX_BATCH`` rows without
+"""The MLP's hidden blocks run as one (kernels/chain.py): at most ``infer.INFER_MAX_BATCH`` rows without
 a gradient, the inference kernels' chain in one native call; otherwise the batched kernels' stack, in
 the kernels' layout from one layer to the next. Both give the numbers of the modules called in turn,
 and run only when calling the modules would do nothing more (no hooks, no dropout at work)."""
@@ -12,12 +12,12 @@ import torch
 
 from g2gnet import build_model, sparse_layers
 from g2gnet.errors import G2GError
-from g2gnet.kernels import native, ops
+from g2gnet.kernels import infer, native
 from g2gnet.topology import modular_mask
 
 needs_native = pytest.mark.skipif(not native.available(), reason=f"native kernels unavailable: {native.error()}")
-B = ops.INFER_MAX_BATCH + 1  # the smallest batch the batched kernels' stack serves
-SMALL = [1, 5, ops.INFER_MAX_BATCH]  # the inference kernels' chain
+B = infer.INFER_MAX_BATCH + 1  # the smallest batch the batched kernels' stack serves
+SMALL = [1, 5, infer.INFER_MAX_BATCH]  # the inference kernels' chain
 
 
 def fast(model):

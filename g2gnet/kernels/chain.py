@@ -1,6 +1,6 @@
 """Consecutive G2G layers with a ReLU after each, run as one.
 
-At most ``ops.INFER_MAX_BATCH`` rows without a gradient (serving): ``InferChain`` runs every layer's
+At most ``infer.INFER_MAX_BATCH`` rows without a gradient (serving): ``InferChain`` runs every layer's
 inference kernel, its ReLU included, in one native call, so no Python runs between the layers (at
 batch 1 that Python, finding its objects evicted by the weights each kernel streamed, cost about as
 much as the kernels). Same kernels, same numbers as the modules called in turn.
@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from ..malloc import huge
-from . import dispatch, native, ops
+from . import dispatch, infer, native, ops
 from ..errors import G2GError
 from .layout import Layout
 
@@ -61,18 +61,18 @@ def _check_widths(lays: Sequence[Layout]) -> None:
 
 
 class InferChain:
-    """Layers served at most ``ops.INFER_MAX_BATCH`` rows at a time, for one thread (its kernel
-    arguments and hidden activations are its own): each layer's ``ops._InferPlan`` with the ReLU on,
+    """Layers served at most ``infer.INFER_MAX_BATCH`` rows at a time, for one thread (its kernel
+    arguments and hidden activations are its own): each layer's ``infer._InferPlan`` with the ReLU on,
     writing into a buffer the next one reads, all run by one ``native.infer_chain`` call."""
 
     def __init__(self, layers: Sequence) -> None:
         self.packs = [layer.packed for layer in layers]
         self.versions = [p.version for p in self.packs]
-        self.plans = [ops._InferPlan(p, relu=True) for p in self.packs]
+        self.plans = [infer._InferPlan(p, relu=True) for p in self.packs]
         lays = [plan.lay for plan in self.plans]
         _check_widths(lays)
         with torch.inference_mode(False):  # (kept between calls: never an inference tensor)
-            self.hidden = [torch.empty(ops.INFER_MAX_BATCH, lay.n_out) for lay in lays[:-1]]
+            self.hidden = [torch.empty(infer.INFER_MAX_BATCH, lay.n_out) for lay in lays[:-1]]
         for plan, nxt, h in zip(self.plans, self.plans[1:], self.hidden):
             plan.args.y = nxt.args.x = h.data_ptr()
         self.list = (ctypes.c_void_p * len(self.plans))(*[ctypes.addressof(plan.args) for plan in self.plans])
@@ -82,7 +82,7 @@ class InferChain:
 
     def __call__(self, layers: Sequence, x: Tensor) -> Tensor:
         """``relu(layers[-1](... relu(layers[0](x))))``, every layer's path "infer"; x [N <=
-        ``ops.INFER_MAX_BATCH``, in] float32 on the CPU; the result [N, out] is a new tensor."""
+        ``infer.INFER_MAX_BATCH``, in] float32 on the CPU; the result [N, out] is a new tensor."""
         plans = self.plans
         x, ldx = plans[0].rows(x)
         n = x.shape[0]
@@ -139,7 +139,7 @@ class StackPlan:
     def __call__(self, layers: Sequence, x: Tensor) -> Tensor:
         """``relu(layers[-1](... relu(layers[0](x))))``, each layer's ``execution_path`` "native"; x
         [N, in] float32 on the CPU; the result [N, out] is contiguous, like the modules'. Without a
-        gradient to record (inference) N > ``ops.INFER_MAX_BATCH``; with one, autograd records the
+        gradient to record (inference) N > ``infer.INFER_MAX_BATCH``; with one, autograd records the
         stack as one node (``_StackFunction``)."""
         params = []
         for layer, lay in zip(layers, self.lays):

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from ..env import switch
-from . import native, ops
+from . import infer, native, ops
 
 _state = threading.local()
 _FAST_ENV = switch("G2G_FAST", True)
@@ -100,7 +100,7 @@ def choose(layer, x: Tensor) -> str | None:
         return None
     rows = shape[0] if len(shape) == 2 else math.prod(shape[:-1])
     grad = _needs_grad(layer, x)
-    if rows <= ops.INFER_MAX_BATCH and not grad:
+    if rows <= infer.INFER_MAX_BATCH and not grad:
         return "infer"  # streams the packed weights once: never more bytes than the dense weight
     if flag is True:
         return "native"
@@ -127,8 +127,8 @@ def native_infer(layer, x: Tensor) -> Tensor:
     if torch.compiler.is_compiling():  # the custom op, which the compiler knows
         x2, lead = ops.as_rows(x)
         tensors, ints = layer.packed.op_args()
-        return ops.from_rows(ops.linear_infer(x2, layer.intra, layer.values, bias, tensors, ints), lead)
-    return ops.infer_eager(layer._modules["packed"], x, bias)  # the same kernel, no op dispatcher
+        return ops.from_rows(infer.linear_infer(x2, layer.intra, layer.values, bias, tensors, ints), lead)
+    return infer.infer_eager(layer._modules["packed"], x, bias)  # the same kernel, no op dispatcher
 
 
 PATHS = {"native": native_linear, "infer": native_infer}  # name -> (layer, x) -> y
