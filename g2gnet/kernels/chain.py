@@ -173,7 +173,8 @@ class StackPlan:
             if bias is not None and order is not None:
                 bias = bias.index_select(0, order)
             # ReLU as the rows are stored, pad columns too: harmless, no kernel mixes the columns of a
-            # forward product (a separate relu_ pass cost 3-4% of a whole-model call at batch 256).
+            # forward product (against a separate relu_ pass: the whole model's inference 1.06-1.18x,
+            # benchmarks/chain_ab.py).
             ops._sparse_rows(lay, False, values, xs, ys, bias, dst, out, relu=True)
             xs = out
             if not last:

@@ -4,8 +4,8 @@
   weights; at batch 1 its bytes are the limit);
 - ``native``: the batched C++ kernels (training, and inference at larger batches), when the product
   is big enough to amortise the call and the layout's estimated cost is below the dense product's
-  (``COST``); through the custom ops under torch.compile, autocast and torch.func, called directly
-  in eager mode (``ops.linear_eager`` / ``ops.linear_nograd``: the same checks and kernels);
+  (``COST``); through the custom ops under torch.compile, tracing, autocast and torch.func, called
+  directly in eager mode (``ops.linear_eager`` / ``ops.linear_nograd``: the same checks and kernels);
 - otherwise the masked reference ``F.linear(x, weight, bias)``, which every path equals.
 
 Switches, strongest first: ``reference_mode()`` or ``G2G_FAST=0`` (read at import): the
