@@ -20,7 +20,7 @@ from torch.nn.modules import module as nn_module
 from .config import Config, ModelConfig, coerce
 from .data.datasets import DATASETS
 from .errors import G2GError, lookup
-from .kernels import dispatch
+from .kernels import dispatch, ops
 from .kernels.chain import infer_chain, stack_plan
 from .layers import SparseLinear
 from .malloc import trim
@@ -105,7 +105,7 @@ class MLP(nn.Module):
         and an identity (nn.Identity, or nn.Dropout in eval mode), no autocast, and no hook, forward
         or backward, anywhere that calling the modules would run. (The cheap tests first: serving
         asks this at every call.)"""
-        if torch.compiler.is_compiling():  # first: a compiled graph must not guard on the batch size here
+        if not ops.direct_ok():  # first: a compiled graph must not guard on the batch size here
             return None
         if h.dim() != 2 or h.dtype is not torch.float32:
             return None

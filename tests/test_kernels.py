@@ -439,7 +439,7 @@ def test_eager_training_is_what_runs_outside_compile_autocast_tracing_and_torch_
 
 
 @needs_native
-def test_eager_training_detects_parameters_changed_before_backward_and_double_backward():
+def test_eager_training_detects_parameters_changed_before_backward():
     layer = _layer(64, 32)
     x = torch.randn(5, 64, requires_grad=True)
     y = layer(x)
@@ -447,9 +447,62 @@ def test_eager_training_detects_parameters_changed_before_backward_and_double_ba
         layer.values.add_(1.0)  # the backward would use the new weights: autograd must refuse
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         y.sum().backward()
-    gx, = torch.autograd.grad(layer(x).square().sum(), x, create_graph=True)
-    with pytest.raises(RuntimeError, match="once_differentiable|differentiate"):
-        gx.sum().backward()
+
+
+@needs_native
+def test_second_derivatives_through_the_kernels_are_refused_not_silently_wrong():
+    # An input-gradient penalty: the loss is linear in y (its incoming gradient needs no grad), yet
+    # the penalty's gradient depends on the weights; the reference path computes it.
+    layer = _layer(64, 128, tile=8)
+    model = _native_model("g2g-mixer", 64)
+    for module, shape in ((layer, (9, 64)), (model, (20, 64))):
+        x = torch.randn(*shape, requires_grad=True)
+        with pytest.raises(G2GError, match="create_graph=True"):
+            torch.autograd.grad(module(x).sum(), x, create_graph=True)
+        with reference_mode():
+            g, = torch.autograd.grad(module(x).sum(), x, create_graph=True)
+            g.square().sum().backward()
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())
+
+
+@needs_native
+def test_parametrized_layers_take_the_reference_path():
+    from torch.nn.utils import parametrize
+
+    class Shift(torch.nn.Module):
+        def forward(self, t):
+            return t + 1.0
+
+    model = _native_model("g2g-mixer", 64)
+    for block in model.blocks:
+        parametrize.register_parametrization(block.linear, "bias", Shift())
+    parametrize.register_parametrization(model.blocks[1].linear.packed, "intra", Shift())
+    for batch in (4, 40):
+        x = torch.randn(batch, 64)
+        for grad in (False, True):
+            with torch.set_grad_enabled(grad):
+                assert not model.stacked(x) and model.blocks[0].linear.execution_path(x) == "reference"
+                with reference_mode():
+                    ref = model(x)
+                torch.testing.assert_close(model(x), ref)
+
+
+@needs_native
+def test_dispatch_modes_see_the_ops_not_the_kernels():
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    layer = _layer(64, 32)
+    for grad in (True, False):
+        with torch.set_grad_enabled(grad):
+            graph = make_fx(lambda t: layer(t))(torch.randn(20, 64, requires_grad=grad))
+            assert any("g2gnet" in str(n.target) for n in graph.graph.nodes), "the trace lost the op"
+            with FakeTensorMode(allow_non_fake_inputs=True):  # fake tensors have no memory to read
+                y = layer(torch.randn(20, 64, requires_grad=grad))
+            assert tuple(y.shape) == (20, 32)
+    with torch.no_grad():
+        graph = make_fx(lambda t: layer(t))(torch.randn(3, 64))  # the serving kernel's op
+    assert any("linear_infer" in str(n.target) for n in graph.graph.nodes)
 
 
 @needs_native

@@ -237,5 +237,6 @@ class _StackFunction(torch.autograd.Function):
         y, *rest = ctx.saved_tensors
         inputs, params = rest[:ctx.n_inputs], [p if h else None for p, h in zip(rest[ctx.n_inputs:], ctx.has)]
         needs = ctx.needs_input_grad[2:]
+        ops.refuse_create_graph()
         grads = ctx.plan.backward(gy.contiguous(), y, inputs, params, needs, ctx.needs_input_grad[1])
         return (None, *grads)

@@ -88,7 +88,10 @@ def choose(layer, x: Tensor) -> str | None:
     flag = layer.fast
     if flag is False or not _FAST_ENV or getattr(_state, "reference", False):
         return None
-    values = layer._modules["packed"]._parameters["values"]
+    packed = layer._modules["packed"]
+    if "parametrizations" in layer._modules or "parametrizations" in packed._modules:
+        return None  # (torch.nn.utils.parametrize: the native paths read the stored tensors)
+    values = packed._parameters["values"]
     shape = x.shape
     if not shape or 0 in shape:
         return None  # (a scalar, or an empty batch: the reference gives the empty result)
@@ -107,14 +110,14 @@ def choose(layer, x: Tensor) -> str | None:
     total = layer.in_features * layer.out_features
     if total < (COST.min_weights if grad else COST.min_weights_inference):
         return None
-    intra = layer._modules["packed"]._parameters["intra"]
+    intra = packed._parameters["intra"]
     cost = intra.numel() / total + COST.value_cost * values.numel() / total + COST.fixed
     return "native" if cost < COST.max_cost else None
 
 
 def native_linear(layer, x: Tensor) -> Tensor:
     intra, values, bias = layer.intra, layer.values, layer.bias
-    if not torch.compiler.is_compiling() and not _needs_grad(layer, x):
+    if ops.direct_ok() and not _needs_grad(layer, x):
         return ops.linear_nograd(x, intra, values, bias, layer.packed.layout)  # eager inference
     if ops.eager_ok():  # eager training: the custom op's kernels without its dispatcher
         return ops.linear_eager(x, intra, values, bias, layer.packed.layout)
@@ -124,7 +127,7 @@ def native_linear(layer, x: Tensor) -> Tensor:
 
 def native_infer(layer, x: Tensor) -> Tensor:
     bias = layer._parameters.get("bias")
-    if torch.compiler.is_compiling():  # the custom op, which the compiler knows
+    if not ops.direct_ok():  # the custom op, which a compiler, a tracer or a dispatch mode knows
         x2, lead = ops.as_rows(x)
         tensors, ints = layer.packed.op_args()
         return ops.from_rows(infer.linear_infer(x2, layer.intra, layer.values, bias, tensors, ints), lead)

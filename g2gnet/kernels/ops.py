@@ -22,7 +22,6 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 from ..errors import G2GError
 from ..malloc import huge
@@ -381,8 +380,8 @@ class _EagerLinear(torch.autograd.Function):
         return y
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, gy: Tensor):
+        refuse_create_graph()
         xs, intra, values = ctx.saved_tensors
         need_x, need_i, need_v, need_b = ctx.needs_input_grad[:4]
         gx, gi, gv = _backward_impl(gy, xs, intra, values, ctx.lay, need_x, need_i or need_v)
@@ -390,12 +389,27 @@ class _EagerLinear(torch.autograd.Function):
         return gx if need_x else None, gi if need_i else None, gv if need_v else None, gb, None
 
 
+def refuse_create_graph() -> None:
+    """A native backward records no graph of its own: under ``create_graph=True`` its gradients would
+    carry no (or a partial) second derivative, silently. (``once_differentiable`` refuses only when
+    the incoming gradient requires grad, not when the result depends on saved weights, as an input
+    gradient penalty's does.)"""
+    if torch.is_grad_enabled():  # autograd runs a backward in grad mode iff create_graph=True
+        raise G2GError("g2gnet: no second derivative through the native kernels (backward with "
+                       "create_graph=True); run it under g2gnet.kernels.reference_mode() or with layer.fast = False")
+
+
+def direct_ok() -> bool:
+    """Whether the kernels may be called directly with these tensors' memory: not while compiling or
+    tracing (a graph records the op, not the ctypes calls) and not under a dispatch mode (fake
+    tensors have no memory; make_fx and FlopCounterMode see only the ops)."""
+    return not (torch.compiler.is_compiling() or torch.jit.is_tracing() or torch._C._len_torch_dispatch_stack())
+
+
 def eager_ok() -> bool:
-    """Whether ``linear_eager`` may run: not while compiling or tracing (a graph records the op, not
-    the ctypes calls), under autocast (the custom op's registration computes in float32) or under
-    torch.func transforms (they need the op's rules)."""
-    return not (torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.is_autocast_enabled("cpu")
-                or torch._C._are_functorch_transforms_active())
+    """Whether ``linear_eager`` may run: ``direct_ok()``, and not under autocast (the custom op's
+    registration computes in float32) or torch.func transforms (they need the op's rules)."""
+    return direct_ok() and not (torch.is_autocast_enabled("cpu") or torch._C._are_functorch_transforms_active())
 
 
 def linear_eager(x: Tensor, intra: Tensor, values: Tensor, bias: Tensor | None, lay: Layout) -> Tensor:
