@@ -7,8 +7,9 @@ much as the kernels). Same kernels, same numbers as the modules called in turn.
 
 More rows, or a gradient to record (``StackPlan``, on the batched kernels): the activations stay
 in the kernels' layout between the layers (transposed, in the next layer's sorted input order), so
-a layer boundary costs an in-place ReLU instead of an untranspose, a new output tensor, a ReLU into
-another one and the next layer's transposed gather; in training the backward hands each input gradient to the layer before the same
+a layer boundary costs nothing of its own (the kernels apply the ReLU as they store each row)
+instead of an untranspose, a new output tensor, a ReLU into another one and the next layer's
+transposed gather; in training the backward hands each input gradient to the layer before the same
 way (a ReLU mask and a row permutation instead of an untranspose and a transposed gather), and
 autograd records the whole stack as one node. Every layer runs the same kernels on the same numbers
 as when called one by one, so outputs and the gradients of inputs and weights equal those of the

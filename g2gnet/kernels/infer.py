@@ -34,9 +34,7 @@ def _infer(x: Tensor, intra: Tensor, values: Tensor, bias: Tensor | None, lay: L
     if x.stride(1) != 1:
         x = x.contiguous()
     y = torch.empty(n, lay.n_out, dtype=torch.float32)
-    # Threads pay only when each has enough weight bytes to stream (else the fork costs more).
-    weight_bytes = 4 * (intra.numel() + lay.n_values) + lay.cols.numel() * lay.cols.element_size()
-    nt = max(1, min(torch.get_num_threads(), weight_bytes // _INFER_BYTES_PER_THREAD))
+    nt = min(torch.get_num_threads(), _max_threads(intra.numel(), lay))
     native.infer(n, x, x.stride(0), lay.in_perm, lay.n_out, lay.n_in, lay.og, lay.ig, intra, lay.block_mask,
                  lay.tile, lay.rowptr, lay.cols, 4 if lay.tile else lay.index_bytes, values, bias, lay.out_perm, y,
                  lay.n_out, _workspace("infer", infer_work(lay.n_in)), nt)
@@ -44,6 +42,12 @@ def _infer(x: Tensor, intra: Tensor, values: Tensor, bias: Tensor | None, lay: L
 
 
 _INFER_BYTES_PER_THREAD = 256 * 1024
+
+
+def _max_threads(intra_numel: int, lay: Layout) -> int:
+    """Threads pay only when each has enough weight bytes to stream (else the fork costs more)."""
+    weight_bytes = 4 * (intra_numel + lay.n_values) + lay.cols.numel() * lay.cols.element_size()
+    return max(1, weight_bytes // _INFER_BYTES_PER_THREAD)
 
 
 @torch.library.custom_op("g2gnet::linear_infer", mutates_args=(), device_types="cpu")
@@ -87,8 +91,7 @@ class _InferPlan:
         self.fn = native.get().g2g_infer_call
         self.ptrs: tuple | None = None  # (intra, values, bias) addresses as last set in ``args``
         self.rest: tuple | None = None  # (B, ldx, nthreads) as last set in ``args``
-        weight_bytes = 4 * (packed.intra.numel() + lay.n_values) + lay.cols.numel() * lay.cols.element_size()
-        self.max_threads = max(1, weight_bytes // _INFER_BYTES_PER_THREAD)
+        self.max_threads = _max_threads(packed.intra.numel(), lay)
 
     def __call__(self, x: Tensor, intra: Tensor, values: Tensor, bias: Tensor | None) -> Tensor:
         x, ldx = self.rows(x)

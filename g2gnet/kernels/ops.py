@@ -94,13 +94,6 @@ def _check_layout(lay: Layout) -> None:
     lay.checked = True
 
 
-def _check_params(intra: Tensor, values: Tensor, lay: Layout) -> None:
-    _check("intra", intra, torch.float32, lay.intra_shape)
-    _check("values", values, torch.float32)
-    if values.dim() != 1 or values.numel() < lay.n_values:
-        raise G2GError(f"g2gnet op: values must be 1-D with at least {lay.n_values} entries, got {tuple(values.shape)}")
-
-
 def params_ok(intra: Tensor, values: Tensor, bias: Tensor | None, lay: Layout) -> bool:
     """``check_params`` as one expression, the common passing case (a call's fixed cost counts at
     small batches: each ``_check`` reads four attributes of a Parameter)."""
@@ -115,7 +108,10 @@ def check_params(intra: Tensor, values: Tensor, bias: Tensor | None, lay: Layout
     """A layer's parameters against its layout: a ``G2GError`` naming the first that does not fit."""
     if params_ok(intra, values, bias, lay):
         return
-    _check_params(intra, values, lay)
+    _check("intra", intra, torch.float32, lay.intra_shape)
+    _check("values", values, torch.float32)
+    if values.dim() != 1 or values.numel() < lay.n_values:
+        raise G2GError(f"g2gnet op: values must be 1-D with at least {lay.n_values} entries, got {tuple(values.shape)}")
     if bias is not None:
         _check("bias", bias, torch.float32, (lay.n_out,))
     raise G2GError("g2gnet op: a parameter does not match its layout")  # (params_ok and the checks disagree)
@@ -245,7 +241,12 @@ def _forward(x: Tensor, intra: Tensor, values: Tensor, bias: Tensor | None, lay:
 def linear_fwd(x: Tensor, intra: Tensor, values: Tensor, bias: Tensor | None, layout: Sequence[Tensor],
                meta: Sequence[int]) -> tuple[Tensor, Tensor]:
     """y = x Wᵀ + b for the layer whose connections ``layout`` describes; returns (y, xs)."""
-    lay = unpack_layout(layout, meta)
+    return _checked_forward(x, intra, values, bias, unpack_layout(layout, meta))
+
+
+def _checked_forward(x: Tensor, intra: Tensor, values: Tensor, bias: Tensor | None,
+                     lay: Layout) -> tuple[Tensor, Tensor]:
+    """``linear_fwd`` on an unpacked layout: the arguments checked, then (y, xs)."""
     _check_args(x, intra, values, bias, lay)
     _require_native()
     return _forward(x, intra, values, bias, lay, keep_xs=True)
@@ -278,7 +279,7 @@ def _backward_impl(gy: Tensor, xs: Tensor, intra: Tensor, values: Tensor, lay: L
     _check("xs", xs, torch.float32, (lay.n_in, bp), contiguous=False)
     if xs.stride(1) != 1:
         raise G2GError("g2gnet op: xs must have unit column stride")
-    _check_params(intra, values, lay)
+    check_params(intra, values, None, lay)
     _check_layout(lay)
     _require_native()
     nt = torch.get_num_threads()
@@ -347,12 +348,19 @@ def _setup_context(ctx, inputs, output) -> None:
     ctx.has_bias = bias is not None
 
 
+def _grads(ctx, gy: Tensor, backward) -> tuple[Tensor | None, ...]:
+    """The gradients of (x, intra, values, bias) that a linear node's inputs need, the first three
+    by ``backward(need_x, need_w)`` (``linear_bwd`` or ``_backward_impl``)."""
+    need_x, need_i, need_v, need_b = ctx.needs_input_grad[:4]
+    gx, gi, gv = backward(need_x, need_i or need_v)
+    gb = gy.sum(0) if need_b and ctx.has_bias else None
+    return gx if need_x else None, gi if need_i else None, gv if need_v else None, gb
+
+
 def _backward(ctx, gy: Tensor, _gxs: Tensor):
     xs, intra, values, *layout = ctx.saved_tensors
-    need_x, need_i, need_v, need_b = ctx.needs_input_grad[:4]
-    gx, gi, gv = linear_bwd(gy, xs, intra, values, layout, ctx.meta, need_x, need_i or need_v)
-    gb = gy.sum(0) if need_b and ctx.has_bias else None
-    return gx if need_x else None, gi if need_i else None, gv if need_v else None, gb, [None] * len(layout), None
+    grads = _grads(ctx, gy, lambda need_x, need_w: linear_bwd(gy, xs, intra, values, layout, ctx.meta, need_x, need_w))
+    return *grads, [None] * len(layout), None
 
 
 linear_fwd.register_autograd(_backward, setup_context=_setup_context)
@@ -372,9 +380,7 @@ class _EagerLinear(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, intra: Tensor, values: Tensor, bias: Tensor | None, lay: Layout) -> Tensor:
-        _check_args(x, intra, values, bias, lay)
-        _require_native()
-        y, xs = _forward(x, intra, values, bias, lay, keep_xs=True)
+        y, xs = _checked_forward(x, intra, values, bias, lay)
         ctx.save_for_backward(xs, intra, values)  # the parameters: autograd's in-place check
         ctx.lay, ctx.has_bias = lay, bias is not None
         return y
@@ -383,10 +389,8 @@ class _EagerLinear(torch.autograd.Function):
     def backward(ctx, gy: Tensor):
         refuse_create_graph()
         xs, intra, values = ctx.saved_tensors
-        need_x, need_i, need_v, need_b = ctx.needs_input_grad[:4]
-        gx, gi, gv = _backward_impl(gy, xs, intra, values, ctx.lay, need_x, need_i or need_v)
-        gb = gy.sum(0) if need_b and ctx.has_bias else None
-        return gx if need_x else None, gi if need_i else None, gv if need_v else None, gb, None
+        grads = _grads(ctx, gy, lambda need_x, need_w: _backward_impl(gy, xs, intra, values, ctx.lay, need_x, need_w))
+        return *grads, None
 
 
 def refuse_create_graph() -> None:
