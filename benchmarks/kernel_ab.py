@@ -1,6 +1,7 @@
 """A/B of builds of the C++ kernels in one process: each variant is compiled from a source file with
 extra flags and loaded beside the others; the inter products (forward, input gradient, weight
-gradient) of the bench layer, or with --layer its whole forward + backward, are timed interleaved
+gradient; the first two with the layer's diagonal blocks, as ops._product runs them) of the bench
+layer, or with --layer its whole forward + backward, are timed interleaved
 (median ms, and the first variant's time over each other's per pair, median [min-max]).
 
     git show d631cd6:g2gnet/csrc/g2g_kernels.cpp > /tmp/old.cpp
@@ -66,14 +67,13 @@ for tile in (int(t) for t in args.tiles.split(",")):
         continue
     bp = 256
     xs, gys = ops.gather_t(torch.randn(B, N), lay.in_perm, bp), ops.gather_t(torch.randn(B, N), lay.out_perm, bp)
-    init = torch.randn(N, ops.row_stride(bp))[:, :bp]
     out = torch.empty(N, ops.row_stride(bp))[:, :bp]
     gv = torch.empty(values.numel())
 
     def product(transposed):
         def run():
-            ops._sparse_rows(lay, transposed, values, gys if transposed else xs, init, None,
-                             lay.in_perm if transposed else lay.out_perm, out)
+            ops._product(lay, transposed, layer.intra.detach(), values, gys if transposed else xs, None,
+                         lay.in_perm if transposed else lay.out_perm, out)
             return out.clone()
         return run
 

@@ -2,9 +2,10 @@
 a real step, unlike benchmarks/parts.py, which repeats each part alone): fractions of one dense
 matmul of the same shape, medians of 20 steps, 2 threads: python benchmarks/step_stages.py WIDTH [TILE]
 
-Stages: forward (transposed gather of the input, block matmul, inter product, untranspose), then
-backward (gradient buffers, gather of the output gradient, block matmul and inter product of the
-input gradient, untranspose, block matmul and sampled product of the weight gradient, bias).
+Stages: forward (transposed gather of the input, blocks and inter product (``ops._product``: one
+BSR pass with tiles, a block matmul then the CSR product without), untranspose), then backward
+(gradient buffers, gather of the output gradient, blocks and inter product of the input gradient,
+untranspose, block matmul and sampled product of the weight gradient, bias).
 """
 
 import statistics
@@ -42,20 +43,16 @@ def step() -> None:
     xs = ops.gather_t(x, lay.in_perm, bp)
     t = tick("forward: gather (transpose)", t)
     out = ops._padded_rows("out", lay.n_out, bp)
-    ys = ops._bmm_into("blocks", ops._masked(intra, lay), ops._blocks(lay, xs, lay.ig)).view(lay.n_out, bp)
-    t = tick("forward: block bmm", t)
-    ops._sparse_rows(lay, False, values, xs, ys, layer.bias.detach(), lay.out_perm, out)
-    t = tick("forward: inter product", t)
+    ops._product(lay, False, intra, values, xs, layer.bias.detach(), lay.out_perm, out)
+    t = tick("forward: blocks + inter product", t)
     ops._untransposed(out, B)
     t = tick("forward: untranspose", t)
     gi, gv = huge(torch.empty(lay.intra_shape)), huge(torch.empty(values.numel()))
     gys = ops.gather_t(gy, lay.out_perm, bp, scratch=True)
     t = tick("backward: buffers, gather", t)
-    dxs = ops._bmm_into("blocks", ops._masked(intra, lay).transpose(1, 2), ops._blocks(lay, gys, lay.og))
-    t = tick("backward: block bmm (input grad)", t)
     gxs = ops._padded_rows("gx", lay.n_in, bp)
-    ops._sparse_rows(lay, True, values, gys, dxs.view(lay.n_in, bp), None, lay.in_perm, gxs)
-    t = tick("backward: inter product (input grad)", t)
+    ops._product(lay, True, intra, values, gys, None, lay.in_perm, gxs)
+    t = tick("backward: blocks + inter product (input grad)", t)
     ops._untransposed(gxs, B)
     t = tick("backward: untranspose", t)
     torch.bmm(ops._blocks(lay, gys, lay.og), ops._blocks(lay, xs, lay.ig).transpose(1, 2), out=gi)

@@ -167,10 +167,12 @@ def test_partial_intra_blocks():
     _check(layer, (9, 64))
 
 
-@pytest.mark.parametrize("tile", [4, 8, 16])
-def test_tiled_masks(tile):
-    layer = _layer(256, 128, "random", "interleaved", tile=tile)
-    assert layer.layout.tile >= tile
+@pytest.mark.parametrize("tile, p_intra", [(4, 1.0), (8, 1.0), (16, 1.0), (8, 0.7)])
+def test_tiled_masks(tile, p_intra):
+    # Tiled layouts run the diagonal blocks inside the BSR kernel's pass: rectangular groups (og 16,
+    # ig 32) and a partial block mask check its strides both ways (forward and input gradient).
+    layer = _layer(256, 128, "random", "interleaved", tile=tile, p_intra=p_intra)
+    assert layer.layout.tile >= tile and (layer.layout.block_mask is not None) == (p_intra < 1)
     _check(layer, (21, 256))
 
 

@@ -262,22 +262,40 @@ static void csr_spmm(int64_t nrows, int64_t Bp, int64_t chunk, const int64_t* ro
 // before which share t / nt of all entries lie. Tile rows hold a random number of tiles (a binomial
 // count): split by count of rows, one thread had up to ~5% more work than the other (by entries: the
 // tile products 1.03-1.07x at 2048 wide, tiles 32; the whole layer within noise).
-static inline int64_t split_rows(const int64_t* ptr, int64_t n, int t, int nt) {
+// extra: entries every row holds besides its own (a BSR row's dense block tiles).
+static inline int64_t split_rows(const int64_t* ptr, int64_t n, int t, int nt, int64_t extra = 0) {
     if (t <= 0) return 0;
     if (t >= nt) return n;
-    return std::lower_bound(ptr, ptr + n, ptr[0] + (ptr[n] - ptr[0]) * t / nt) - ptr;
+    const int64_t goal = (ptr[n] - ptr[0] + extra * n) * t / nt;
+    int64_t lo = 0, hi = n;  // the first row r with ptr[r] - ptr[0] + extra * r >= goal
+    while (lo < hi) {
+        const int64_t mid = (lo + hi) / 2;
+        if (ptr[mid] - ptr[0] + extra * mid < goal) lo = mid + 1; else hi = mid;
+    }
+    return lo;
 }
 
 // ---- BSR rows: 4 output rows share every loaded X vector (4 FMAs per load) --------------------------
-// Weight (i, c) of the 4-row slab starting at row q of a tile is wt[(q + i) * si + c * sc]: (T, 1) reads
-// the tile as stored, (1, T) reads it transposed (the input gradient, no copy of the values).
+// A tile row's entries: first its dense diagonal block (when the layer has one), read from the blocks'
+// own storage as nb virtual tiles, then its stored tiles. Weight (i, c) of the 4-row slab starting at
+// row q of a tile is w[(q + i) * si + c * sc]: a stored tile as stored is (T, 1), transposed (1, T) (the
+// input gradient, no copy of the values); a block row-major [rows, K] is (K, 1), transposed (1, rows).
+struct BsrRow {
+    const int32_t* tcols;  // stored tiles: tile column (tile row's own range of trowptr)
+    const int32_t* tidx;   // stored index of each tile (NULL: the t-th)
+    const float* tvals;    // stored tiles' values, T x T each
+    int si, sc;            // strides of a stored tile's weights
+    const float* wb;       // the block's weights at this tile row's first row (NULL: no block)
+    int64_t sib, scb;      // strides of the block's weights
+    int64_t xb;            // the block's first activation row
+    int64_t nb;            // the block's virtual tiles (its columns / T)
+};
+
 template <int NV>
-static inline void bsr_rows4(int64_t r0, int64_t c0, int64_t tb, int64_t te, int first, int relu, const int32_t* tcols,
-                             const int32_t* tidx, const float* tvals, int T, int si, int sc, const float* X,
-                             int64_t ldx, const float* init, int64_t ldi, const float* bias, const int64_t* dst,
-                             float* Y, int64_t ldy) {
-    const int64_t tr = r0 / T;
-    const int q = (int)(r0 - tr * T);
+static inline void bsr_rows4(int64_t r0, int64_t c0, int64_t vb, int64_t ve, int64_t t0, int first, int relu,
+                             const BsrRow& row, int T, const float* X, int64_t ldx, const float* init, int64_t ldi,
+                             const float* bias, const int64_t* dst, float* Y, int64_t ldy) {
+    const int q = (int)(r0 % T);
     vf a[4][NV];
     UNROLL
     for (int i = 0; i < 4; ++i) {
@@ -292,10 +310,20 @@ static inline void bsr_rows4(int64_t r0, int64_t c0, int64_t tb, int64_t te, int
             if (bias) a[i][j] += vbcast(bias[d]);
         }
     }
-    for (int64_t t = tb; t < te; ++t) {
-        const float* xt = X + (int64_t)tcols[t] * T * ldx + c0;
-        const int64_t tile = tidx ? tidx[t] : t;
-        const float* wt = tvals + tile * T * T;
+    for (int64_t v = vb; v < ve; ++v) {  // virtual tile v: a block tile (v < nb) or stored tile t0 + v - nb
+        const float* xt;
+        const float* wt;
+        int64_t si, sc;
+        if (v < row.nb) {
+            xt = X + (row.xb + v * T) * ldx + c0;
+            wt = row.wb + v * T * row.scb;
+            si = row.sib, sc = row.scb;
+        } else {
+            const int64_t t = t0 + v - row.nb;
+            xt = X + (int64_t)row.tcols[t] * T * ldx + c0;
+            wt = row.tvals + (row.tidx ? row.tidx[t] : t) * T * T;
+            si = row.si, sc = row.sc;
+        }
         for (int c = 0; c < T; ++c) {
             vf xv[NV];
             UNROLL
@@ -861,31 +889,45 @@ void g2g_csr_transpose(int64_t nrows, int64_t ncols, const int64_t* rowptr, cons
 
 // The same with T x T tiles (T % 4 == 0). transposed = 0: tile rows are output rows (trowptr/tcols by
 // tile row, tidx NULL: tile t is the t-th stored). transposed = 1: the input gradient, tiles by tile
-// column (trowptr/tcols of the transposed pattern, tidx = stored index of each tile).
+// column (trowptr/tcols of the transposed pattern, tidx = stored index of each tile). blk: the layer's
+// dense diagonal blocks [G, og, ig] (og, ig multiples of T), computed in the same pass as the tiles
+// (NULL: none): one store per output row instead of a batched matmul's result read back as init
+// (-12% for the forward of a 2048-wide layer with 32 x 32 tiles).
 void g2g_bsr_spmm(int64_t nrows, int64_t Bp, int T, int transposed, const int64_t* trowptr,
-                  const int32_t* tcols, const int32_t* tidx, const float* tvals, const float* X, int64_t ldx,
-                  const float* init, int64_t ldi, const float* bias, const int64_t* dst, float* Y, int64_t ldy,
-                  int relu, int nthreads) {
-    const int si = transposed ? 1 : T, sc = transposed ? T : 1;
+                  const int32_t* tcols, const int32_t* tidx, const float* tvals, const float* blk, int64_t og,
+                  int64_t ig, const float* X, int64_t ldx, const float* init, int64_t ldi, const float* bias,
+                  const int64_t* dst, float* Y, int64_t ldy, int relu, int nthreads) {
+    // A block row of this product has K columns; this product's rows come rpg to a group.
+    const int64_t rpg = transposed ? ig : og, K = transposed ? og : ig;
+    const int64_t nb = blk ? K / T : 0;
     #pragma omp parallel num_threads(nthreads)
     {
         const int t = omp_get_thread_num(), nt = omp_get_num_threads();
         const int64_t qpt = T / 4;  // quads per tile row
-        const int64_t q0 = split_rows(trowptr, nrows / T, t, nt) * qpt, q1 = split_rows(trowptr, nrows / T, t + 1, nt) * qpt;
+        const int64_t q0 = split_rows(trowptr, nrows / T, t, nt, nb) * qpt;
+        const int64_t q1 = split_rows(trowptr, nrows / T, t + 1, nt, nb) * qpt;
         for (int64_t qb = q0; qb < q1;) {
             const int64_t tr = qb / qpt, qe = (tr + 1) * qpt < q1 ? (tr + 1) * qpt : q1;
-            const int64_t t0 = trowptr[tr], n = trowptr[tr + 1] - t0;
+            const int64_t t0 = trowptr[tr], n = nb + trowptr[tr + 1] - t0;
+            BsrRow row{tcols, tidx, tvals, transposed ? 1 : T, transposed ? T : 1, nullptr, 0, 0, 0, nb};
+            if (blk) {
+                const int64_t g = tr * T / rpg, r = tr * T - g * rpg;  // group, first row inside it
+                row.wb = blk + g * og * ig + r * (transposed ? 1 : ig);
+                row.sib = transposed ? 1 : ig;
+                row.scb = transposed ? ig : 1;
+                row.xb = g * K;
+            }
             // The row's tiles in passes of at most BSR_KC (equal shares). A pass's tiles stay in cache
             // while every batch block runs through them (batch blocks outside, the weights were read
             // from L3 once per block: 1.10-1.15x slower), and a block's activation rows stay in L1
             // while the row's quads run through them.
             const int64_t passes = BSR_KC > 0 && n > BSR_KC ? (n + BSR_KC - 1) / BSR_KC : 1;
             for (int64_t p = 0; p < passes; ++p) {
-                const int64_t tb = t0 + n * p / passes, te = t0 + n * (p + 1) / passes;
+                const int64_t vb = n * p / passes, ve = n * (p + 1) / passes;
                 for (int64_t c0 = 0; c0 < Bp; c0 += BSR_NV * VW) {
                     const int nv = (int)((Bp - c0 < BSR_NV * VW ? Bp - c0 : BSR_NV * VW) / VW);
                     for (int64_t q = qb; q < qe; ++q) {
-#define CALL(N) bsr_rows4<N>(4 * q, c0, tb, te, p == 0, relu && p == passes - 1, tcols, tidx, tvals, T, si, sc, X, ldx, init, ldi, bias, dst, Y, ldy)
+#define CALL(N) bsr_rows4<N>(4 * q, c0, vb, ve, t0, p == 0, relu && p == passes - 1, row, T, X, ldx, init, ldi, bias, dst, Y, ldy)
                         switch (nv) {
                             case 1: CALL(1); break;
 #if BSR_NV > 2

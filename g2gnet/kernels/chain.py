@@ -169,14 +169,12 @@ class StackPlan:
                 out = huge(torch.empty(lay.n_out, ops.row_stride(bp)))[:, :bp]
             else:
                 out = ops._padded_rows(f"stack{i % 2}", lay.n_out, bp)  # never the buffer xs lives in
-            ys = ops._bmm_into("blocks", ops._masked(intra, lay), ops._blocks(lay, xs, lay.ig)).view(
-                lay.n_out, bp) if lay.n_groups else None
             if bias is not None and order is not None:
                 bias = bias.index_select(0, order)
             # ReLU as the rows are stored, pad columns too: harmless, no kernel mixes the columns of a
             # forward product (against a separate relu_ pass: the whole model's inference 1.06-1.18x,
             # benchmarks/chain_ab.py).
-            ops._sparse_rows(lay, False, values, xs, ys, bias, dst, out, relu=True)
+            ops._product(lay, False, intra, values, xs, bias, dst, out, relu=True)
             xs = out
             if not last:
                 inputs.append(out)
@@ -206,14 +204,12 @@ class StackPlan:
                 grads[3 + 3 * i] = gb
             if i == 0 and not need_x:
                 break
-            dxs = ops._bmm_into("blocks", ops._masked(intra, lay).transpose(1, 2), ops._blocks(lay, gys, lay.og)).view(
-                lay.n_in, bp) if lay.n_groups else None
             gxs = ops._padded_rows("gx", lay.n_in, bp)
             if i == 0:
-                ops._sparse_rows(lay, True, values, gys, dxs, None, lay.in_perm, gxs)
+                ops._product(lay, True, intra, values, gys, None, lay.in_perm, gxs)
                 grads[0] = ops._untransposed(gxs, n)
                 break
-            ops._sparse_rows(lay, True, values, gys, dxs, None, None, gxs)  # this layer's sorted input order
+            ops._product(lay, True, intra, values, gys, None, None, gxs)  # this layer's sorted input order
             gxs = torch.ops.aten.threshold_backward(gxs, xs, 0)  # the ReLU before this layer
             # Row r of the layer before went to row dst[r] of this one's input: take it back.
             gys = ops._padded_rows(f"stack_gy{i % 2}", self.lays[i - 1].n_out, bp)

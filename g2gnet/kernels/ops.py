@@ -147,21 +147,42 @@ def gather_t(x: Tensor, perm: Tensor | None, bp: int, scratch: bool = False) -> 
     return out[:, :bp]
 
 
+def _product(lay: Layout, transposed: bool, intra: Tensor, values: Tensor, x: Tensor, bias: Tensor | None,
+             dst: Tensor | None, out: Tensor, relu: bool = False) -> None:
+    """out[dst[r]] = bias + (W @ x)[r], or (Wᵀ @ x)[r] with ``transposed``, for every sorted row r of
+    the layer's whole weight W (blocks and inter part; dst None: row r itself), through a ReLU with
+    ``relu``. Tiled layouts run the blocks in the BSR kernel's pass (no batched matmul result to read
+    back); element-wise ones as one batched matmul whose result the CSR kernel adds to."""
+    blocks = _masked(intra, lay) if lay.n_groups else None
+    if lay.tile:
+        _sparse_rows(lay, transposed, values, x, None, bias, dst, out, relu, blocks)
+        return
+    ys = None
+    if blocks is not None:
+        a, side = (blocks.transpose(1, 2), lay.og) if transposed else (blocks, lay.ig)
+        ys = _bmm_into("blocks", a, _blocks(lay, x, side)).view(out.shape[0], x.shape[1])
+    _sparse_rows(lay, transposed, values, x, ys, bias, dst, out, relu)
+
+
 def _sparse_rows(lay: Layout, transposed: bool, values: Tensor, x: Tensor, init: Tensor | None,
-                 bias: Tensor | None, dst: Tensor | None, out: Tensor, relu: bool = False) -> None:
+                 bias: Tensor | None, dst: Tensor | None, out: Tensor, relu: bool = False,
+                 blocks: Tensor | None = None) -> None:
     """out[dst[r]] = init[r] + bias + (inter part, or its transpose) @ x for every sorted row r
     (init None = 0; out may be init itself: each row is read before it is written), through a ReLU
-    with ``relu``."""
+    with ``relu``. ``blocks`` (tiled layouts only): the masked diagonal blocks, added in the same pass."""
     nt = torch.get_num_threads()
     n_rows, bp = out.shape
     io = dict(X=x, ldx=x.stride(0), init=init, ldi=0 if init is None else init.stride(0), bias=bias, dst=dst, Y=out,
               ldy=out.stride(0), nthreads=nt, relu=relu)
     if lay.tile:
+        blk = dict(blk=blocks, og=lay.og, ig=lay.ig)
         if transposed:
-            native.bsr_spmm(n_rows, bp, lay.tile, 1, lay.t_rowptr, lay.t_rows, lay.t_index, values, **io)
+            native.bsr_spmm(n_rows, bp, lay.tile, 1, lay.t_rowptr, lay.t_rows, lay.t_index, values, **blk, **io)
         else:
-            native.bsr_spmm(n_rows, bp, lay.tile, 0, lay.rowptr, lay.cols, None, values, **io)
+            native.bsr_spmm(n_rows, bp, lay.tile, 0, lay.rowptr, lay.cols, None, values, **blk, **io)
         return
+    if blocks is not None:
+        raise G2GError("g2gnet op: blocks in the sparse pass need a tiled layout")
     ib = lay.index_bytes
     if transposed:  # the transposed pattern and its values, built now (a counting sort by column)
         cols = _workspace("t_cols", lay.n_values, lay.cols.dtype)
@@ -232,8 +253,7 @@ def _forward(x: Tensor, intra: Tensor, values: Tensor, bias: Tensor | None, lay:
     # the allocator can give them back, not in holes between long-lived tensors.
     xs = gather_t(x, lay.in_perm, bp, scratch=not keep_xs)  # [in, Bp], sorted inputs
     out = _padded_rows("out", lay.n_out, bp)
-    ys = _bmm_into("blocks", _masked(intra, lay), _blocks(lay, xs, lay.ig)).view(lay.n_out, bp) if lay.n_groups else None
-    _sparse_rows(lay, False, values, xs, ys, bias, lay.out_perm, out)  # blocks + inter + bias, unpermuted
+    _product(lay, False, intra, values, xs, bias, lay.out_perm, out)  # blocks + inter + bias, unpermuted
     return _untransposed(out, n), xs
 
 
@@ -287,12 +307,9 @@ def _backward_impl(gy: Tensor, xs: Tensor, intra: Tensor, values: Tensor, lay: L
     gi = huge(torch.empty(lay.intra_shape)) if need_w else gy.new_empty(0)
     gv = huge(torch.empty(values.numel())) if need_w else gy.new_empty(0)
     gys = gather_t(gy, lay.out_perm, bp, scratch=True)  # [out, Bp], sorted
-    intra = _masked(intra, lay)
     if need_x:
-        dxs = _bmm_into("blocks", intra.transpose(1, 2), _blocks(lay, gys, lay.og)).view(lay.n_in, bp) \
-            if lay.n_groups else None
         gxs = _padded_rows("gx", lay.n_in, bp)
-        _sparse_rows(lay, True, values, gys, dxs, None, lay.in_perm, gxs)
+        _product(lay, True, intra, values, gys, None, lay.in_perm, gxs)
         gx = _untransposed(gxs, n)
     else:
         gx = gy.new_empty(0)

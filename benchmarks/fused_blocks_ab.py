@@ -1,0 +1,96 @@
+"""Tiled layouts: the diagonal blocks inside the BSR kernel's pass (``ops._product``, this checkout)
+against a batched matmul whose result the BSR kernel reads back as its init (the code before), in
+one process: a 2048-wide layer with 32 x 32 tiles (perf-tiles' layer), forward + backward at batch
+256 and eval() inference under inference_mode at batch 64 and 256, each against nn.Linear,
+interleaved repeats, medians [min-max] of per-repeat ratios.
+
+    python benchmarks/fused_blocks_ab.py [--width 2048] [--tile 32] [--repeats 21]
+"""
+
+import argparse
+import statistics
+import time
+
+import torch
+
+import g2gnet
+from g2gnet import topology
+from g2gnet.kernels import ops
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--width", type=int, default=2048, help="in and out features")
+parser.add_argument("--tile", type=int, default=32, help="inter-group tile size")
+parser.add_argument("--repeats", type=int, default=21, help="interleaved repeats")
+args = parser.parse_args()
+torch.set_num_threads(2)
+torch.manual_seed(0)
+
+fused = ops._product
+
+
+def split(lay, transposed, intra, values, x, bias, dst, out, relu=False):
+    """The previous tiled path: blocks by torch.bmm into a workspace, read back by the BSR kernel."""
+    ys = None
+    if lay.n_groups:
+        blocks = ops._masked(intra, lay)
+        a, side = (blocks.transpose(1, 2), lay.og) if transposed else (blocks, lay.ig)
+        ys = ops._bmm_into("blocks", a, ops._blocks(lay, x, side)).view(out.shape[0], x.shape[1])
+    ops._sparse_rows(lay, transposed, values, x, ys, bias, dst, out, relu)
+
+
+N = args.width
+g = torch.Generator().manual_seed(0)
+og, ig = topology.group_ids(N, 8, "random", generator=g), topology.group_ids(N, 8, "random", generator=g)
+mask = topology.modular_mask(og, ig, 1.0, 0.15, generator=g, inter_tile=args.tile)
+sp = g2gnet.SparseLinear(N, N, mask=mask, in_groups=ig, out_groups=og)
+de = torch.nn.Linear(N, N)
+assert sp.layout.tile == args.tile
+x = torch.randn(256, N, requires_grad=True)
+gy = torch.randn(256, N)
+
+
+def step(m):
+    x.grad = None
+    m.zero_grad(set_to_none=True)
+    m(x).backward(gy)
+
+
+def infer(batch):
+    xb = x.detach()[:batch]
+
+    def run(m):
+        with torch.inference_mode():
+            m(xb)
+    return run
+
+
+def timed(f, m, side):
+    ops._product = side
+    t = time.perf_counter()
+    f(m)
+    return time.perf_counter() - t
+
+
+sp.eval()
+with torch.inference_mode():
+    ref = x.detach() @ (sp.weight * sp.mask).T + sp.bias
+    for side in (split, fused):
+        ops._product = side
+        err = float((sp(x.detach()) - ref).abs().max() / ref.abs().max())
+        assert err < 1e-5, err
+cases = {"train fwd+bwd b256": step, "infer b256": infer(256), "infer b64": infer(64)}
+for name, f in cases.items():
+    train = f is step
+    sp.train(train)
+    de.train(train)
+    for _ in range(3):
+        timed(f, de, fused), timed(f, sp, split), timed(f, sp, fused)
+    r = {"split": [], "fused": [], "split/fused": []}
+    for i in range(args.repeats):
+        td, to, tn = timed(f, de, fused), timed(f, sp, split), timed(f, sp, fused)
+        r["split"].append(td / to)
+        r["fused"].append(td / tn)
+        r["split/fused"].append(to / tn)
+    print(f"{name:20s} " + "  ".join(f"{k} {statistics.median(v):.3f} [{min(v):.2f}-{max(v):.2f}]"
+                                     for k, v in r.items()))
+ops._product = fused
