@@ -11,7 +11,6 @@ chain.py calls what those still provide).
 import argparse
 import statistics
 import subprocess
-import time
 import types
 
 import torch
@@ -21,6 +20,7 @@ import g2gnet
 from g2gnet import malloc
 from g2gnet.kernels import chain
 from g2gnet.optim import adam
+from g2gnet.timing import ratios, time_interleaved
 
 parser = argparse.ArgumentParser()
 parser.add_argument("rev", help="git revision whose chain.py is the baseline")
@@ -60,35 +60,27 @@ def call(model, x: torch.Tensor, y: torch.Tensor) -> None:
     opts[model].step()
 
 
+def switch(side: str) -> None:
+    if side != "dense":
+        use(side)
+
+
 for batch in (int(b) for b in args.batches.split(",")):
     x, y = torch.randn(batch, 784), torch.randint(0, 10, (batch,))
     reps = max(1, 512 // batch)
-    times = {"dense": [], "old": [], "new": []}
     with torch.no_grad():
         use("old")
         a = sparse(x)
         use("new")
         assert sparse.stacked(x) and torch.equal(a, sparse(x))
-    for _ in range(3):
-        call(dense, x, y)
-        call(sparse, x, y)
-    for _ in range(args.repeats):
-        for side in times:
-            if side != "dense":
-                use(side)
-            model = dense if side == "dense" else sparse
-            t = time.perf_counter()
-            for _ in range(reps):
-                call(model, x, y)
-            times[side].append((time.perf_counter() - t) / reps)
-    use("new")
 
-    def ratios(a: str, b: str) -> list[float]:
-        return [p / q for p, q in zip(times[a], times[b])]
+    calls = {"dense": lambda: call(dense, x, y), "old": lambda: call(sparse, x, y), "new": lambda: call(sparse, x, y)}
+    times = time_interleaved(calls, args.repeats, warmup=3, per_repeat=reps, before=switch)
+    use("new")
 
     line = f"batch {batch}:"
     for side in ("old", "new"):
-        line += f"  dense / {side} {statistics.median(ratios('dense', side)):.2f}x"
-    r = ratios("old", "new")
+        line += f"  dense / {side} {statistics.median(ratios(times, 'dense', side)):.2f}x"
+    r = ratios(times, "old", "new")
     print(line + f"  old / new {statistics.median(r):.3f} [{min(r):.2f}-{max(r):.2f}]"
-          f"  (new {statistics.median(times['new']) * 1e6:.0f} us)", flush=True)
+          f"  (new {statistics.median(times['new']) * 1e3:.0f} us)", flush=True)

@@ -11,12 +11,12 @@ Builds are NAME:[SOURCE][@FLAGS] (benchmarks/variants.py); a combination is BUIL
 
 import argparse
 import statistics
-import time
 
 import torch
 
 from g2gnet.bench import sparse_layer
 from g2gnet.kernels import native, ops
+from g2gnet.timing import ratios, time_interleaved
 from variants import build
 
 parser = argparse.ArgumentParser()
@@ -44,25 +44,20 @@ def use(name: str, chunk: int) -> None:
     ops._chunk = lambda rows: chunk
 
 
-times = {(c, p): [] for c in combos for p in parts}
 ref = None
 for c in combos:
     use(*c)
     parts["forward"]()
     ref = out.clone() if ref is None else ref
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-3)
-for _ in range(args.repeats):
-    for c in combos:
-        use(*c)
-        for p, f in parts.items():
-            t = time.perf_counter()
-            for _ in range(5):
-                f()
-            times[c, p].append((time.perf_counter() - t) / 5)
+
+
+times = time_interleaved({(c, p): f for c in combos for p, f in parts.items()}, args.repeats, per_repeat=5,
+                         before=lambda key: use(*key[0]))
 ops._chunk = default_chunk
 for c in combos:
     line = f"{c[0]} chunk {c[1]}:"
     for p in parts:
-        r = [a / b for a, b in zip(times[combos[0], p], times[c, p])]
-        line += f"  {p} {statistics.median(times[c, p]) * 1e3:.3f} ms ({statistics.median(r):.3f})"
+        r = ratios(times, (combos[0], p), (c, p))
+        line += f"  {p} {statistics.median(times[c, p]):.3f} ms ({statistics.median(r):.3f})"
     print(line, flush=True)

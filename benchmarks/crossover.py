@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 from pathlib import Path
 
 import torch
@@ -23,30 +22,15 @@ from g2gnet import malloc
 from g2gnet.bench import sparse_layer
 from g2gnet.kernels import dispatch, reference_mode
 from g2gnet.runs import environment
+from g2gnet.timing import ratios, time_interleaved
 
 malloc.keep_defaults()  # dense as plain PyTorch runs it: no g2gnet allocator setting (g2gnet.malloc)
 
 
-def _time(f, calls: int) -> float:
-    t = time.perf_counter()
-    for _ in range(calls):
-        f()
-    return (time.perf_counter() - t) / calls
-
-
 def ratio(dense, sparse, calls: int, repeats: int = 9) -> float:
-    for _ in range(2):
-        dense(), sparse()
-    rs = []
-    for i in range(repeats):  # alternate which side goes first
-        if i % 2:
-            ts, td = _time(sparse, calls), _time(dense, calls)
-        else:
-            td, ts = _time(dense, calls), _time(sparse, calls)
-        rs.append(td / ts)
-    return statistics.median(rs)
-
-
+    """Median over interleaved repeats of dense time / sparse time."""
+    times = time_interleaved({"dense": dense, "sparse": sparse}, repeats, warmup=2, per_repeat=calls)
+    return statistics.median(ratios(times, "dense", "sparse"))
 
 
 def cells(width: int, batch: int) -> dict:

@@ -4,7 +4,7 @@ batches, where a layer's Python costs as much as a third of its kernel. The othe
 files are executed as copies of the modules (its custom-op registrations left out: the eager path
 does not use them); both sides call the same compiled kernels. Prints per batch the median time
 of each side, each side's speed-up over the dense MLP timed beside it, and old / new per
-interleaved pair, median [min-max].
+interleaved repeat, median [min-max].
 
     python benchmarks/dispatch_ab.py OLD_COMMIT [--batches 1,4,8,16] [--reps 21]
 """
@@ -13,7 +13,6 @@ import argparse
 import statistics
 import subprocess
 import sys
-import time
 import types
 
 import torch
@@ -22,13 +21,14 @@ import g2gnet
 from g2gnet import malloc
 from g2gnet.kernels import dispatch
 from g2gnet.layers import SparseLinear
+from g2gnet.timing import ratios, time_interleaved
 
 malloc.keep_defaults()  # dense as plain PyTorch runs it: no g2gnet allocator setting (g2gnet.malloc)
 
 parser = argparse.ArgumentParser()
 parser.add_argument("commit", help="the commit whose dispatch.py and ops.py are the old side")
 parser.add_argument("--batches", default="1,4,8,16", help="comma-separated batch sizes (at most 16: the inference kernel)")
-parser.add_argument("--reps", type=int, default=21, help="interleaved pairs")
+parser.add_argument("--reps", type=int, default=21, help="interleaved repeats")
 args = parser.parse_args()
 torch.set_num_threads(2)
 torch.manual_seed(0)
@@ -71,23 +71,17 @@ with torch.inference_mode():
         y_old = model(x)
         use("new")
         assert torch.equal(y_old, model(x)), "the two sides differ"
-        ts = {"old": [], "new": []}
-        ratio = {"old": [], "new": []}
-        for _ in range(args.reps):
-            for side in ("old", "new"):
+
+        def switch(side: str) -> None:
+            if side != "dense":
                 use(side)
-                model(x)
-                t = time.perf_counter()
-                for _ in range(reps):
-                    dense(x)
-                td = time.perf_counter() - t
-                t = time.perf_counter()
-                for _ in range(reps):
-                    model(x)
-                t = time.perf_counter() - t
-                ts[side].append(t / reps * 1e6)
-                ratio[side].append(td / t)
-        r = [a / b for a, b in zip(ts["old"], ts["new"])]
+                model(x)  # untimed: builds this side's plans
+
+        ms = time_interleaved({"dense": lambda: dense(x), "old": lambda: model(x), "new": lambda: model(x)}, args.reps,
+                              per_repeat=reps, before=switch)
+        ts = {side: [t * 1e3 for t in ms[side]] for side in ("old", "new")}
+        ratio = {side: ratios(ms, "dense", side) for side in ts}
+        r = ratios(ms, "old", "new")
         print(f"batch {batch}: " + ", ".join(f"{s} {statistics.median(ts[s]):.0f} us ({statistics.median(ratio[s]):.2f}x dense)"
                                              for s in ts)
               + f"; old/new {statistics.median(r):.3f} [{min(r):.2f}-{max(r):.2f}]", flush=True)

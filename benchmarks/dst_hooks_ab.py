@@ -7,7 +7,6 @@ whole run (before: the MLP then ran its blocks one by one at every step); batch 
 """
 
 import statistics
-import time
 
 import torch
 import torch.nn.functional as F
@@ -15,6 +14,7 @@ import torch.nn.functional as F
 import g2gnet
 from g2gnet import malloc
 from g2gnet.dst import DynamicSparsity
+from g2gnet.timing import ratios, time_interleaved
 
 malloc.keep_defaults()  # as the other benchmarks: glibc's allocator defaults
 torch.set_num_threads(2)
@@ -37,15 +37,13 @@ def step(m, opt, dst) -> None:
     opt.step()
 
 
-t = {k: [] for k in sides}
-for _ in range(9):
-    for k, s in sides.items():
-        for _ in range(2):
-            step(*s)
-        a = time.perf_counter()
-        for _ in range(10):
-            step(*s)
-        t[k].append((time.perf_counter() - a) / 10 * 1e3)
-r = [o / n for o, n in zip(t["old"], t["new"])]
+def settle(k: str) -> None:
+    """Two untimed steps before each timed block of 10 (the sides' steps run in turn)."""
+    for _ in range(2):
+        step(*sides[k])
+
+
+t = time_interleaved({k: (lambda s=s: step(*s)) for k, s in sides.items()}, 9, per_repeat=10, before=settle)
+r = ratios(t, "old", "new")
 print(f"DST training step, batch 256: hooks only while recording {statistics.median(t['new']):.1f} ms, "
       f"hooks always {statistics.median(t['old']):.1f} ms, old/new {statistics.median(r):.3f} [{min(r):.2f}-{max(r):.2f}]")

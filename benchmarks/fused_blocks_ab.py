@@ -9,13 +9,13 @@ interleaved repeats, medians [min-max] of per-repeat ratios.
 
 import argparse
 import statistics
-import time
 
 import torch
 
 import g2gnet
 from g2gnet import topology
 from g2gnet.kernels import ops
+from g2gnet.timing import ratios, time_interleaved
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--width", type=int, default=2048, help="in and out features")
@@ -64,13 +64,6 @@ def infer(batch):
     return run
 
 
-def timed(f, m, side):
-    ops._product = side
-    t = time.perf_counter()
-    f(m)
-    return time.perf_counter() - t
-
-
 sp.eval()
 with torch.inference_mode():
     ref = x.detach() @ (sp.weight * sp.mask).T + sp.bias
@@ -79,18 +72,15 @@ with torch.inference_mode():
         err = float((sp(x.detach()) - ref).abs().max() / ref.abs().max())
         assert err < 1e-5, err
 cases = {"train fwd+bwd b256": step, "infer b256": infer(256), "infer b64": infer(64)}
+sides = {"dense": (de, fused), "split": (sp, split), "fused": (sp, fused)}
 for name, f in cases.items():
-    train = f is step
-    sp.train(train)
-    de.train(train)
-    for _ in range(3):
-        timed(f, de, fused), timed(f, sp, split), timed(f, sp, fused)
-    r = {"split": [], "fused": [], "split/fused": []}
-    for i in range(args.repeats):
-        td, to, tn = timed(f, de, fused), timed(f, sp, split), timed(f, sp, fused)
-        r["split"].append(td / to)
-        r["fused"].append(td / tn)
-        r["split/fused"].append(to / tn)
+    sp.train(f is step)
+    de.train(f is step)
+    calls = {side: (lambda m=m: f(m)) for side, (m, _) in sides.items()}
+    t = time_interleaved(calls, args.repeats, warmup=3,
+                         before=lambda side: setattr(ops, "_product", sides[side][1]))
+    r = {"split": ratios(t, "dense", "split"), "fused": ratios(t, "dense", "fused"),
+         "split/fused": ratios(t, "split", "fused")}
     print(f"{name:20s} " + "  ".join(f"{k} {statistics.median(v):.3f} [{min(v):.2f}-{max(v):.2f}]"
                                      for k, v in r.items()))
 ops._product = fused

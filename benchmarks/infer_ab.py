@@ -11,14 +11,14 @@ A variant is NAME:[SOURCE][@FLAGS] (benchmarks/variants.py).
 """
 
 import argparse
-import time
 
 import torch
 
 import g2gnet
 from g2gnet.bench import sparse_layer
 from g2gnet.kernels import native
-from variants import build, compare
+from g2gnet.timing import compare, time_interleaved
+from variants import build
 
 parser = argparse.ArgumentParser()
 parser.add_argument("variants", nargs="+", help="NAME:[SOURCE][@FLAGS] (benchmarks/variants.py), the first is the baseline")
@@ -53,13 +53,12 @@ with torch.inference_mode():
             outs[name] = model(x)
         for name, out in outs.items():
             torch.testing.assert_close(out, outs[base], rtol=1e-4, atol=1e-4, msg=f"{name} differs")
-        ts = {name: [] for name, _ in variants}
-        for _ in range(args.reps):
-            for name, lib in variants:
-                use(lib)
-                model(x)
-                t = time.perf_counter()
-                for _ in range(reps):
-                    model(x)
-                ts[name].append((time.perf_counter() - t) / reps * 1e6)
+        libs = dict(variants)
+
+        def switch(name: str) -> None:
+            use(libs[name])
+            model(x)  # untimed: builds the plans for this library
+
+        ms = time_interleaved({name: lambda: model(x) for name in libs}, args.reps, per_repeat=reps, before=switch)
+        ts = {name: [t * 1e3 for t in v] for name, v in ms.items()}
         print(compare(f"batch {batch}", ts, "us"), flush=True)

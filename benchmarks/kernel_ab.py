@@ -12,13 +12,13 @@ The Python side (chunk sizes, layouts) is this checkout's for every variant.
 """
 
 import argparse
-import time
 
 import torch
 
 from g2gnet.bench import sparse_layer
 from g2gnet.kernels import native, ops
-from variants import build, compare
+from g2gnet.timing import compare, time_interleaved
+from variants import build
 
 parser = argparse.ArgumentParser()
 parser.add_argument("variants", nargs="+", help="NAME:[SOURCE][@FLAGS] (benchmarks/variants.py), the first is the baseline")
@@ -40,13 +40,8 @@ def timed(parts: dict, label: str) -> None:
         ref = outs[variants[0][0]]
         for name, out in outs.items():
             torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-3, msg=f"{pname}: {name} differs")
-        ts = {name: [] for name, _ in variants}
-        for _ in range(args.reps):
-            for name, lib in variants:
-                native._lib = lib
-                t = time.perf_counter()
-                f()
-                ts[name].append((time.perf_counter() - t) * 1e3)
+        libs = dict(variants)
+        ts = time_interleaved({name: f for name in libs}, args.reps, before=lambda name: setattr(native, "_lib", libs[name]))
         print(compare(f"{label} {pname}", ts), flush=True)
 
 

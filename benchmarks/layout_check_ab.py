@@ -7,12 +7,12 @@ process, medians [min-max] of per-repeat ratios.
 """
 
 import statistics
-import time
 
 import torch
 
 from g2gnet import malloc
 from g2gnet.bench import sparse_layer
+from g2gnet.timing import ratios, time_interleaved
 
 malloc.keep_defaults()  # dense as plain PyTorch runs it: no g2gnet allocator setting (g2gnet.malloc)
 torch.set_num_threads(2)
@@ -28,17 +28,8 @@ for N in (1024, 2048):
             layer(x)
 
         calls = {"dense": lambda: dense(x), "old": old, "new": lambda: layer(x)}
-        times = {k: [] for k in calls}
         with torch.inference_mode():
-            for f in calls.values():
-                f()
-            for _ in range(15):
-                for k, f in calls.items():
-                    t = time.perf_counter()
-                    for _ in range(reps):
-                        f()
-                    times[k].append((time.perf_counter() - t) / reps)
-        r = [a / b for a, b in zip(times["old"], times["new"])]
-        d = [a / b for a, b in zip(times["dense"], times["new"])]
+            times = time_interleaved(calls, 15, warmup=1, per_repeat=reps)
+        r, d = ratios(times, "old", "new"), ratios(times, "dense", "new")
         print(f"{N} wide, batch {B}: old / new {statistics.median(r):.3f} [{min(r):.2f}-{max(r):.2f}]  "
-              f"(new {statistics.median(times['new']) * 1e6:.0f} us, dense / new {statistics.median(d):.2f}x)", flush=True)
+              f"(new {statistics.median(times['new']) * 1e3:.0f} us, dense / new {statistics.median(d):.2f}x)", flush=True)

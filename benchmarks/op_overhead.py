@@ -11,7 +11,6 @@ is left: microseconds per step), then for real (medians [min-max] of per-repeat 
 
 import argparse
 import statistics
-import time
 from unittest import mock
 
 import torch
@@ -19,6 +18,7 @@ import torch
 from g2gnet import malloc
 from g2gnet.bench import sparse_layer
 from g2gnet.kernels import native, ops
+from g2gnet.timing import ratios, time_interleaved
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--widths", default="1024,2048", help="comma-separated layer widths")
@@ -46,20 +46,6 @@ def sides(width: int) -> dict:
     return {"dense": step(dense), "custom ops": step(layer, eager=False), "eager": step(layer)}
 
 
-def interleaved(calls: dict, reps: int, repeats: int) -> dict[str, list[float]]:
-    for f in calls.values():
-        for _ in range(3):
-            f()
-    times = {name: [] for name in calls}
-    for _ in range(repeats):
-        for name, f in calls.items():
-            t = time.perf_counter()
-            for _ in range(reps):
-                f()
-            times[name].append((time.perf_counter() - t) / reps)
-    return times
-
-
 def no_kernels():
     """Every native kernel and the block matmuls a no-op (the outputs are left unwritten)."""
     stubs = [mock.patch.object(native, n, lambda *a, **k: None)
@@ -74,16 +60,16 @@ for width in (int(w) for w in args.widths.split(",")):
     stubs = no_kernels()
     for s in stubs:
         s.start()
-    t = interleaved(calls, 50, args.repeats)
+    t = time_interleaved(calls, args.repeats, warmup=3, per_repeat=50)
     for s in stubs:
         s.stop()
-    med = {k: statistics.median(v) * 1e6 for k, v in t.items()}
+    med = {k: statistics.median(v) * 1e3 for k, v in t.items()}
     print(f"width {width}, kernels stubbed: custom ops {med['custom ops']:.0f} us, eager {med['eager']:.0f} us "
           f"a step", flush=True)
-    t = interleaved(sides(width), 3, args.repeats)
+    t = time_interleaved(sides(width), args.repeats, warmup=3, per_repeat=3)
     line = f"width {width}:"
     for name in ("custom ops", "eager"):
-        r = [d / s for d, s in zip(t["dense"], t[name])]
+        r = ratios(t, "dense", name)
         line += f"  dense / {name} {statistics.median(r):.2f}x [{min(r):.2f}-{max(r):.2f}]"
-    r = [a / b for a, b in zip(t["custom ops"], t["eager"])]
+    r = ratios(t, "custom ops", "eager")
     print(line + f"  custom ops / eager {statistics.median(r):.3f} [{min(r):.2f}-{max(r):.2f}]", flush=True)

@@ -8,13 +8,13 @@ in one process, median of dense time / G2G time per repeat [min-max].
 
 import argparse
 import statistics
-import time
 
 import torch
 import torch.nn.functional as F
 
 import g2gnet
 from g2gnet import malloc
+from g2gnet.timing import ratios, time_interleaved
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--batches", default="1,8,64,256", help="comma-separated batch sizes")
@@ -36,25 +36,14 @@ def one_by_one(x: torch.Tensor) -> torch.Tensor:
 def report(label: str, times: dict[str, list[float]]) -> None:
     line = label
     for name in ("one by one", "stacked"):
-        r = [d / s for d, s in zip(times["dense"], times[name])]
+        r = ratios(times, "dense", name)
         line += f"  {name} {statistics.median(r):.2f}x [{min(r):.2f}-{max(r):.2f}]"
-    r = [a / b for a, b in zip(times["one by one"], times["stacked"])]
+    r = ratios(times, "one by one", "stacked")
     print(line + f"  one-by-one / stacked {statistics.median(r):.3f} [{min(r):.2f}-{max(r):.2f}]", flush=True)
 
 
-def interleaved(calls: dict, reps: int) -> dict[str, list[float]]:
-    """Seconds of ``reps`` calls of each, per repeat, the sides interleaved (after 3 warm-up calls)."""
-    for f in calls.values():
-        for _ in range(3):
-            f()
-    times = {name: [] for name in calls}
-    for _ in range(args.repeats):
-        for name, f in calls.items():
-            t = time.perf_counter()
-            for _ in range(reps):
-                f()
-            times[name].append(time.perf_counter() - t)
-    return times
+def interleaved(calls: dict, per_repeat: int) -> dict[str, list[float]]:
+    return time_interleaved(calls, args.repeats, warmup=3, per_repeat=per_repeat)
 
 
 with torch.inference_mode():

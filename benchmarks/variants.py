@@ -6,7 +6,6 @@ loaded with ctypes under its own name; ``native._lib = lib`` makes the package c
 """
 
 import ctypes
-import statistics
 import subprocess
 
 from g2gnet.kernels import native
@@ -27,15 +26,3 @@ def build(specs: list[str]) -> list[tuple[str, ctypes.CDLL]]:
             f.argtypes, f.restype = [native._CTYPES[c] for c, _ in proto], None
         out.append((name, lib))
     return out
-
-
-def compare(label: str, ts: dict[str, list[float]], unit: str = "ms") -> str:
-    """Median time of each variant, and the first one's time over each other's per interleaved
-    pair: median [min-max]."""
-    base = next(iter(ts))
-    line = f"{label}: " + "  ".join(f"{n} {statistics.median(v):.3f}{unit}" for n, v in ts.items())
-    for n, v in ts.items():
-        if n != base:
-            r = [a / b for a, b in zip(ts[base], v)]
-            line += f"  {base}/{n} {statistics.median(r):.3f} [{min(r):.2f}-{max(r):.2f}]"
-    return line

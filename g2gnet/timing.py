@@ -11,6 +11,7 @@ the ratio's min-max over the repeats.
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from collections.abc import Callable, Sequence
 
@@ -22,21 +23,30 @@ STATISTIC = ("each repeat times the dense and the G2G side back to back, alterna
              "on every row; min-max: the ratio's range over the repeats")
 
 
-def time_pairs(calls: dict[str, Callable[[], None]], repeats: int, warmup: int = 0, *, per_repeat: int = 1,
-               clock: Callable[[], float] = time.perf_counter,
-               sync: Callable[[], None] = lambda: None) -> dict[str, list[float]]:
-    """Milliseconds per call of each of the two ``calls`` in each repeat (``per_repeat`` calls
-    timed together). The first goes first in even repeats, the second in odd ones, so a drift of
-    a shared machine hits both alike; ``warmup`` untimed calls of each come before."""
-    if len(calls) != 2:
-        raise ValueError(f"time_pairs compares two sides, got {list(calls)}")
+def time_interleaved(calls: dict[str, Callable[[], None]], repeats: int, warmup: int = 0, *, per_repeat: int = 1,
+                     before: Callable[[str], None] | None = None, clock: Callable[[], float] = time.perf_counter,
+                     sync: Callable[[], None] = lambda: None) -> dict[str, list[float]]:
+    """Milliseconds per call of each of ``calls`` in each repeat (``per_repeat`` calls timed
+    together). The sides run in turn, and each repeat starts one side later than the last (with two
+    sides: the first goes first in even repeats, the second in odd ones), so a drift of a shared
+    machine hits all alike; ``warmup`` untimed calls of each come before. ``before(name)`` runs
+    untimed before each of a side's warm-up calls and timed blocks (an A/B's switch between builds
+    or code paths). The benchmarks' A/Bs (``benchmarks/``) and every ``g2g bench`` row time through
+    this."""
+    if not calls:
+        raise ValueError("time_interleaved needs at least one side")
     for _ in range(warmup):
-        for call in calls.values():
+        for name, call in calls.items():
+            if before is not None:
+                before(name)
             call()
     names = list(calls)
     times: dict[str, list[float]] = {n: [] for n in names}
     for i in range(repeats):
-        for name in names if i % 2 == 0 else names[::-1]:
+        k = i % len(names)
+        for name in names[k:] + names[:k]:
+            if before is not None:
+                before(name)
             sync()
             start = clock()
             for _ in range(per_repeat):
@@ -44,6 +54,30 @@ def time_pairs(calls: dict[str, Callable[[], None]], repeats: int, warmup: int =
             sync()
             times[name].append((clock() - start) * 1e3 / per_repeat)
     return times
+
+
+def time_pairs(calls: dict[str, Callable[[], None]], repeats: int, warmup: int = 0, **kwargs) -> dict[str, list[float]]:
+    """``time_interleaved`` of exactly two sides (a bench row: dense and G2G)."""
+    if len(calls) != 2:
+        raise ValueError(f"time_pairs compares two sides, got {list(calls)}")
+    return time_interleaved(calls, repeats, warmup, **kwargs)
+
+
+def ratios(times: dict[str, list[float]], a: str, b: str) -> list[float]:
+    """a's time over b's, repeat by repeat (> 1: b is faster)."""
+    return [p / q for p, q in zip(times[a], times[b])]
+
+
+def compare(label: str, times: dict[str, list[float]], unit: str = "ms") -> str:
+    """One line of an A/B: the median time of each side, then the first side's time over each
+    other's, repeat by repeat: median [min-max]."""
+    base = next(iter(times))
+    line = f"{label}: " + "  ".join(f"{n} {statistics.median(v):.3f}{unit}" for n, v in times.items())
+    for n in times:
+        if n != base:
+            r = ratios(times, base, n)
+            line += f"  {base}/{n} {statistics.median(r):.3f} [{min(r):.2f}-{max(r):.2f}]"
+    return line
 
 
 def median_repeat(dense: Sequence[float], g2g: Sequence[float]) -> dict[str, float]:

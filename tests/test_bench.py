@@ -20,7 +20,7 @@ from g2gnet.kernels import dispatch, native
 from g2gnet.bench import TRAIN_MODES, BenchConfig, bench_layer, bench_model, bench_table
 from g2gnet.epoch_speed import (EpochJob, bench_epochs, config_label, dense_baseline, epoch_jobs, epoch_table,
                                 read_configs, time_epoch)
-from g2gnet.timing import STATISTIC, median_repeat, time_pairs
+from g2gnet.timing import STATISTIC, compare, median_repeat, ratios, time_interleaved, time_pairs
 from g2gnet.cli import build_parser, main
 from g2gnet.config import Config
 from g2gnet.data import load_dataset
@@ -68,6 +68,29 @@ def test_time_pairs_alternates_sides_and_times_with_a_fake_clock():
     assert times["dense"] == pytest.approx([4.0] * 3) and times["sparse"] == pytest.approx([1.0] * 3)
     with pytest.raises(ValueError, match="two sides"):
         time_pairs({"a": lambda: None}, repeats=1)
+
+
+def test_time_interleaved_rotates_three_sides_and_compare_reads_the_ratios():
+    now, order = [0.0], []
+
+    def call(name, cost):
+        def run():
+            order.append(name)
+            now[0] += cost
+        return run
+
+    def before(name):  # untimed: a switch between builds, say
+        order.append(name.upper())
+        now[0] += 1.0
+
+    times = time_interleaved({"a": call("a", 0.006), "b": call("b", 0.002), "c": call("c", 0.003)}, repeats=4,
+                             warmup=1, before=before, clock=lambda: now[0])
+    assert "".join(order) == "AaBbCc" + "AaBbCc" + "BbCcAa" + "CcAaBb" + "AaBbCc"
+    assert times["a"] == pytest.approx([6.0] * 4) and times["c"] == pytest.approx([3.0] * 4)
+    assert ratios(times, "a", "b") == pytest.approx([3.0] * 4)
+    assert compare("x", times) == "x: a 6.000ms  b 2.000ms  c 3.000ms  a/b 3.000 [3.00-3.00]  a/c 2.000 [2.00-2.00]"
+    with pytest.raises(ValueError, match="at least one side"):
+        time_interleaved({}, repeats=1)
 
 
 _ROW = re.compile(r"^\| (?P<what>[^|]+) \| (?P<mode>[^|]+) \| (?P<batch>\d+) \| \w+ \| (?P<d>[\d.]+) \| "

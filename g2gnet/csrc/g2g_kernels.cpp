@@ -890,13 +890,14 @@ void g2g_csr_transpose(int64_t nrows, int64_t ncols, const int64_t* rowptr, cons
 // The same with T x T tiles (T % 4 == 0). transposed = 0: tile rows are output rows (trowptr/tcols by
 // tile row, tidx NULL: tile t is the t-th stored). transposed = 1: the input gradient, tiles by tile
 // column (trowptr/tcols of the transposed pattern, tidx = stored index of each tile). blk: the layer's
-// dense diagonal blocks [G, og, ig] (og, ig multiples of T), computed in the same pass as the tiles
-// (NULL: none): one store per output row instead of a batched matmul's result read back as init
-// (-12% for the forward of a 2048-wide layer with 32 x 32 tiles).
+// dense diagonal blocks (og, ig multiples of T) as this product sees them, [G, rpg, K] (forward: [G, og,
+// ig]; transposed: [G, ig, og]), group g at blk + g * og * ig, entry (r, c) of a group at r * bsr + c * bsc;
+// computed in the same pass as the tiles (NULL: none): one store per output row instead of a batched
+// matmul's result read back as init (-12% for the forward of a 2048-wide layer with 32 x 32 tiles).
 void g2g_bsr_spmm(int64_t nrows, int64_t Bp, int T, int transposed, const int64_t* trowptr,
                   const int32_t* tcols, const int32_t* tidx, const float* tvals, const float* blk, int64_t og,
-                  int64_t ig, const float* X, int64_t ldx, const float* init, int64_t ldi, const float* bias,
-                  const int64_t* dst, float* Y, int64_t ldy, int relu, int nthreads) {
+                  int64_t ig, int64_t bsr, int64_t bsc, const float* X, int64_t ldx, const float* init, int64_t ldi,
+                  const float* bias, const int64_t* dst, float* Y, int64_t ldy, int relu, int nthreads) {
     // A block row of this product has K columns; this product's rows come rpg to a group.
     const int64_t rpg = transposed ? ig : og, K = transposed ? og : ig;
     const int64_t nb = blk ? K / T : 0;
@@ -912,9 +913,9 @@ void g2g_bsr_spmm(int64_t nrows, int64_t Bp, int T, int transposed, const int64_
             BsrRow row{tcols, tidx, tvals, transposed ? 1 : T, transposed ? T : 1, nullptr, 0, 0, 0, nb};
             if (blk) {
                 const int64_t g = tr * T / rpg, r = tr * T - g * rpg;  // group, first row inside it
-                row.wb = blk + g * og * ig + r * (transposed ? 1 : ig);
-                row.sib = transposed ? 1 : ig;
-                row.scb = transposed ? ig : 1;
+                row.wb = blk + g * og * ig + r * bsr;
+                row.sib = bsr;
+                row.scb = bsc;
                 row.xb = g * K;
             }
             // The row's tiles in passes of at most BSR_KC (equal shares). A pass's tiles stay in cache

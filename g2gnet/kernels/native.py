@@ -193,11 +193,12 @@ def csr_transpose(nrows: int, ncols: int, rowptr: Tensor, cols: Tensor, index_by
 
 
 def bsr_spmm(nrows: int, Bp: int, T: int, transposed: int, trowptr: Tensor, tcols: Tensor, tidx: Tensor | None,
-             tvals: Tensor, blk: Tensor | None, og: int, ig: int, X: Tensor, ldx: int, init: Tensor | None, ldi: int,
-             bias: Tensor | None, dst: Tensor | None, Y: Tensor, ldy: int, nthreads: int, relu: bool = False) -> None:
+             tvals: Tensor, blk: Tensor | None, og: int, ig: int, bsr: int, bsc: int, X: Tensor, ldx: int,
+             init: Tensor | None, ldi: int, bias: Tensor | None, dst: Tensor | None, Y: Tensor, ldy: int, nthreads: int,
+             relu: bool = False) -> None:
     get().g2g_bsr_spmm(nrows, Bp, T, transposed, trowptr.data_ptr(), tcols.data_ptr(), _ptr(tidx), tvals.data_ptr(),
-                       _ptr(blk), og, ig, X.data_ptr(), ldx, _ptr(init), ldi, _ptr(bias), _ptr(dst), Y.data_ptr(), ldy,
-                       int(relu), nthreads)
+                       _ptr(blk), og, ig, bsr, bsc, X.data_ptr(), ldx, _ptr(init), ldi, _ptr(bias), _ptr(dst),
+                       Y.data_ptr(), ldy, int(relu), nthreads)
 
 
 def bsr_sddmm(ntrows: int, Bp: int, T: int, trowptr: Tensor, tcols: Tensor, A: Tensor, lda: int, X: Tensor,

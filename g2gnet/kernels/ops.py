@@ -154,13 +154,15 @@ def _product(lay: Layout, transposed: bool, intra: Tensor, values: Tensor, x: Te
     ``relu``. Tiled layouts run the blocks in the BSR kernel's pass (no batched matmul result to read
     back); element-wise ones as one batched matmul whose result the CSR kernel adds to."""
     blocks = _masked(intra, lay) if lay.n_groups else None
+    if blocks is not None and transposed:
+        # A view (for the BSR pass, a contiguous transposed copy cost more than it saved: measured).
+        blocks = blocks.transpose(1, 2)
     if lay.tile:
         _sparse_rows(lay, transposed, values, x, None, bias, dst, out, relu, blocks)
         return
     ys = None
     if blocks is not None:
-        a, side = (blocks.transpose(1, 2), lay.og) if transposed else (blocks, lay.ig)
-        ys = _bmm_into("blocks", a, _blocks(lay, x, side)).view(out.shape[0], x.shape[1])
+        ys = _bmm_into("blocks", blocks, _blocks(lay, x, lay.og if transposed else lay.ig)).view(out.shape[0], x.shape[1])
     _sparse_rows(lay, transposed, values, x, ys, bias, dst, out, relu)
 
 
@@ -169,13 +171,17 @@ def _sparse_rows(lay: Layout, transposed: bool, values: Tensor, x: Tensor, init:
                  blocks: Tensor | None = None) -> None:
     """out[dst[r]] = init[r] + bias + (inter part, or its transpose) @ x for every sorted row r
     (init None = 0; out may be init itself: each row is read before it is written), through a ReLU
-    with ``relu``. ``blocks`` (tiled layouts only): the masked diagonal blocks, added in the same pass."""
+    with ``relu``. ``blocks`` (tiled layouts only): the masked diagonal blocks as this product sees them,
+    [G, og, ig] or (transposed) [G, ig, og], any strides inside a group, added in the same pass."""
     nt = torch.get_num_threads()
     n_rows, bp = out.shape
     io = dict(X=x, ldx=x.stride(0), init=init, ldi=0 if init is None else init.stride(0), bias=bias, dst=dst, Y=out,
               ldy=out.stride(0), nthreads=nt, relu=relu)
     if lay.tile:
-        blk = dict(blk=blocks, og=lay.og, ig=lay.ig)
+        if blocks is not None and blocks.stride(0) != lay.og * lay.ig:  # the kernel's group stride
+            raise G2GError(f"g2gnet op: blocks need a group stride of {lay.og * lay.ig}, got {blocks.stride(0)}")
+        bsr, bsc = (0, 0) if blocks is None else (blocks.stride(1), blocks.stride(2))
+        blk = dict(blk=blocks, og=lay.og, ig=lay.ig, bsr=bsr, bsc=bsc)
         if transposed:
             native.bsr_spmm(n_rows, bp, lay.tile, 1, lay.t_rowptr, lay.t_rows, lay.t_index, values, **blk, **io)
         else:
