@@ -1,8 +1,10 @@
 """Tiled layouts: the diagonal blocks inside the BSR kernel's pass (``ops._product``, this checkout)
 against a batched matmul whose result the BSR kernel reads back as its init (the code before), in
 one process: a 2048-wide layer with 32 x 32 tiles (perf-tiles' layer), forward + backward at batch
-256 and eval() inference under inference_mode at batch 64 and 256, each against nn.Linear,
-interleaved repeats, medians [min-max] of per-repeat ratios.
+256 and eval() inference under inference_mode at batch 64 and 256, each against nn.Linear, then
+the two products alone (forward, input gradient; batch 256), each against one dense matmul;
+interleaved repeats, medians [min-max] of per-repeat ratios (dense runs in this process, under
+g2gnet's allocator setting, as in perf-tiles: compare split with fused).
 
     python benchmarks/fused_blocks_ab.py [--width 2048] [--tile 32] [--repeats 21]
 """
@@ -84,3 +86,19 @@ for name, f in cases.items():
     print(f"{name:20s} " + "  ".join(f"{k} {statistics.median(v):.3f} [{min(v):.2f}-{max(v):.2f}]"
                                      for k, v in r.items()))
 ops._product = fused
+
+# The products alone, on the sorted transposed operands, against one dense matmul x @ W^T.
+lay, intra, values = sp.layout, sp.intra.detach(), sp.values.detach()
+bp = ops.padded(256)
+xs = ops.gather_t(x.detach(), lay.in_perm, bp)
+out = torch.empty(N, ops.row_stride(bp))[:, :bp]
+w = torch.randn(N, N)
+for name, transposed, perm in (("product fwd b256", False, lay.out_perm), ("product T b256", True, lay.in_perm)):
+    calls = {"dense": lambda: x.detach() @ w.T,
+             "split": lambda: split(lay, transposed, intra, values, xs, None, perm, out),
+             "fused": lambda: fused(lay, transposed, intra, values, xs, None, perm, out)}
+    t = time_interleaved(calls, args.repeats, warmup=3)
+    r = {"split": ratios(t, "split", "dense"), "fused": ratios(t, "fused", "dense"),
+         "split/fused": ratios(t, "split", "fused")}
+    print(f"{name:20s} " + "  ".join(f"{k} {statistics.median(v):.3f} [{min(v):.2f}-{max(v):.2f}]"
+                                     for k, v in r.items()) + "  (split, fused: dense matmuls)")
