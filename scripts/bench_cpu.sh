@@ -25,8 +25,12 @@ for r in $(seq 1 "${RUNS:-3}"); do
 done
 $g2g bench --tables layer --widths 1024,2048 --threads 2 --path reference \
   --json "$out/reference-path.json" > "$out/reference-path.txt"
-.venv/bin/python benchmarks/parts.py 2048 > "$out/parts-2048.txt"
-.venv/bin/python benchmarks/parts.py 2048 32 > "$out/parts-2048-tile32.txt"
+# The parts files keep every bench's run (appended under a header naming the code).
+rev="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- g2gnet || echo ' + uncommitted changes to g2gnet/')"
+for t in 1 32; do
+  f="$out/parts-2048$([ "$t" = 32 ] && echo -tile32).txt"
+  { echo; echo "# scripts/bench_cpu.sh on $rev, $(date -u +%F)"; .venv/bin/python benchmarks/parts.py 2048 "$t"; } >> "$f"
+done
 for check in perf-layer perf-tiles perf-infer perf-memory compile-amp; do
   [ -f ../shared/checks/$check.sh ] && bash ../shared/checks/$check.sh > "$out/check-$check.txt" 2>&1
 done
