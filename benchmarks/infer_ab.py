@@ -4,7 +4,7 @@ others; a layer's eval() forward under inference_mode, or the whole Fashion-MNIS
 timed at the given batch sizes, interleaved (median µs, the first variant's time over each
 other's per pair, median [min-max]).
 
-    git show f0911a7:g2gnet/csrc/g2g_kernels.cpp > /tmp/old.cpp
+    git show REV:g2gnet/csrc/g2g_kernels.cpp > /tmp/old.cpp   # REV with this checkout's C prototypes
     python benchmarks/infer_ab.py old:/tmp/old.cpp new: [--width 1024] [--tiles 32] [--batches 1,8] [--model] [--reps 15]
 
 A variant is NAME:[SOURCE][@FLAGS] (benchmarks/variants.py).

@@ -4,7 +4,7 @@ gradient; the first two with the layer's diagonal blocks, as ops._product runs t
 layer, or with --layer its whole forward + backward, are timed interleaved
 (median ms, and the first variant's time over each other's per pair, median [min-max]).
 
-    git show d631cd6:g2gnet/csrc/g2g_kernels.cpp > /tmp/old.cpp
+    git show REV:g2gnet/csrc/g2g_kernels.cpp > /tmp/old.cpp   # REV with this checkout's C prototypes
     python benchmarks/kernel_ab.py old:/tmp/old.cpp new: [--layer] [--width 2048] [--tiles 1,32] [--reps 15]
 
 A variant is NAME:[SOURCE][@FLAGS] (benchmarks/variants.py; e.g. "nv3:@-DBSR_NV=3").

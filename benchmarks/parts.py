@@ -4,9 +4,10 @@
 Parts: the transposed gather of the input, one batched intra-block matmul, the inter-ensemble
 product (forward), its transpose (input gradient, including building the transposed pattern),
 the sampled product (weight gradient), and for element-wise masks the same forward inter product
-by PyTorch's sparse CSR matmul (``torch.sparse``, MKL on x86 builds) for comparison; then the whole
-layer forward + backward against nn.Linear. benchmarks/step_stages.py times the stages of one step
-in sequence instead.
+by PyTorch's sparse CSR matmul (``torch.sparse``, MKL on x86 builds) for comparison, or with tiles
+the forward and input-gradient products as the layer runs them, blocks inside the BSR pass; then
+the whole layer forward + backward against nn.Linear. benchmarks/step_stages.py times the stages of
+one step in sequence instead.
 """
 
 import statistics
@@ -57,7 +58,12 @@ parts = {
     if lay.tile else (lambda: native.csr_sddmm(N, bp, lay.rowptr, lay.cols, ib, gys, gys.stride(0), xs, xs.stride(0),
                                                 gv, 2)),
 }
-if not lay.tile:  # the same inter product by PyTorch's sparse CSR matmul (MKL on x86 builds)
+if lay.tile:  # what the layer runs with tiles: the blocks inside the BSR pass (ops._product)
+    intra = layer.intra.detach()
+    parts["blocks + tiles forward"] = lambda: ops._product(lay, False, intra, layer.values, xs, None, lay.out_perm, out)
+    parts["blocks + tiles input grad"] = lambda: ops._product(lay, True, intra, layer.values, gys, None, lay.in_perm,
+                                                              out)
+else:  # the same inter product by PyTorch's sparse CSR matmul (MKL on x86 builds)
     inter = torch.zeros(N, N)  # sorted rows and columns, as the kernels store them
     rows = torch.repeat_interleave(torch.arange(N), lay.rowptr.diff())
     inter[rows, lay.cols.long()] = layer.values.detach()[:lay.n_values]

@@ -2,7 +2,9 @@
 
 A variant is NAME:[SOURCE][@FLAGS]: SOURCE defaults to this checkout's g2gnet/csrc/g2g_kernels.cpp,
 FLAGS are extra g++ flags (e.g. "nv3:@-DBSR_NV=3"). Each is compiled with the package's own flags and
-loaded with ctypes under its own name; ``native._lib = lib`` makes the package call it.
+loaded with ctypes under its own name; ``native._lib = lib`` makes the package call it. This
+checkout's Python calls every variant, so a variant must have this checkout's C prototypes (an older
+source whose kernels take other arguments is refused).
 """
 
 import ctypes
@@ -21,7 +23,12 @@ def build(specs: list[str]) -> list[tuple[str, ctypes.CDLL]]:
         so = f"/tmp/g2g_ab_{name}.so"
         subprocess.run(["g++", *native._flags(), *flags.split(), src, "-o", so], check=True)
         lib = ctypes.CDLL(so)
-        for fn, proto in native.prototypes(open(src).read()).items():
+        protos = native.prototypes(open(src).read())
+        changed = [fn for fn, proto in native.prototypes().items() if protos.get(fn) != proto]
+        if changed:  # this checkout's Python passes its own argument lists to every variant
+            raise SystemExit(f"variant {name}: {', '.join(changed)} take other arguments than this checkout's; "
+                             "A/B only builds with the same C prototypes")
+        for fn, proto in protos.items():
             f = getattr(lib, fn)
             f.argtypes, f.restype = [native._CTYPES[c] for c, _ in proto], None
         out.append((name, lib))

@@ -17,8 +17,6 @@ from collections.abc import Iterable
 import torch
 import torch.nn as nn
 
-from .layers import SparseLinear
-
 
 def adam(params: Iterable[torch.nn.Parameter], lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
     """Adam (L2 weight decay as in ``torch.optim.Adam``), fused when every parameter allows it."""

@@ -18,7 +18,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .errors import G2GError
 from .kernels.layout import pack_bits, unpack_bits
 from .packed import expect
 

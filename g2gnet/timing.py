@@ -27,9 +27,11 @@ def time_interleaved(calls: dict[str, Callable[[], None]], repeats: int, warmup:
                      before: Callable[[str], None] | None = None, clock: Callable[[], float] = time.perf_counter,
                      sync: Callable[[], None] = lambda: None) -> dict[str, list[float]]:
     """Milliseconds per call of each of ``calls`` in each repeat (``per_repeat`` calls timed
-    together). The sides run in turn, and each repeat starts one side later than the last (with two
-    sides: the first goes first in even repeats, the second in odd ones), so a drift of a shared
-    machine hits all alike; ``warmup`` untimed calls of each come before. ``before(name)`` runs
+    together). The sides run in turn, each repeat starting one side later than the last, so a drift
+    of a shared machine hits all alike; with three or more sides every other round of rotations runs
+    in reverse order, so a side does not always follow the same neighbour (whose leftovers in the
+    caches would favour or hurt it). With two sides: the first goes first in even repeats, the
+    second in odd ones. ``warmup`` untimed calls of each come before. ``before(name)`` runs
     untimed before each of a side's warm-up calls and timed blocks (an A/B's switch between builds
     or code paths). The benchmarks' A/Bs (``benchmarks/``) and every ``g2g bench`` row time through
     this."""
@@ -42,9 +44,13 @@ def time_interleaved(calls: dict[str, Callable[[], None]], repeats: int, warmup:
             call()
     names = list(calls)
     times: dict[str, list[float]] = {n: [] for n in names}
+    n = len(names)
     for i in range(repeats):
-        k = i % len(names)
-        for name in names[k:] + names[:k]:
+        k = i % n
+        order = names[k:] + names[:k]
+        if n >= 3 and (i // n) % 2:
+            order.reverse()
+        for name in order:
             if before is not None:
                 before(name)
             sync()

@@ -10,6 +10,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=results/bench/cpu; mkdir -p "$out"
+rev="$(git rev-parse --short HEAD)$([ -z "$(git status --porcelain -- g2gnet)" ] || echo ' + uncommitted changes to g2gnet/')"
 g2g=.venv/bin/g2g
 for r in $(seq 1 "${RUNS:-3}"); do
   $g2g bench --widths 1024,2048,4096 --threads 2 --epoch g2g-mixer \
@@ -25,11 +26,14 @@ for r in $(seq 1 "${RUNS:-3}"); do
 done
 $g2g bench --tables layer --widths 1024,2048 --threads 2 --path reference \
   --json "$out/reference-path.json" > "$out/reference-path.txt"
-# The parts files keep every bench's run (appended under a header naming the code).
-rev="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- g2gnet || echo ' + uncommitted changes to g2gnet/')"
+# The parts files keep every bench's run (appended under a header naming the code the bench began on).
 for t in 1 32; do
   f="$out/parts-2048$([ "$t" = 32 ] && echo -tile32).txt"
-  { echo; echo "# scripts/bench_cpu.sh on $rev, $(date -u +%F)"; .venv/bin/python benchmarks/parts.py 2048 "$t"; } >> "$f"
+  if parts="$(.venv/bin/python benchmarks/parts.py 2048 "$t")"; then
+    printf '\n# scripts/bench_cpu.sh on %s, %s\n%s\n' "$rev" "$(date -u +%F)" "$parts" >> "$f"
+  else
+    echo "benchmarks/parts.py 2048 $t failed" >&2
+  fi
 done
 for check in perf-layer perf-tiles perf-infer perf-memory compile-amp; do
   [ -f ../shared/checks/$check.sh ] && bash ../shared/checks/$check.sh > "$out/check-$check.txt" 2>&1

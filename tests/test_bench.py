@@ -11,6 +11,7 @@ import random
 import re
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -83,11 +84,15 @@ def test_time_interleaved_rotates_three_sides_and_compare_reads_the_ratios():
         order.append(name.upper())
         now[0] += 1.0
 
-    times = time_interleaved({"a": call("a", 0.006), "b": call("b", 0.002), "c": call("c", 0.003)}, repeats=4,
+    times = time_interleaved({"a": call("a", 0.006), "b": call("b", 0.002), "c": call("c", 0.003)}, repeats=6,
                              warmup=1, before=before, clock=lambda: now[0])
-    assert "".join(order) == "AaBbCc" + "AaBbCc" + "BbCcAa" + "CcAaBb" + "AaBbCc"
-    assert times["a"] == pytest.approx([6.0] * 4) and times["c"] == pytest.approx([3.0] * 4)
-    assert ratios(times, "a", "b") == pytest.approx([3.0] * 4)
+    # Rotations, then the same reversed: every side follows each other side equally often.
+    assert "".join(order) == "AaBbCc" + "AaBbCc" + "BbCcAa" + "CcAaBb" + "CcBbAa" + "AaCcBb" + "BbAaCc"
+    runs = "".join(c for c in order if c.islower())[3:]
+    follows = Counter(runs[j - 1] + runs[j] for j in range(1, len(runs)) if j % 3)
+    assert set(follows.values()) == {2} and len(follows) == 6
+    assert times["a"] == pytest.approx([6.0] * 6) and times["c"] == pytest.approx([3.0] * 6)
+    assert ratios(times, "a", "b") == pytest.approx([3.0] * 6)
     assert compare("x", times) == "x: a 6.000ms  b 2.000ms  c 3.000ms  a/b 3.000 [3.00-3.00]  a/c 2.000 [2.00-2.00]"
     with pytest.raises(ValueError, match="at least one side"):
         time_interleaved({}, repeats=1)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from g2gnet import G2GError, SparseLinear, sparsify
 from g2gnet.convert import densify, explain, plan, summary
-from g2gnet.dst import GROW, PRUNE, DynamicSparsity
+from g2gnet.dst import DynamicSparsity
 from g2gnet.optim import adam
 
 

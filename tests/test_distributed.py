@@ -20,9 +20,8 @@ from g2gnet.kernels.layout import blocks_pay
 from g2gnet.state_compat import masks_from_state
 import torch.distributed as dist
 import torch.multiprocessing as mp
-import torch.nn.functional as F
 
-from g2gnet import build_model, sparse_layers
+from g2gnet import build_model
 from g2gnet.distributed import World
 from g2gnet.dst import GROW, PRUNE, DynamicSparsity
 from g2gnet.optim import adam

@@ -176,6 +176,28 @@ def test_tiled_masks(tile, p_intra):
     _check(layer, (21, 256))
 
 
+@needs_native
+@pytest.mark.parametrize("transposed", [False, True])
+def test_blocks_inside_the_bsr_pass_equal_the_dense_product(transposed):
+    # The BSR kernel computes the diagonal blocks in its own pass from a strided view ([G, og, ig], or
+    # transposed [G, ig, og] for the input gradient: the layer uses the forward, benchmarks both).
+    layer = _layer(256, 128, "random", "interleaved", tile=8, p_intra=0.7)
+    lay = layer.layout
+    n = 21
+    bp = ops.padded(n)
+    w = (layer.weight * layer.mask).detach()  # [out, in], original order
+    src = torch.randn(n, lay.n_out if transposed else lay.n_in)
+    perm, dst = (lay.out_perm, lay.in_perm) if transposed else (lay.in_perm, lay.out_perm)
+    xs = ops.gather_t(src, perm, bp)
+    out = torch.full((w.shape[1] if transposed else w.shape[0], ops.row_stride(bp)), float("nan"))[:, :bp]
+    blocks = ops._masked(layer.intra.detach(), lay)
+    ops._sparse_rows(lay, transposed, layer.values.detach(), xs, None, None, dst, out,
+                     blocks=blocks.transpose(1, 2) if transposed else blocks)
+    expected = src @ w if transposed else src @ w.T
+    torch.testing.assert_close(out[:, :n].T, expected, rtol=1e-5, atol=1e-5)
+    assert bool((out[:, n:] == 0).all())  # pad columns: zero in, zero out
+
+
 def test_element_wise_mask_is_not_tiled():
     assert _layer(128, 128).layout.tile == 0
 
