@@ -54,17 +54,27 @@ def test_median_repeat_rejects_impossible_times(dense, g2g, message):
         median_repeat(dense, g2g)
 
 
-def test_time_pairs_alternates_sides_and_times_with_a_fake_clock():
-    now, order = [0.0], []
+class _FakeClock:
+    """Calls that log their names and advance a fake clock by their cost (seconds)."""
 
-    def call(name, cost):
+    def __init__(self):
+        self.now, self.order = 0.0, []
+
+    def call(self, name, cost):
         def run():
-            order.append(name)
-            now[0] += cost
+            self.order.append(name)
+            self.now += cost
         return run
 
-    times = time_pairs({"dense": call("d", 0.004), "sparse": call("s", 0.001)}, repeats=3, warmup=1,
-                       per_repeat=2, clock=lambda: now[0])
+    def clock(self):
+        return self.now
+
+
+def test_time_pairs_alternates_sides_and_times_with_a_fake_clock():
+    fake = _FakeClock()
+    order = fake.order
+    times = time_pairs({"dense": fake.call("d", 0.004), "sparse": fake.call("s", 0.001)}, repeats=3, warmup=1,
+                       per_repeat=2, clock=fake.clock)
     assert order == ["d", "s"] + ["d", "d", "s", "s"] + ["s", "s", "d", "d"] + ["d", "d", "s", "s"]
     assert times["dense"] == pytest.approx([4.0] * 3) and times["sparse"] == pytest.approx([1.0] * 3)
     with pytest.raises(ValueError, match="two sides"):
@@ -72,20 +82,13 @@ def test_time_pairs_alternates_sides_and_times_with_a_fake_clock():
 
 
 def test_time_interleaved_rotates_three_sides_and_compare_reads_the_ratios():
-    now, order = [0.0], []
+    fake = _FakeClock()
+    order = fake.order
+    def before(name):  # untimed: a switch between builds, say (logged in capitals)
+        fake.call(name.upper(), 1.0)()
 
-    def call(name, cost):
-        def run():
-            order.append(name)
-            now[0] += cost
-        return run
-
-    def before(name):  # untimed: a switch between builds, say
-        order.append(name.upper())
-        now[0] += 1.0
-
-    times = time_interleaved({"a": call("a", 0.006), "b": call("b", 0.002), "c": call("c", 0.003)}, repeats=6,
-                             warmup=1, before=before, clock=lambda: now[0])
+    calls = {"a": fake.call("a", 0.006), "b": fake.call("b", 0.002), "c": fake.call("c", 0.003)}
+    times = time_interleaved(calls, repeats=6, warmup=1, before=before, clock=fake.clock)
     # Rotations, then the same reversed: every side follows each other side equally often.
     assert "".join(order) == "AaBbCc" + "AaBbCc" + "BbCcAa" + "CcAaBb" + "CcBbAa" + "AaCcBb" + "BbAaCc"
     runs = "".join(c for c in order if c.islower())[3:]
