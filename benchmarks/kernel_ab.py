@@ -41,7 +41,8 @@ def timed(parts: dict, label: str) -> None:
         for name, out in outs.items():
             torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-3, msg=f"{pname}: {name} differs")
         libs = dict(variants)
-        ts = time_interleaved({name: f for name in libs}, args.reps, before=lambda name: setattr(native, "_lib", libs[name]))
+        ts = time_interleaved({name: f for name in libs}, args.reps,
+                              before=lambda name: setattr(native, "_lib", libs[name]))
         print(compare(f"{label} {pname}", ts), flush=True)
 
 

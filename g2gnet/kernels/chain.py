@@ -172,8 +172,8 @@ class StackPlan:
             if bias is not None and order is not None:
                 bias = bias.index_select(0, order)
             # ReLU as the rows are stored, pad columns too: harmless, no kernel mixes the columns of a
-            # forward product (against a separate relu_ pass: the whole model's inference 1.06-1.18x,
-            # benchmarks/chain_ab.py).
+            # forward product (against a separate relu_ pass: the whole model's inference 1.00-1.07x,
+            # benchmarks/relu_store_ab.py).
             ops._product(lay, False, intra, values, xs, bias, dst, out, relu=True)
             xs = out
             if not last:

@@ -164,7 +164,8 @@ def _product(lay: Layout, transposed: bool, intra: Tensor, values: Tensor, x: Te
         return
     ys = None
     if blocks is not None:
-        ys = _bmm_into("blocks", blocks, _blocks(lay, x, lay.og if transposed else lay.ig)).view(out.shape[0], x.shape[1])
+        side = lay.og if transposed else lay.ig
+        ys = _bmm_into("blocks", blocks, _blocks(lay, x, side)).view(out.shape[0], x.shape[1])
     _sparse_rows(lay, transposed, values, x, ys, bias, dst, out, relu)
 
 
