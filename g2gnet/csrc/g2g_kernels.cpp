@@ -906,7 +906,9 @@ void g2g_csr_transpose(int64_t nrows, int64_t ncols, const int64_t* rowptr, cons
 // dense diagonal blocks (og, ig multiples of T) as this product sees them, [G, rpg, K] (forward: [G, og,
 // ig]; transposed: [G, ig, og]), group g at blk + g * og * ig, entry (r, c) of a group at r * bsr + c * bsc;
 // computed in the same pass as the tiles (NULL: none): one store per output row instead of a batched
-// matmul's result read back as init (-12% for the forward of a 2048-wide layer with 32 x 32 tiles).
+// matmul's result read back as init (the forward product of a 2048-wide layer with 32 x 32 tiles
+// 1.00-1.10x; the input gradient's, its transposed blocks read across rows, 0.97-1.00x: the layer
+// passes blocks to the forward only, benchmarks/fused_blocks_ab.py).
 void g2g_bsr_spmm(int64_t nrows, int64_t Bp, int T, int transposed, const int64_t* trowptr,
                   const int32_t* tcols, const int32_t* tidx, const float* tvals, const float* blk, int64_t og,
                   int64_t ig, int64_t bsr, int64_t bsc, const float* X, int64_t ldx, const float* init, int64_t ldi,
