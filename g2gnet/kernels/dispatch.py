@@ -117,10 +117,11 @@ def choose(layer, x: Tensor) -> str | None:
 
 def native_linear(layer, x: Tensor) -> Tensor:
     intra, values, bias = layer.intra, layer.values, layer.bias
-    if ops.direct_ok() and not _needs_grad(layer, x):
+    if _needs_grad(layer, x):
+        if ops.eager_ok():  # eager training: the custom op's kernels without its dispatcher
+            return ops.linear_eager(x, intra, values, bias, layer.packed.layout)
+    elif ops.direct_ok():
         return ops.linear_nograd(x, intra, values, bias, layer.packed.layout)  # eager inference
-    if ops.eager_ok():  # eager training: the custom op's kernels without its dispatcher
-        return ops.linear_eager(x, intra, values, bias, layer.packed.layout)
     tensors, ints = layer.packed.op_args()
     return ops.linear(x, intra, values, bias, tensors, ints)
 
