@@ -25,6 +25,9 @@
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
 
 #if defined(__AVX512F__)
 #define VW 16
@@ -478,6 +481,16 @@ static inline vf dot_vec(const float* w, const float* x, int64_t n) {
 typedef uint8_t vb __attribute__((vector_size(VW)));
 typedef uint8_t vbu __attribute__((vector_size(VW), aligned(1), may_alias));
 
+// VW mask bytes (0/1) as floats. With AVX2 one widening and one conversion; GCC made the generic
+// conversion eight scalar ones, whose registers pushed an accumulator of the masked block row to the stack.
+static inline vf mask_vec(const uint8_t* m) {
+#if defined(__AVX2__) && VW == 8
+    return (vf)_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)m)));
+#else
+    return __builtin_convertvector(*(const vbu*)m, vf);
+#endif
+}
+
 // acc[b] += sum_c w[c] (m[c]) x[b * ldx + c] for b < NB: one block row against all samples at once
 // (NB independent chains; the row is read once). m: the block's mask bytes (0/1), or null.
 template <int NB>
@@ -486,11 +499,20 @@ static inline void block_row(const float* w, const uint8_t* m, const float* x, i
     UNROLL
     for (int b = 0; b < NB; ++b) a[b] = vbcast(0.f);
     int64_t c = 0;
-    for (; c + VW <= n; c += VW) {
-        vf wv = vload(w + c);
-        if (m) wv *= __builtin_convertvector(*(const vbu*)(m + c), vf);
-        UNROLL
-        for (int b = 0; b < NB; ++b) a[b] += wv * vload(x + b * ldx + c);
+    // Two loops, not one with the mask test inside: there the mask's conversion took registers and one
+    // accumulator went through the stack on every step (NB = 8: a store and reload in its FMA chain).
+    if (m) {
+        for (; c + VW <= n; c += VW) {
+            const vf wv = vload(w + c) * mask_vec(m + c);
+            UNROLL
+            for (int b = 0; b < NB; ++b) a[b] += wv * vload(x + b * ldx + c);
+        }
+    } else {
+        for (; c + VW <= n; c += VW) {
+            const vf wv = vload(w + c);
+            UNROLL
+            for (int b = 0; b < NB; ++b) a[b] += wv * vload(x + b * ldx + c);
+        }
     }
     UNROLL
     for (int b = 0; b < NB; ++b) {
@@ -501,7 +523,6 @@ static inline void block_row(const float* w, const uint8_t* m, const float* x, i
 }
 
 #if defined(__AVX2__)
-#include <immintrin.h>
 // x[c[0..8)] as a vector (batch 1): the x values loaded one by one (AVX2 gathers were slower here: 0.88x
 // on Zen 3).
 template <typename I>
@@ -740,6 +761,42 @@ static inline void tile_samples(const float* w, const float* xc, int T, float* a
     }
 }
 
+// acc[b] += sum over the tiles t0 <= t < t1 of row q of tile t . xr[b, its T inputs] for b < NB, T a
+// multiple of VW: the samples' rows (contiguous along the input) against the weight row, per VW inputs
+// one load of weights and NB of inputs for NB full-width FMAs, the NB vector sums kept across the row's
+// tiles and reduced once. (tile_samples, on the samples-together copy, spends a broadcast and a load on
+// every input and sample vector: 4096 wide, tiles 32, batch 4 took 2.5-5.2 ms, twice batch 1's time
+// per sample.) Two chains per sample below 8 samples: at least 8 FMAs in flight.
+template <int NB, typename I>
+static inline void tile_rows(const float* vals, const I* cols, int64_t t0, int64_t t1, int T, int64_t q,
+                             const float* xr, int64_t ldr, float* acc) {
+    constexpr int CH = NB < 8 ? 2 : 1;
+    vf a[CH][NB];
+    UNROLL
+    for (int h = 0; h < CH; ++h)
+        UNROLL
+        for (int b = 0; b < NB; ++b) a[h][b] = vbcast(0.f);
+    for (int64_t t = t0; t < t1; ++t) {
+        const float* w = vals + t * T * T + q * T;
+        const float* x = xr + (int64_t)cols[t] * T;
+        int c = 0;
+        for (; c + CH * VW <= T; c += CH * VW)
+            UNROLL
+            for (int h = 0; h < CH; ++h) {
+                const vf wv = vload(w + c + VW * h);
+                UNROLL
+                for (int b = 0; b < NB; ++b) a[h][b] += wv * vload(x + b * ldr + c + VW * h);
+            }
+        if (c < T) {  // CH = 2 and T an odd multiple of VW
+            const vf wv = vload(w + c);
+            UNROLL
+            for (int b = 0; b < NB; ++b) a[0][b] += wv * vload(x + b * ldr + c);
+        }
+    }
+    UNROLL
+    for (int b = 0; b < NB; ++b) acc[b] += hsum(CH == 2 ? a[0][b] + a[CH - 1][b] : a[0][b]);
+}
+
 // Batch 1: VW rows at a time, each row's sums (block row, tiles or CSR entries) kept as one vector and
 // the VW vectors reduced together (reduce: VW - 1 shuffles and adds instead of a tree per row and part).
 template <typename I>
@@ -802,10 +859,19 @@ static void infer_rows(int64_t B, int64_t r0, int64_t r1, int64_t n_in, int64_t 
         }
         if (T) {  // tiles: row q of every tile of the tile row, a dot with T contiguous inputs
             const int64_t tr = r / T, q = r - tr * T;
-            for (int64_t t = rowptr[tr]; t < rowptr[tr + 1]; ++t) {
-                const float* w = vals + t * T * T + q * T;
-                const int64_t c0 = (int64_t)cols[t] * T;
-                tile_samples<NB>(w, xc + c0 * NB, T, acc);
+            if (T % VW == 0 && NB > 1) {  // whole vectors along the input (NB = 16 in halves: 16 chains would spill)
+                if constexpr (NB <= 8 || REGS == 32) {
+                    tile_rows<NB>(vals, cols, rowptr[tr], rowptr[tr + 1], T, q, xr, ldr, acc);
+                } else {
+                    tile_rows<8>(vals, cols, rowptr[tr], rowptr[tr + 1], T, q, xr, ldr, acc);
+                    tile_rows<8>(vals, cols, rowptr[tr], rowptr[tr + 1], T, q, xr + 8 * ldr, ldr, acc + 8);
+                }
+            } else {
+                for (int64_t t = rowptr[tr]; t < rowptr[tr + 1]; ++t) {
+                    const float* w = vals + t * T * T + q * T;
+                    const int64_t c0 = (int64_t)cols[t] * T;
+                    tile_samples<NB>(w, xc + c0 * NB, T, acc);
+                }
             }
         } else {
             csr_samples<NB>(rowptr[r], rowptr[r + 1], cols, vals, xc, acc);
@@ -820,7 +886,6 @@ static void infer_rows(int64_t B, int64_t r0, int64_t r1, int64_t n_in, int64_t 
 #define GATHER_T8 1
 #endif
 #if defined(__AVX__) && GATHER_T8
-#include <immintrin.h>
 // out[p[j], b] = x[b * sb + j] (p = the inverse of perm, or the identity), zero for B <= b < ldo: the
 // transposed gather of g2g_gather_t with contiguous source columns. The source is read in 8 x 8
 // blocks (8 rows of the batch, 8 consecutive columns: whole vectors), transposed in registers and
@@ -1105,6 +1170,9 @@ void g2g_infer(int64_t B, const float* x, int64_t ldx, const int64_t* in_perm, i
     float* xc = work + 16 * ldr;  // [n_in, NB], sorted inputs, samples together (zero-padded)
     for (int64_t b = 0; b < B; ++b)
         for (int64_t i = 0; i < n_in; ++i) xr[b * ldr + i] = x[b * ldx + (in_perm ? in_perm[i] : i)];
+    // The rows from B to NB are read too (whole register blocks; their sums are not stored): zeros, not
+    // what an earlier call left in the workspace (a NaN there costs nothing, a denormal would).
+    for (int64_t b = B; b < NB; ++b) memset(xr + b * ldr, 0, n_in * sizeof(float));
     for (int64_t i = 0; i < n_in; ++i)
         UNROLL
         for (int b = 0; b < NB; ++b) xc[i * NB + b] = b < B ? xr[b * ldr + i] : 0.f;
