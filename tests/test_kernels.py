@@ -3,6 +3,7 @@ gradients; the ops check their arguments, pass opcheck, compile and run under au
 
 from __future__ import annotations
 
+import inspect
 import platform
 import shutil
 import subprocess
@@ -76,6 +77,28 @@ def test_odd_batches(batch):
     _check(_layer(64, 64), (batch, 64))
 
 
+@needs_native
+def test_batch_padding_follows_the_builds_vector_width():
+    """Every kernel takes the batch columns in multiples of its build's vector width: the padding
+    asks the library, and pads no more than one vector."""
+    w = native.vector_width()
+    assert w in (4, 8, 16)
+    for n in (1, 7, 8, 9, 16, 17, 24, 25, 256, 257):
+        bp = ops.padded(n)
+        assert bp % w == 0 and n <= bp < n + w
+
+
+def test_kernel_wrappers_match_the_c_prototypes():
+    """One typed Python function per exported kernel, its arguments named as in the C source (those
+    taking a struct or an out-pointer aside)."""
+    protos = native.prototypes()
+    assert set(native.KERNELS) == set(protos)
+    for name, fn in native.KERNELS.items():
+        if name in ("g2g_infer_call", "g2g_infer_chain", "g2g_vector_width"):
+            continue
+        assert set(inspect.signature(fn).parameters) == {arg for _, arg in protos[name]}, name
+
+
 def test_3d_input_and_no_bias():
     _check(_layer(64, 80, bias=False), (3, 5, 64))
 
@@ -89,7 +112,7 @@ def test_transposed_gather_and_untranspose(batch, n):
     x = torch.randn(batch, n, generator=g)
     bp = ops.padded(batch)
     for perm in (None, torch.randperm(n, generator=g)):
-        xs = ops.gather_t(x, perm, bp)  # [n, Bp]: the batch padded to a multiple of 16
+        xs = ops.gather_t(x, perm, bp)  # [n, Bp]: the batch padded to the kernels' vector width
         assert torch.equal(xs[:, :batch], (x if perm is None else x[:, perm]).T)
         full = xs.as_strided((n, ops.row_stride(bp)), (xs.stride(0), 1))
         assert not full[:, batch:].any(), "padding columns must be zero"

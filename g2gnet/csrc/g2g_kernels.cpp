@@ -765,8 +765,9 @@ static inline void tile_samples(const float* w, const float* xc, int T, float* a
 // multiple of VW: the samples' rows (contiguous along the input) against the weight row, per VW inputs
 // one load of weights and NB of inputs for NB full-width FMAs, the NB vector sums kept across the row's
 // tiles and reduced once. (tile_samples, on the samples-together copy, spends a broadcast and a load on
-// every input and sample vector: 4096 wide, tiles 32, batch 4 took 2.5-5.2 ms, twice batch 1's time
-// per sample.) Two chains per sample below 8 samples: at least 8 FMAs in flight.
+// every input and sample vector: this is 1.18-1.87x faster at batch 2-16 with tiles of 32 at 4096 wide,
+// 1.02-1.57x at 2048, results/bench/cpu/infer-tiles-ab.txt.) Two chains per sample below 8 samples: at
+// least 8 FMAs in flight.
 template <int NB, typename I>
 static inline void tile_rows(const float* vals, const I* cols, int64_t t0, int64_t t1, int T, int64_t q,
                              const float* xr, int64_t ldr, float* acc) {
@@ -1073,6 +1074,10 @@ void g2g_bsr_sddmm(int64_t ntrows, int64_t Bp, int T, const int64_t* trowptr, co
 }
 
 // out[i, b] = x[b * sb + perm[i] * si] for b < B, 0 for B <= b < ldo (gather + transpose; perm optional).
+// The floats per vector of this build (*out): every kernel takes the batch columns Bp in multiples of it
+// (kernels/ops.py pads the batch to one).
+void g2g_vector_width(int64_t* out) { *out = VW; }
+
 void g2g_gather_t(const float* x, int64_t B, int64_t sb, int64_t si, const int64_t* perm, int64_t n,
                   float* out, int64_t ldo, int nthreads) {
 #if defined(__AVX__) && GATHER_T8

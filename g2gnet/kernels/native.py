@@ -41,6 +41,7 @@ _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
 _tried = False
 _error: str | None = None
+_width: int | None = None  # vector_width()
 
 def _cpu_fingerprint() -> str:
     try:
@@ -163,9 +164,9 @@ def error() -> str | None:
 
 
 def _reset_for_tests() -> None:
-    global _lib, _tried, _error
+    global _lib, _tried, _error, _width
     with _lock:
-        _lib, _tried, _error = None, False, None
+        _lib, _tried, _error, _width = None, False, None, None
 
 
 # -- one typed function per kernel (arguments in the C order; see g2g_kernels.cpp) ------------------
@@ -221,6 +222,18 @@ def infer(B: int, x: Tensor, ldx: int, in_perm: Tensor | None, n_out: int, n_in:
                     y.data_ptr(), ldy, work.data_ptr(), nthreads)
 
 
+def vector_width() -> int:
+    """Floats per vector of the loaded build (``g2g_vector_width``; the kernels take batch columns in
+    multiples of it), 16 (the widest build's) without one. Asked once."""
+    global _width
+    if _width is None:
+        lib, out = get(), ctypes.c_int64(16)
+        if lib is not None:
+            lib.g2g_vector_width(ctypes.addressof(out))
+        _width = int(out.value)
+    return _width
+
+
 def infer_call(args: ctypes.pointer) -> None:
     """``g2g_infer`` with its arguments in an ``InferArgs`` (a pointer to one)."""
     get().g2g_infer_call(args)
@@ -232,6 +245,6 @@ def infer_chain(args: ctypes.Array, n: int) -> None:
     get().g2g_infer_chain(ctypes.addressof(args), n)
 
 
-KERNELS = {"g2g_csr_spmm": csr_spmm, "g2g_csr_sddmm": csr_sddmm, "g2g_csr_transpose": csr_transpose,
+KERNELS = {"g2g_vector_width": vector_width, "g2g_csr_spmm": csr_spmm, "g2g_csr_sddmm": csr_sddmm, "g2g_csr_transpose": csr_transpose,
            "g2g_bsr_spmm": bsr_spmm, "g2g_bsr_sddmm": bsr_sddmm, "g2g_gather_t": gather_t, "g2g_infer": infer,
            "g2g_infer_call": infer_call, "g2g_infer_chain": infer_chain}

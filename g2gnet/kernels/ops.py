@@ -40,8 +40,12 @@ def _chunk(dense_rows: int) -> int:
     return next((c for c in (128, 64) if dense_rows * c * 4 <= L2_BUDGET), 32)
 
 
-def padded(n):
-    return (n + 15) // 16 * 16
+def padded(n: int) -> int:
+    """n batch columns as the kernels take them: rounded up to the build's vector width (AVX2: 8).
+    A fixed 16 padded batch 17-24 to 32: rounding to 8 is 1.02-1.10x faster there element-wise and
+    1.13-1.31x with tiles (inference, 2048 wide; scratch A/B in one process)."""
+    w = native.vector_width()
+    return (n + w - 1) // w * w
 
 
 def row_stride(bp):
