@@ -42,8 +42,9 @@ def _chunk(dense_rows: int) -> int:
 
 def padded(n: int) -> int:
     """n batch columns as the kernels take them: rounded up to the build's vector width (AVX2: 8).
-    A fixed 16 padded batch 17-24 to 32: rounding to 8 is 1.02-1.10x faster there element-wise and
-    1.13-1.31x with tiles (inference, 2048 wide; scratch A/B in one process)."""
+    A fixed 16 padded batch 17-24 to 32: rounding to 8 is 1.02-1.09x faster at batch 17-40
+    element-wise and 1.10-1.38x with tiles of 32 (inference, 1024 and 2048 wide,
+    ``python benchmarks/padding_ab.py``, results/bench/cpu/padding-ab.txt)."""
     w = native.vector_width()
     return (n + w - 1) // w * w
 
