@@ -1073,11 +1073,11 @@ void g2g_bsr_sddmm(int64_t ntrows, int64_t Bp, int T, const int64_t* trowptr, co
     }
 }
 
-// out[i, b] = x[b * sb + perm[i] * si] for b < B, 0 for B <= b < ldo (gather + transpose; perm optional).
 // The floats per vector of this build (*out): every kernel takes the batch columns Bp in multiples of it
 // (kernels/ops.py pads the batch to one).
 void g2g_vector_width(int64_t* out) { *out = VW; }
 
+// out[i, b] = x[b * sb + perm[i] * si] for b < B, 0 for B <= b < ldo (gather + transpose; perm optional).
 void g2g_gather_t(const float* x, int64_t B, int64_t sb, int64_t si, const int64_t* perm, int64_t n,
                   float* out, int64_t ldo, int nthreads) {
 #if defined(__AVX__) && GATHER_T8
