@@ -765,9 +765,9 @@ static inline void tile_samples(const float* w, const float* xc, int T, float* a
 // multiple of VW: the samples' rows (contiguous along the input) against the weight row, per VW inputs
 // one load of weights and NB of inputs for NB full-width FMAs, the NB vector sums kept across the row's
 // tiles and reduced once. (tile_samples, on the samples-together copy, spends a broadcast and a load on
-// every input and sample vector: this is 1.18-1.87x faster at batch 2-16 with tiles of 32 at 4096 wide,
-// 1.02-1.57x at 2048, results/bench/cpu/infer-tiles-ab.txt.) Two chains per sample below 8 samples: at
-// least 8 FMAs in flight.
+// every input and sample vector: with tiles of 32 this is 1.15-1.67x faster at batch 2-16 at 4096 wide,
+// 1.14-1.56x at 2048, results/bench/cpu/infer-tiles-ab.txt; where infer_rows uses it, below.) Two chains
+// per sample below 8 samples: at least 8 FMAs in flight.
 template <int NB, typename I>
 static inline void tile_rows(const float* vals, const I* cols, int64_t t0, int64_t t1, int T, int64_t q,
                              const float* xr, int64_t ldr, float* acc) {
@@ -860,7 +860,12 @@ static void infer_rows(int64_t B, int64_t r0, int64_t r1, int64_t n_in, int64_t 
         }
         if (T) {  // tiles: row q of every tile of the tile row, a dot with T contiguous inputs
             const int64_t tr = r / T, q = r - tr * T;
-            if (T % VW == 0 && NB > 1) {  // whole vectors along the input (NB = 16 in halves: 16 chains would spill)
+            // Whole vectors along the input where the samples-together copy ran part-width vectors (NB
+            // below the width) or a tile has 4 vectors per row; narrower tiles at 8-16 samples keep the
+            // copy, whose tile is one contiguous run: a 4096 layer's tile row of 16 x 16 tiles reads
+            // more than L1 holds, and 8 separate lines per tile then miss where the copy's run streams
+            // (batch 8 0.83x with the input rows; tiles 32, two lines per sample, 1.37-1.40x faster).
+            if (T % VW == 0 && NB > 1 && (NB < VW || T >= 4 * VW)) {  // (NB = 16 in halves: 16 chains would spill)
                 if constexpr (NB <= 8 || REGS == 32) {
                     tile_rows<NB>(vals, cols, rowptr[tr], rowptr[tr + 1], T, q, xr, ldr, acc);
                 } else {
