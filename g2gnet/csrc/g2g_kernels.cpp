@@ -798,6 +798,14 @@ static inline void tile_rows(const float* vals, const I* cols, int64_t t0, int64
     for (int b = 0; b < NB; ++b) acc[b] += hsum(CH == 2 ? a[0][b] + a[CH - 1][b] : a[0][b]);
 }
 
+// Whether infer_rows takes a tile row against NB samples' input rows (tile_rows) rather than the
+// samples-together copy (tile_samples): where the copy ran part-width vectors (NB below the width) or
+// a tile has 4 vectors per row. Narrower tiles at 8-16 samples keep the copy, whose tile is one
+// contiguous run: a 4096 layer's tile row of 16 x 16 tiles reads more than L1 holds, and 8 separate
+// lines per tile then miss where the copy's run streams (batch 8 0.83x with the input rows; tiles 32,
+// two lines per sample, 1.37-1.40x faster with them).
+static inline bool tiles_by_rows(int64_t NB, int64_t T) { return T % VW == 0 && (NB < VW || T >= 4 * VW); }
+
 // Batch 1: VW rows at a time, each row's sums (block row, tiles or CSR entries) kept as one vector and
 // the VW vectors reduced together (reduce: VW - 1 shuffles and adds instead of a tree per row and part).
 template <typename I>
@@ -860,12 +868,7 @@ static void infer_rows(int64_t B, int64_t r0, int64_t r1, int64_t n_in, int64_t 
         }
         if (T) {  // tiles: row q of every tile of the tile row, a dot with T contiguous inputs
             const int64_t tr = r / T, q = r - tr * T;
-            // Whole vectors along the input where the samples-together copy ran part-width vectors (NB
-            // below the width) or a tile has 4 vectors per row; narrower tiles at 8-16 samples keep the
-            // copy, whose tile is one contiguous run: a 4096 layer's tile row of 16 x 16 tiles reads
-            // more than L1 holds, and 8 separate lines per tile then miss where the copy's run streams
-            // (batch 8 0.83x with the input rows; tiles 32, two lines per sample, 1.37-1.40x faster).
-            if (T % VW == 0 && NB > 1 && (NB < VW || T >= 4 * VW)) {  // (NB = 16 in halves: 16 chains would spill)
+            if (tiles_by_rows(NB, T)) {  // (NB = 16 in halves: 16 chains would spill)
                 if constexpr (NB <= 8 || REGS == 32) {
                     tile_rows<NB>(vals, cols, rowptr[tr], rowptr[tr + 1], T, q, xr, ldr, acc);
                 } else {
@@ -978,7 +981,7 @@ void g2g_csr_transpose(int64_t nrows, int64_t ncols, const int64_t* rowptr, cons
 // ig]; transposed: [G, ig, og]), group g at blk + g * og * ig, entry (r, c) of a group at r * bsr + c * bsc;
 // computed in the same pass as the tiles (NULL: none): one store per output row instead of a batched
 // matmul's result read back as init (the forward product of a 2048-wide layer with 32 x 32 tiles
-// 1.00-1.10x; the input gradient's, its transposed blocks read across rows, 0.97-1.00x: the layer
+// 1.00-1.07x; the input gradient's, its transposed blocks read across rows, 0.97x: the layer
 // passes blocks to the forward only, benchmarks/fused_blocks_ab.py).
 void g2g_bsr_spmm(int64_t nrows, int64_t Bp, int T, int transposed, const int64_t* trowptr,
                   const int32_t* tcols, const int32_t* tidx, const float* tvals, const float* blk, int64_t og,
@@ -1183,9 +1186,12 @@ void g2g_infer(int64_t B, const float* x, int64_t ldx, const int64_t* in_perm, i
     // The rows from B to NB are read too (whole register blocks; their sums are not stored): zeros, not
     // what an earlier call left in the workspace (a NaN there costs nothing, a denormal would).
     for (int64_t b = B; b < NB; ++b) memset(xr + b * ldr, 0, n_in * sizeof(float));
-    for (int64_t i = 0; i < n_in; ++i)
-        UNROLL
-        for (int b = 0; b < NB; ++b) xc[i * NB + b] = b < B ? xr[b * ldr + i] : 0.f;
+    // The samples-together copy, for infer_rows' CSR part and its tiles that do not take the input
+    // rows (batch 1, infer_rows1, reads the input rows alone): not built where nothing reads it.
+    if (NB > 1 && !(T && tiles_by_rows(NB, T)))
+        for (int64_t i = 0; i < n_in; ++i)
+            UNROLL
+            for (int b = 0; b < NB; ++b) xc[i * NB + b] = b < B ? xr[b * ldr + i] : 0.f;
     #pragma omp parallel num_threads(nthreads)
     {
         const int t = omp_get_thread_num(), nt = omp_get_num_threads();
