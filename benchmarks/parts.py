@@ -4,7 +4,8 @@
 Parts: the transposed gather of the input, one batched intra-block matmul, the inter-ensemble
 product (forward), its transpose (input gradient, including building the transposed pattern),
 the sampled product (weight gradient), and for element-wise masks the same forward inter product
-by PyTorch's sparse CSR matmul (``torch.sparse``, MKL on x86 builds) for comparison, or with tiles
+by PyTorch's sparse CSR matmul (``torch.sparse``, MKL on x86 builds) for comparison and the two
+gradients' inter products in one pass as the layer runs them (``g2g_csr_grads``), or with tiles
 the forward and input-gradient products as the layer runs them, blocks inside the BSR pass; then
 the whole layer forward + backward against nn.Linear. benchmarks/step_stages.py times the stages of
 one step in sequence instead.
@@ -69,6 +70,13 @@ else:  # the same inter product by PyTorch's sparse CSR matmul (MKL on x86 build
     inter[rows, lay.cols.long()] = layer.values.detach()[:lay.n_values]
     inter_csr, xs_dense = inter.to_sparse_csr(), xs.contiguous()
     parts["inter forward, torch.sparse"] = lambda: inter_csr @ xs_dense
+
+    def both_grads() -> None:  # what the layer runs: the two gradients' inter products in one pass
+        t_rows, t_vals, t_pos = ops._transposed(lay, layer.values, 2, positions=True)
+        native.csr_grads(N, bp, lay.t_rowptr, t_rows, ib, t_vals, t_pos, gys, gys.stride(0), xs, xs.stride(0), None,
+                         0, lay.in_perm, out, out.stride(0), gv, 2)
+
+    parts["inter both grads, one pass"] = both_grads
 print(f"width {N}, batch {B}, tile {lay.tile or 1}, 2 threads; one dense matmul: {mm:.2f} ms")
 for name, f in parts.items():
     print(f"  {name:28s} {median_ms(f) / mm:.3f}")

@@ -51,17 +51,23 @@ def step() -> None:
     gys = ops.gather_t(gy, lay.out_perm, bp, scratch=True)
     t = tick("backward: buffers, gather", t)
     gxs = ops._padded_rows("gx", lay.n_in, bp)
-    ops._product(lay, True, intra, values, gys, None, lay.in_perm, gxs)
-    t = tick("backward: blocks + inter product (input grad)", t)
-    ops._untransposed(gxs, B)
-    t = tick("backward: untranspose", t)
-    torch.bmm(ops._blocks(lay, gys, lay.og), ops._blocks(lay, xs, lay.ig).transpose(1, 2), out=gi)
+    ops._block_grads_into(lay, gys, xs, gi, gv)
     t = tick("backward: block bmm (weight grad)", t)
     if lay.tile:
+        ops._product(lay, True, intra, values, gys, None, lay.in_perm, gxs)
+        t = tick("backward: blocks + inter product (input grad)", t)
         native.bsr_sddmm(N // lay.tile, bp, lay.tile, lay.rowptr, lay.cols, gys, gys.stride(0), xs, xs.stride(0), gv, nt)
-    else:
-        native.csr_sddmm(N, bp, lay.rowptr, lay.cols, lay.index_bytes, gys, gys.stride(0), xs, xs.stride(0), gv, nt)
-    t = tick("backward: sampled product (weight grad)", t)
+        t = tick("backward: sampled product (weight grad)", t)
+    else:  # ops._grads_into
+        ys = ops._block_product(lay, ops._seen_blocks(lay, intra, True), gys)
+        t = tick("backward: block bmm (input grad)", t)
+        t_rows, t_vals, t_pos = ops._transposed(lay, values, nt, positions=True)
+        t = tick("backward: transposed pattern", t)
+        native.csr_grads(N, bp, lay.t_rowptr, t_rows, lay.index_bytes, t_vals, t_pos, gys, gys.stride(0), xs,
+                         xs.stride(0), ys, ys.stride(0), lay.in_perm, gxs, gxs.stride(0), gv, nt)
+        t = tick("backward: inter products (input + weight grad)", t)
+    ops._untransposed(gxs, B)
+    t = tick("backward: untranspose", t)
     gy.sum(0)
     tick("backward: bias", t)
 

@@ -33,7 +33,7 @@ for width in (int(w) for w in args.widths.split(",")):
 
     def transpose() -> None:
         native.csr_transpose(lay.n_out, lay.n_in, lay.rowptr, lay.cols, lay.index_bytes, values, lay.t_rowptr,
-                             t_cols, t_vals, torch.get_num_threads())
+                             t_cols, t_vals, None, torch.get_num_threads())
 
     ref = None
     for lib in libs.values():

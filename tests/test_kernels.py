@@ -151,17 +151,57 @@ def test_tiles_at_every_thread_count(threads):
 def test_csr_transpose_at_every_thread_count(shape):
     """The input gradient's transposed pattern (column ranges built in parallel, blocks of columns
     at a time) is the CSC of the packed inter part, rows ascending in every column, whatever the
-    thread count (uneven shares, more threads than columns)."""
+    thread count (uneven shares, more threads than columns), and each entry's CSR place when asked."""
     n_out, n_in = shape
     lay = _layer(n_in, n_out, groups=4).packed.layout
     values = torch.randn(lay.n_values)
     rows = torch.repeat_interleave(torch.arange(n_out), lay.rowptr.diff())
     order = torch.argsort(lay.cols.long() * n_out + rows)  # by column, then row
     for nt in (1, 2, 3, 5, 16, 40):
-        t_rows, t_vals = torch.empty_like(lay.cols), torch.empty(lay.n_values)
-        native.csr_transpose(n_out, n_in, lay.rowptr, lay.cols, lay.index_bytes, values, lay.t_rowptr, t_rows, t_vals, nt)
-        assert torch.equal(t_rows.long(), rows[order]), nt
-        assert torch.equal(t_vals, values[order]), nt
+        for pos in (None, torch.full((lay.n_values,), -1, dtype=torch.int32)):
+            t_rows, t_vals = torch.empty_like(lay.cols), torch.empty(lay.n_values)
+            native.csr_transpose(n_out, n_in, lay.rowptr, lay.cols, lay.index_bytes, values, lay.t_rowptr, t_rows,
+                                 t_vals, pos, nt)
+            assert torch.equal(t_rows.long(), rows[order]), nt
+            assert torch.equal(t_vals, values[order]), nt
+            assert pos is None or torch.equal(pos.long(), order), nt
+
+
+@needs_native
+@pytest.mark.parametrize("batch", [1, 17, 64, 88, 256])
+@pytest.mark.parametrize("index_bytes", [2, 4])
+def test_both_gradients_in_one_pass_equal_dense_products(batch, index_bytes):
+    """``g2g_csr_grads`` (the input gradient and the inter part's weight gradient in one pass over the
+    transposed pattern) against dense products: batch chunks of 8 vectors and their remainders,
+    columns without entries, a row order (dst) and a start value (init), 1-5 threads."""
+    g = torch.Generator().manual_seed(batch * 10 + index_bytes)
+    n_out, n_in, bp = 40, 50, ops.padded(batch)
+    mask = torch.rand(n_out, n_in, generator=g) < 0.3
+    mask[:, :3] = False  # input rows of the transposed pattern without entries
+    w = torch.randn(n_out, n_in, generator=g) * mask
+    rowptr = torch.cat([torch.zeros(1, dtype=torch.int64), mask.sum(1).cumsum(0)])
+    itype = torch.int16 if index_bytes == 2 else torch.int32
+    cols = mask.nonzero()[:, 1].to(itype)
+    values = w[mask]
+    colptr = torch.cat([torch.zeros(1, dtype=torch.int64), mask.sum(0).cumsum(0)])
+    a, x = torch.zeros(n_out, bp + 8), torch.zeros(n_in, bp + 4)  # row strides beyond bp
+    a[:, :batch], x[:, :batch] = torch.randn(n_out, batch, generator=g), torch.randn(n_in, batch, generator=g)
+    init, dst = torch.randn(n_in, bp, generator=g), torch.randperm(n_in, generator=g)
+    want_gx, want_gv = torch.empty(n_in, bp), (a[:, :bp] @ x[:, :bp].T)[mask]
+    want_gx[dst] = init + w.T @ a[:, :bp]
+    n = mask.sum().item()
+    for nt in (1, 2, 5):
+        t_rows, t_vals, t_pos = torch.empty(n, dtype=itype), torch.empty(n), torch.empty(n, dtype=torch.int32)
+        native.csr_transpose(n_out, n_in, rowptr, cols, index_bytes, values, colptr, t_rows, t_vals, t_pos, nt)
+        gx, gv = torch.full((n_in, bp + 2), float("nan")), torch.full((n,), float("nan"))
+        native.csr_grads(n_in, bp, colptr, t_rows, index_bytes, t_vals, t_pos, a, a.stride(0), x, x.stride(0),
+                         init, init.stride(0), dst, gx, gx.stride(0), gv, nt)
+        torch.testing.assert_close(gx[:, :bp], want_gx, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(gv, want_gv, rtol=1e-5, atol=1e-5)
+        gx.fill_(float("nan"))
+        native.csr_grads(n_in, bp, colptr, t_rows, index_bytes, t_vals, t_pos, a, a.stride(0), x, x.stride(0),
+                         None, 0, None, gx, gx.stride(0), gv, nt)
+        torch.testing.assert_close(gx[:, :bp], w.T @ a[:, :bp], rtol=1e-5, atol=1e-5)
 
 
 def test_one_unbatched_sample():

@@ -403,7 +403,8 @@ static void csr_sddmm(int64_t nrows, int64_t Bp, const int64_t* rowptr, const I*
     }
 }
 
-// The transposed pattern of a CSR, with its values, colptr = its column starts. Thread t owns a range of
+// The transposed pattern of a CSR, with its values (and, t_pos not null, each entry's place in the CSR),
+// colptr = its column starts. Thread t owns a range of
 // columns and builds it TR_CB columns at a time: one pass over the rows moves every row's entries of
 // those columns (a row's columns ascend, so a cursor per row resumes where the last block stopped), so
 // each entry is read once and the writes go to TR_CB column streams that stay in L1 (a pass over all
@@ -420,7 +421,7 @@ static void csr_sddmm(int64_t nrows, int64_t Bp, const int64_t* rowptr, const I*
 #endif
 template <typename I>
 static void csr_transpose(int64_t nrows, int64_t ncols, const int64_t* rowptr, const I* cols, const float* vals,
-                          const int64_t* colptr, I* t_rows, float* t_vals, int nthreads) {
+                          const int64_t* colptr, I* t_rows, float* t_vals, int32_t* t_pos, int nthreads) {
     #pragma omp parallel num_threads(nthreads)
     {
         const int t = omp_get_thread_num(), nt = omp_get_num_threads();
@@ -430,8 +431,12 @@ static void csr_transpose(int64_t nrows, int64_t ncols, const int64_t* rowptr, c
             int64_t* wpos = cur + nrows;
             for (int64_t r = 0; r < nrows; ++r)  // each row's first entry in a column >= c0
                 cur[r] = std::lower_bound(cols + rowptr[r], cols + rowptr[r + 1], c0) - cols;
-            for (int64_t b0 = c0; b0 < c1; b0 += TR_CB) {
-                const int64_t b1 = b0 + TR_CB < c1 ? b0 + TR_CB : c1;
+            // Three arrays' streams with the places: half as many columns a pass (2048 wide, cold caches:
+            // 1.9-3.0 ms against 2.8-3.8 with all TR_CB; 4096: 9.3-11.6 against 14.9-16.6; without the
+            // places TR_CB / 2 was within noise or slower).
+            const int64_t cb = t_pos ? TR_CB / 2 : TR_CB;
+            for (int64_t b0 = c0; b0 < c1; b0 += cb) {
+                const int64_t b1 = b0 + cb < c1 ? b0 + cb : c1;
                 for (int64_t c = b0; c < b1; ++c) wpos[c - b0] = colptr[c];
                 for (int64_t r = 0; r < nrows; ++r) {
                     if (TR_PD > 0 && r + TR_PD < nrows) {
@@ -446,12 +451,102 @@ static void csr_transpose(int64_t nrows, int64_t ncols, const int64_t* rowptr, c
                         const int64_t pos = wpos[cols[k] - b0]++;
                         t_rows[pos] = (I)r;
                         t_vals[pos] = vals[k];
+                        if (t_pos) t_pos[pos] = (int32_t)k;
                     }
                     cur[r] = k;
                 }
             }
             delete[] cur;
         }
+    }
+}
+
+// ---- Both gradients of the inter part in one pass: the input gradient and the weight gradient ----------
+// Rows of the transposed pattern (input features i); entry k = weight (o, i) at CSR place t_pos[k]:
+//   gX[dst[i]] = init[i] + sum_k w_k * A[o_k]     (A: the output gradient, [out, Bp])
+//   gv[t_pos[k]] = dot(A[o_k], X[i])               (X: the layer's input, [in, Bp])
+// Both read the same row A[o_k], so it is loaded once for two FMAs: the two products apart loaded an
+// L2 line of A (input gradient) and one of X (weight gradient) per entry and batch vector. Each row takes
+// its batch chunks one after another (NV vectors: gX's chunk in registers); X's row and the entries'
+// partial dot products (a vector each, summed over the chunks in a row scratch) stay in L1; the row's
+// dot products are then reduced VW at a time. Threads own rows split by entries: each gX row and each
+// gv entry has one writer. (2048 wide, batch 256, 2 threads, a standalone prototype against the
+// transposed CSR product and the SDDMM: 1.26-1.5x for the two, 1.2x counting the positions' write.)
+template <int NV, typename I>
+static inline void grads_row_chunk(int64_t kb, int64_t ke, int first, const I* t_rows, const float* t_vals,
+                                   const float* A, int64_t lda, const float* x, const float* src, float* y, vf* scr) {
+    vf acc[NV];
+    UNROLL
+    for (int j = 0; j < NV; ++j) acc[j] = src ? vload(src + VW * j) : vbcast(0.f);
+    for (int64_t k = kb; k < ke; ++k) {
+        const float* a = A + (int64_t)t_rows[k] * lda;
+#if PD > 0
+        if (k + PD < ke) {
+            const float* p = A + (int64_t)t_rows[k + PD] * lda;
+            UNROLL
+            for (int j = 0; j < NV * VW; j += 16) __builtin_prefetch(p + j, 0, 3);
+        }
+#endif
+        const vf w = vbcast(t_vals[k]);
+        vf s0 = vbcast(0.f), s1 = vbcast(0.f);  // two chains: the dot product's FMAs wait on each other
+        UNROLL
+        for (int j = 0; j < NV; ++j) {
+            vf aj = vload(a + VW * j);
+            in_register(aj);  // one load for both FMAs
+            acc[j] += w * aj;
+            if (j & 1) s1 += vload(x + VW * j) * aj; else s0 += vload(x + VW * j) * aj;
+        }
+        scr[k - kb] = first ? s0 + s1 : scr[k - kb] + s0 + s1;
+    }
+    UNROLL
+    for (int j = 0; j < NV; ++j) vstore(y + VW * j, acc[j]);
+}
+
+template <typename I>
+static void csr_grads(int64_t nrows, int64_t Bp, const int64_t* t_rowptr, const I* t_rows, const float* t_vals,
+                      const int32_t* t_pos, const float* A, int64_t lda, const float* X, int64_t ldx, const float* init,
+                      int64_t ldi, const int64_t* dst, float* Y, int64_t ldy, float* gv, int nthreads) {
+    #pragma omp parallel num_threads(nthreads)
+    {
+        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        const int64_t r0 = split_rows(t_rowptr, nrows, t, nt), r1 = split_rows(t_rowptr, nrows, t + 1, nt);
+        int64_t most = 0;
+        for (int64_t r = r0; r < r1; ++r) most = std::max(most, t_rowptr[r + 1] - t_rowptr[r]);
+        vf* scr = new vf[most + 1];  // (C++17: aligned to the vector)
+        for (int64_t r = r0; r < r1; ++r) {
+            const int64_t kb = t_rowptr[r], ke = t_rowptr[r + 1];
+            float* y = Y + (dst ? dst[r] : r) * ldy;
+            for (int64_t c0 = 0; c0 < Bp;) {
+                const int64_t nv = (Bp - c0 < CSR_NV * VW ? Bp - c0 : CSR_NV * VW) / VW;
+                const float* src = init ? init + r * ldi + c0 : 0;
+#define CALL(N) grads_row_chunk<N>(kb, ke, c0 == 0, t_rows, t_vals, A + c0, lda, X + r * ldx + c0, src, y + c0, scr)
+                switch (nv) {
+                    case 1: CALL(1); break;
+                    case 2: CALL(2); break;
+                    case 3: CALL(3); break;
+#if CSR_NV > 4
+                    case 4: CALL(4); break;
+                    case 5: CALL(5); break;
+                    case 6: CALL(6); break;
+                    case 7: CALL(7); break;
+#endif
+                    default: CALL(CSR_NV); break;
+                }
+#undef CALL
+                c0 += nv * VW;
+            }
+            int64_t k = kb;
+            for (; k + VW <= ke; k += VW) {
+                vf a[VW];
+                UNROLL
+                for (int m = 0; m < VW; ++m) a[SLOT[m]] = scr[k - kb + m];
+                const vf s = reduce(a);
+                UNROLL
+                for (int m = 0; m < VW; ++m) gv[t_pos[k + m]] = s[m];
+            }
+            for (; k < ke; ++k) gv[t_pos[k]] = hsum(scr[k - kb]);
+        }
+        delete[] scr;
     }
 }
 
@@ -967,11 +1062,23 @@ void g2g_csr_sddmm(int64_t nrows, int64_t Bp, const int64_t* rowptr, const void*
 }
 
 void g2g_csr_transpose(int64_t nrows, int64_t ncols, const int64_t* rowptr, const void* cols, int index_bytes,
-                       const float* vals, const int64_t* colptr, void* t_rows, float* t_vals, int nthreads) {
+                       const float* vals, const int64_t* colptr, void* t_rows, float* t_vals, int32_t* t_pos,
+                       int nthreads) {
     if (index_bytes == 2)
-        csr_transpose(nrows, ncols, rowptr, (const int16_t*)cols, vals, colptr, (int16_t*)t_rows, t_vals, nthreads);
+        csr_transpose(nrows, ncols, rowptr, (const int16_t*)cols, vals, colptr, (int16_t*)t_rows, t_vals, t_pos, nthreads);
     else
-        csr_transpose(nrows, ncols, rowptr, (const int32_t*)cols, vals, colptr, (int32_t*)t_rows, t_vals, nthreads);
+        csr_transpose(nrows, ncols, rowptr, (const int32_t*)cols, vals, colptr, (int32_t*)t_rows, t_vals, t_pos, nthreads);
+}
+
+// Y[dst[r]] = init[r] + (transposed CSR row r) @ A and gv[t_pos[k]] = dot(A[t_rows[k]], X[r]) for every
+// entry k of row r (see csr_grads); t_rowptr/t_rows/t_vals/t_pos from g2g_csr_transpose.
+void g2g_csr_grads(int64_t nrows, int64_t Bp, const int64_t* t_rowptr, const void* t_rows, int index_bytes,
+                   const float* t_vals, const int32_t* t_pos, const float* A, int64_t lda, const float* X, int64_t ldx,
+                   const float* init, int64_t ldi, const int64_t* dst, float* Y, int64_t ldy, float* gv, int nthreads) {
+    if (index_bytes == 2)
+        csr_grads(nrows, Bp, t_rowptr, (const int16_t*)t_rows, t_vals, t_pos, A, lda, X, ldx, init, ldi, dst, Y, ldy, gv, nthreads);
+    else
+        csr_grads(nrows, Bp, t_rowptr, (const int32_t*)t_rows, t_vals, t_pos, A, lda, X, ldx, init, ldi, dst, Y, ldy, gv, nthreads);
 }
 
 // The same with T x T tiles (T % 4 == 0). transposed = 0: tile rows are output rows (trowptr/tcols by

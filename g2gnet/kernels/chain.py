@@ -195,21 +195,27 @@ class StackPlan:
             lay, xs = self.lays[i], inputs[i]
             intra, values, bias = params[3 * i:3 * i + 3]
             need_i, need_v, need_b = needs[3 * i:3 * i + 3]
-            if need_i or need_v:
-                gi, gv = ops._weight_grads(lay, values, gys, xs, nt)
-                grads[1 + 3 * i], grads[2 + 3 * i] = (gi if need_i else None), (gv if need_v else None)
             if need_b and bias is not None:
                 gb = torch.empty_like(bias)
                 gb[lay.out_perm if lay.out_perm is not None else slice(None)] = gys[:, :n].sum(1)
                 grads[3 + 3 * i] = gb
-            if i == 0 and not need_x:
+            need_w, need_gx = need_i or need_v, i > 0 or need_x
+            gxs = ops._padded_rows("gx", lay.n_in, bp) if need_gx else None
+            dst = lay.in_perm if i == 0 else None  # else this layer's sorted input order
+            if need_w:
+                gi, gv = huge(torch.empty(lay.intra_shape)), huge(torch.empty(values.numel()))
+                if gxs is not None:
+                    ops._grads_into(lay, intra, values, gys, xs, dst, gxs, gi, gv, nt)
+                else:
+                    ops._weight_grads_into(lay, gys, xs, gi, gv, nt)
+                grads[1 + 3 * i], grads[2 + 3 * i] = (gi if need_i else None), (gv if need_v else None)
+            elif gxs is not None:
+                ops._product(lay, True, intra, values, gys, None, dst, gxs)
+            if gxs is None:
                 break
-            gxs = ops._padded_rows("gx", lay.n_in, bp)
             if i == 0:
-                ops._product(lay, True, intra, values, gys, None, lay.in_perm, gxs)
                 grads[0] = ops._untransposed(gxs, n)
                 break
-            ops._product(lay, True, intra, values, gys, None, None, gxs)  # this layer's sorted input order
             gxs = torch.ops.aten.threshold_backward(gxs, xs, 0)  # the ReLU before this layer
             # Row r of the layer before went to row dst[r] of this one's input: take it back.
             gys = ops._padded_rows(f"stack_gy{i % 2}", self.lays[i - 1].n_out, bp)

@@ -161,17 +161,29 @@ def _product(lay: Layout, transposed: bool, intra: Tensor, values: Tensor, x: Te
     (2048 wide, tiles 32, interleaved in one process, ``benchmarks/fused_blocks_ab.py``: the forward
     product with its blocks in the BSR pass 1.00-1.07x the matmul and read-back, the input gradient's
     0.97x: its transposed blocks are read across rows.)"""
-    blocks = _masked(intra, lay) if lay.n_groups else None
-    if blocks is not None and transposed:
-        blocks = blocks.transpose(1, 2)  # [G, ig, og], a view
+    blocks = _seen_blocks(lay, intra, transposed)
     if lay.tile and not transposed:
         _sparse_rows(lay, False, values, x, None, bias, dst, out, relu, blocks)
         return
-    ys = None
-    if blocks is not None:
-        side = lay.og if transposed else lay.ig
-        ys = _bmm_into("blocks", blocks, _blocks(lay, x, side)).view(out.shape[0], x.shape[1])
-    _sparse_rows(lay, transposed, values, x, ys, bias, dst, out, relu)
+    _sparse_rows(lay, transposed, values, x, _block_product(lay, blocks, x), bias, dst, out, relu)
+
+
+def _seen_blocks(lay: Layout, intra: Tensor, transposed: bool) -> Tensor | None:
+    """The masked diagonal blocks as a product sees them: [G, og, ig], or (transposed) [G, ig, og],
+    a view; None without blocks."""
+    if not lay.n_groups:
+        return None
+    blocks = _masked(intra, lay)
+    return blocks.transpose(1, 2) if transposed else blocks
+
+
+def _block_product(lay: Layout, blocks: Tensor | None, x: Tensor) -> Tensor | None:
+    """The blocks' product (``_seen_blocks``) with x [features, Bp], in a workspace [rows, Bp] in
+    sorted row order; None without blocks."""
+    if blocks is None:
+        return None
+    g, rows, side = blocks.shape
+    return _bmm_into("blocks", blocks, _blocks(lay, x, side)).view(g * rows, x.shape[1])
 
 
 def _sparse_rows(lay: Layout, transposed: bool, values: Tensor, x: Tensor, init: Tensor | None,
@@ -197,15 +209,23 @@ def _sparse_rows(lay: Layout, transposed: bool, values: Tensor, x: Tensor, init:
         return
     if blocks is not None:
         raise G2GError("g2gnet op: blocks in the sparse pass need a tiled layout")
-    ib = lay.index_bytes
-    if transposed:  # the transposed pattern and its values, built now (a counting sort by column)
-        cols = _workspace("t_cols", lay.n_values, lay.cols.dtype)
-        vals = _workspace("t_vals", lay.n_values)
-        native.csr_transpose(lay.n_out, lay.n_in, lay.rowptr, lay.cols, ib, values, lay.t_rowptr, cols, vals, nt)
+    if transposed:
+        cols, vals, _ = _transposed(lay, values, nt, positions=False)
         rowptr = lay.t_rowptr
     else:
         vals, rowptr, cols = values, lay.rowptr, lay.cols
-    native.csr_spmm(n_rows, bp, _chunk(x.shape[0]), rowptr, cols, ib, vals, **io)
+    native.csr_spmm(n_rows, bp, _chunk(x.shape[0]), rowptr, cols, lay.index_bytes, vals, **io)
+
+
+def _transposed(lay: Layout, values: Tensor, nt: int, positions: bool) -> tuple[Tensor, Tensor, Tensor | None]:
+    """(rows, values, CSR places or None) of the element-wise inter part's transposed pattern, built
+    now (a counting sort by column; rows by ``lay.t_rowptr``), in workspaces."""
+    rows = _workspace("t_cols", lay.n_values, lay.cols.dtype)
+    vals = _workspace("t_vals", lay.n_values)
+    pos = _workspace("t_pos", lay.n_values, torch.int32) if positions else None
+    native.csr_transpose(lay.n_out, lay.n_in, lay.rowptr, lay.cols, lay.index_bytes, values, lay.t_rowptr, rows,
+                         vals, pos, nt)
+    return rows, vals, pos
 
 
 _scratch = threading.local()
@@ -321,28 +341,41 @@ def _backward_impl(gy: Tensor, xs: Tensor, intra: Tensor, values: Tensor, lay: L
     gi = huge(torch.empty(lay.intra_shape)) if need_w else gy.new_empty(0)
     gv = huge(torch.empty(values.numel())) if need_w else gy.new_empty(0)
     gys = gather_t(gy, lay.out_perm, bp, scratch=True)  # [out, Bp], sorted
+    gx = gy.new_empty(0)
     if need_x:
         gxs = _padded_rows("gx", lay.n_in, bp)
-        _product(lay, True, intra, values, gys, None, lay.in_perm, gxs)
+        if need_w:
+            _grads_into(lay, intra, values, gys, xs, lay.in_perm, gxs, gi, gv, nt)
+        else:
+            _product(lay, True, intra, values, gys, None, lay.in_perm, gxs)
         gx = _untransposed(gxs, n)
-    else:
-        gx = gy.new_empty(0)
-    if need_w:
+    elif need_w:
         _weight_grads_into(lay, gys, xs, gi, gv, nt)
     return gx, gi, gv
+
+
+def _grads_into(lay: Layout, intra: Tensor, values: Tensor, gys: Tensor, xs: Tensor, dst: Tensor | None,
+                gxs: Tensor, gi: Tensor, gv: Tensor, nt: int) -> None:
+    """The input gradient gxs[dst[r]] = (Wᵀ gys)[r] for every sorted input row r (dst None: row r
+    itself) and the weight gradients gi, gv (``_weight_grads_into``). Element-wise layouts take the
+    inter part's two products in one pass over its transposed pattern (``g2g_csr_grads``: each row of
+    the output gradient is read once for both); tiled layouts, one after the other."""
+    if lay.tile or not lay.n_values or lay.n_values >= 2**31:  # (CSR places are int32)
+        _weight_grads_into(lay, gys, xs, gi, gv, nt)
+        _product(lay, True, intra, values, gys, None, dst, gxs)
+        return
+    _block_grads_into(lay, gys, xs, gi, gv)
+    ys = _block_product(lay, _seen_blocks(lay, intra, True), gys)
+    rows, vals, pos = _transposed(lay, values, nt, positions=True)
+    native.csr_grads(lay.n_in, gys.shape[1], lay.t_rowptr, rows, lay.index_bytes, vals, pos, gys, gys.stride(0),
+                     xs, xs.stride(0), ys, 0 if ys is None else ys.stride(0), dst, gxs, gxs.stride(0), gv, nt)
 
 
 def _weight_grads_into(lay: Layout, gys: Tensor, xs: Tensor, gi: Tensor, gv: Tensor, nt: int) -> None:
     """gi, gv = the gradients of intra and values from the sorted, transposed output gradient gys
     [out, Bp] and input xs [in, Bp] (pad columns of gys zero)."""
     bp = gys.shape[1]
-    if lay.n_groups:
-        torch.bmm(_blocks(lay, gys, lay.og), _blocks(lay, xs, lay.ig).transpose(1, 2), out=gi)
-        if lay.block_mask is not None:
-            gi.mul_(lay.block_mask)
-    else:
-        gi.zero_()
-    gv[lay.n_values:] = 0  # a reserved tail (DST) gets 0
+    _block_grads_into(lay, gys, xs, gi, gv)
     if lay.n_values and lay.tile:  # 4x4 register blocks over whole tiles
         native.bsr_sddmm(lay.n_out // lay.tile, bp, lay.tile, lay.rowptr, lay.cols, gys, gys.stride(0), xs,
                          xs.stride(0), gv, nt)
@@ -351,12 +384,16 @@ def _weight_grads_into(lay: Layout, gys: Tensor, xs: Tensor, gi: Tensor, gv: Ten
                          xs.stride(0), gv, nt)
 
 
-def _weight_grads(lay: Layout, values: Tensor, gys: Tensor, xs: Tensor, nt: int) -> tuple[Tensor, Tensor]:
-    """New (grad intra, grad values) tensors (``_weight_grads_into``)."""
-    gi = huge(torch.empty(lay.intra_shape))
-    gv = huge(torch.empty(values.numel()))
-    _weight_grads_into(lay, gys, xs, gi, gv, nt)
-    return gi, gv
+def _block_grads_into(lay: Layout, gys: Tensor, xs: Tensor, gi: Tensor, gv: Tensor) -> None:
+    """The weight gradients but the inter part's: gi = the diagonal blocks' (0 where the block mask
+    is off), and 0 for gv's reserved tail (DST)."""
+    gv[lay.n_values:] = 0
+    if lay.n_groups:
+        torch.bmm(_blocks(lay, gys, lay.og), _blocks(lay, xs, lay.ig).transpose(1, 2), out=gi)
+        if lay.block_mask is not None:
+            gi.mul_(lay.block_mask)
+    else:
+        gi.zero_()
 
 
 @linear_bwd.register_fake
