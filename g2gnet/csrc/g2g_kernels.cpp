@@ -470,8 +470,11 @@ static void csr_transpose(int64_t nrows, int64_t ncols, const int64_t* rowptr, c
 // its batch chunks one after another (NV vectors: gX's chunk in registers); X's row and the entries'
 // partial dot products (a vector each, summed over the chunks in a row scratch) stay in L1; the row's
 // dot products are then reduced VW at a time. Threads own rows split by entries: each gX row and each
-// gv entry has one writer. (2048 wide, batch 256, 2 threads, a standalone prototype against the
-// transposed CSR product and the SDDMM: 1.26-1.5x for the two, 1.2x counting the positions' write.)
+// gv entry has one writer. In one process against the two products apart (benchmarks/grads_ab.py, 2
+// threads, batch 256, results/bench/cpu/grads-ab.txt): the two with their transposition 1.16x, 1.25x,
+// 1.18x at 1024, 2048, 4096 wide; a layer's forward + backward 1.07x, 1.11x, 1.06x. Batch chunks
+// outer (the output gradient's chunk in L2, VW entries reduced per chunk), 4-vector chunks, blocks of
+// rows with chunks outer, and prefetching the next chunk's lines were slower (grads-tried.txt).
 template <int NV, typename I>
 static inline void grads_row_chunk(int64_t kb, int64_t ke, int first, const I* t_rows, const float* t_vals,
                                    const float* A, int64_t lda, const float* x, const float* src, float* y, vf* scr) {
