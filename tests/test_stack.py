@@ -211,6 +211,10 @@ def test_training_stack_feeds_a_conv_front_end_and_skips_frozen_weights():
     assert "blocks.1.linear.packed.values" not in g and "blocks.2.linear.bias" not in g
     assert "blocks.1.linear.packed.intra" in g and "blocks.2.linear.packed.values" in g
     assert_same_gradients(model, x, y)
+    model.blocks[1].linear.intra.requires_grad_(False)  # a layer with no weight gradient: its input's alone
+    _, g, _ = grads(model, x, y, model)
+    assert not any(k.startswith("blocks.1.linear.packed") for k in g) and "blocks.0.linear.packed.values" in g
+    assert_same_gradients(model, x, y)
 
 
 @needs_native

@@ -199,18 +199,13 @@ class StackPlan:
                 gb = torch.empty_like(bias)
                 gb[lay.out_perm if lay.out_perm is not None else slice(None)] = gys[:, :n].sum(1)
                 grads[3 + 3 * i] = gb
-            need_w, need_gx = need_i or need_v, i > 0 or need_x
-            gxs = ops._padded_rows("gx", lay.n_in, bp) if need_gx else None
-            dst = lay.in_perm if i == 0 else None  # else this layer's sorted input order
-            if need_w:
+            gi = gv = None
+            if need_i or need_v:
                 gi, gv = huge(torch.empty(lay.intra_shape)), huge(torch.empty(values.numel()))
-                if gxs is not None:
-                    ops._grads_into(lay, intra, values, gys, xs, dst, gxs, gi, gv, nt)
-                else:
-                    ops._weight_grads_into(lay, gys, xs, gi, gv, nt)
                 grads[1 + 3 * i], grads[2 + 3 * i] = (gi if need_i else None), (gv if need_v else None)
-            elif gxs is not None:
-                ops._product(lay, True, intra, values, gys, None, dst, gxs)
+            gxs = ops._padded_rows("gx", lay.n_in, bp) if i > 0 or need_x else None
+            dst = lay.in_perm if i == 0 else None  # else this layer's sorted input order
+            ops._grads_into(lay, intra, values, gys, xs, dst, gxs, gi, gv, nt)
             if gxs is None:
                 break
             if i == 0:

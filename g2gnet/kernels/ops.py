@@ -341,27 +341,25 @@ def _backward_impl(gy: Tensor, xs: Tensor, intra: Tensor, values: Tensor, lay: L
     gi = huge(torch.empty(lay.intra_shape)) if need_w else gy.new_empty(0)
     gv = huge(torch.empty(values.numel())) if need_w else gy.new_empty(0)
     gys = gather_t(gy, lay.out_perm, bp, scratch=True)  # [out, Bp], sorted
-    gx = gy.new_empty(0)
-    if need_x:
-        gxs = _padded_rows("gx", lay.n_in, bp)
-        if need_w:
-            _grads_into(lay, intra, values, gys, xs, lay.in_perm, gxs, gi, gv, nt)
-        else:
-            _product(lay, True, intra, values, gys, None, lay.in_perm, gxs)
-        gx = _untransposed(gxs, n)
-    elif need_w:
-        _weight_grads_into(lay, gys, xs, gi, gv, nt)
-    return gx, gi, gv
+    gxs = _padded_rows("gx", lay.n_in, bp) if need_x else None
+    _grads_into(lay, intra, values, gys, xs, lay.in_perm, gxs, gi if need_w else None, gv if need_w else None, nt)
+    return (gy.new_empty(0) if gxs is None else _untransposed(gxs, n)), gi, gv
 
 
 def _grads_into(lay: Layout, intra: Tensor, values: Tensor, gys: Tensor, xs: Tensor, dst: Tensor | None,
-                gxs: Tensor, gi: Tensor, gv: Tensor, nt: int) -> None:
-    """The input gradient gxs[dst[r]] = (Wᵀ gys)[r] for every sorted input row r (dst None: row r
-    itself) and the weight gradients gi, gv (``_weight_grads_into``). Element-wise layouts take the
-    inter part's two products in one pass over its transposed pattern (``g2g_csr_grads``: each row of
-    the output gradient is read once for both); tiled layouts, one after the other."""
-    if lay.tile or not lay.n_values or lay.n_values >= 2**31:  # (CSR places are int32)
+                gxs: Tensor | None, gi: Tensor | None, gv: Tensor | None, nt: int) -> None:
+    """The gradients asked for (an output None: not asked) from the sorted, transposed output
+    gradient gys [out, Bp]: the input gradient gxs[dst[r]] = (Wᵀ gys)[r] for every sorted input row r
+    (dst None: row r itself), and the weight gradients gi, gv (both or neither;
+    ``_weight_grads_into``). With both, element-wise layouts take the inter part's two products in
+    one pass over its transposed pattern (``g2g_csr_grads``: each row of the output gradient is read
+    once for both); otherwise they run one after the other."""
+    if gi is not None and (gxs is None or lay.tile or not lay.n_values or lay.n_values >= 2**31):  # (int32 places)
         _weight_grads_into(lay, gys, xs, gi, gv, nt)
+        gi = None
+    if gxs is None:
+        return
+    if gi is None:
         _product(lay, True, intra, values, gys, None, dst, gxs)
         return
     _block_grads_into(lay, gys, xs, gi, gv)
