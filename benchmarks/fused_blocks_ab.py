@@ -37,19 +37,13 @@ current = ops._product
 
 def split(lay, transposed, intra, values, x, bias, dst, out, relu=False):
     """Blocks by torch.bmm into a workspace, read back by the BSR kernel as its init."""
-    ys = None
-    if lay.n_groups:
-        blocks = ops._masked(intra, lay)
-        a, side = (blocks.transpose(1, 2), lay.og) if transposed else (blocks, lay.ig)
-        ys = ops._bmm_into("blocks", a, ops._blocks(lay, x, side)).view(out.shape[0], x.shape[1])
+    ys = ops._block_product(lay, ops._seen_blocks(lay, intra, transposed), x)
     ops._sparse_rows(lay, transposed, values, x, ys, bias, dst, out, relu)
 
 
 def fused(lay, transposed, intra, values, x, bias, dst, out, relu=False):
     """Blocks inside the BSR pass, both products (the input gradient reads them transposed)."""
-    blocks = ops._masked(intra, lay)
-    ops._sparse_rows(lay, transposed, values, x, None, bias, dst, out, relu,
-                     blocks.transpose(1, 2) if transposed else blocks)
+    ops._sparse_rows(lay, transposed, values, x, None, bias, dst, out, relu, ops._seen_blocks(lay, intra, transposed))
 
 
 def summary(r: list[float]) -> str:
