@@ -33,9 +33,11 @@ one_pass = ops._grads_into
 
 
 def apart(lay, intra, values, gys, xs, dst, gxs, gi, gv, nt):
-    """The code before: the weight gradients (SDDMM), then the transposed product."""
-    ops._weight_grads_into(lay, gys, xs, gi, gv, nt)
-    ops._product(lay, True, intra, values, gys, None, dst, gxs)
+    """The code before: the weight gradients (SDDMM), then the transposed product (each if asked)."""
+    if gi is not None:
+        ops._weight_grads_into(lay, gys, xs, gi, gv, nt)
+    if gxs is not None:
+        ops._product(lay, True, intra, values, gys, None, dst, gxs)
 
 
 WAYS = {"apart": apart, "one pass": one_pass}

@@ -471,8 +471,9 @@ static void csr_transpose(int64_t nrows, int64_t ncols, const int64_t* rowptr, c
 // partial dot products (a vector each, summed over the chunks in a row scratch) stay in L1; the row's
 // dot products are then reduced VW at a time. Threads own rows split by entries: each gX row and each
 // gv entry has one writer. In one process against the two products apart (benchmarks/grads_ab.py, 2
-// threads, batch 256, results/bench/cpu/grads-ab.txt): the two with their transposition 1.16x, 1.25x,
-// 1.18x at 1024, 2048, 4096 wide; a layer's forward + backward 1.07x, 1.11x, 1.06x. Batch chunks
+// threads, batch 256, results/bench/cpu/grads-ab.txt, two runs): the two with their transposition
+// 1.10-1.16x, 1.22-1.25x, 1.16-1.18x at 1024, 2048, 4096 wide; a layer's forward + backward
+// 1.06-1.07x, 1.11-1.13x, 1.06-1.07x. Batch chunks
 // outer (the output gradient's chunk in L2, VW entries reduced per chunk), 4-vector chunks, blocks of
 // rows with chunks outer, and prefetching the next chunk's lines were slower (grads-tried.txt).
 template <int NV, typename I>
