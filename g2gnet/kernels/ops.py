@@ -219,10 +219,13 @@ def _sparse_rows(lay: Layout, transposed: bool, values: Tensor, x: Tensor, init:
 
 def _transposed(lay: Layout, values: Tensor, nt: int, positions: bool) -> tuple[Tensor, Tensor, Tensor | None]:
     """(rows, values, CSR places or None) of the element-wise inter part's transposed pattern, built
-    now (a counting sort by column; rows by ``lay.t_rowptr``), in workspaces."""
+    now (a counting sort by column; rows by ``lay.t_rowptr``): rows and values in workspaces, the
+    places in a tensor of their own, freed after the backward (as a workspace they kept 4 bytes per
+    entry of the widest layer resident: perf-memory's training peak 259-261 MiB against 250; the
+    layer's step within noise either way, 0.96-1.02x at 2048 and 4096 wide)."""
     rows = _workspace("t_cols", lay.n_values, lay.cols.dtype)
     vals = _workspace("t_vals", lay.n_values)
-    pos = _workspace("t_pos", lay.n_values, torch.int32) if positions else None
+    pos = huge(torch.empty(lay.n_values, dtype=torch.int32)) if positions else None
     native.csr_transpose(lay.n_out, lay.n_in, lay.rowptr, lay.cols, lay.index_bytes, values, lay.t_rowptr, rows,
                          vals, pos, nt)
     return rows, vals, pos
