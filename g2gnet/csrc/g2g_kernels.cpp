@@ -404,8 +404,8 @@ static void csr_sddmm(int64_t nrows, int64_t Bp, const int64_t* rowptr, const I*
 }
 
 // The transposed pattern of a CSR, with its values (and, t_pos not null, each entry's place in the CSR),
-// colptr = its column starts. Thread t owns a range of
-// columns and builds it TR_CB columns at a time: one pass over the rows moves every row's entries of
+// colptr = its column starts. Thread t owns a range of columns and builds it TR_CB columns at a time
+// (TR_CB / 2 with the places): one pass over the rows moves every row's entries of
 // those columns (a row's columns ascend, so a cursor per row resumes where the last block stopped), so
 // each entry is read once and the writes go to TR_CB column streams that stay in L1 (a pass over all
 // columns at once wrote to every column's stream: at 4096 wide 8192 lines in flight, out of L2).
@@ -473,9 +473,9 @@ static void csr_transpose(int64_t nrows, int64_t ncols, const int64_t* rowptr, c
 // gv entry has one writer. In one process against the two products apart (benchmarks/grads_ab.py, 2
 // threads, batch 256, results/bench/cpu/grads-ab.txt, two runs): the two with their transposition
 // 1.10-1.16x, 1.22-1.25x, 1.16-1.18x at 1024, 2048, 4096 wide; a layer's forward + backward
-// 1.06-1.07x, 1.11-1.13x, 1.06-1.07x. Batch chunks
-// outer (the output gradient's chunk in L2, VW entries reduced per chunk), 4-vector chunks, blocks of
-// rows with chunks outer, and prefetching the next chunk's lines were slower (grads-tried.txt).
+// 1.06-1.07x, 1.11-1.13x, 1.06-1.07x. Batch chunks outer (the output gradient's chunk in L2, VW
+// entries reduced per chunk), 4-vector chunks, blocks of rows with chunks outer, and prefetching the
+// next chunk's lines were slower (grads-tried.txt).
 template <int NV, typename I>
 static inline void grads_row_chunk(int64_t kb, int64_t ke, int first, const I* t_rows, const float* t_vals,
                                    const float* A, int64_t lda, const float* x, const float* src, float* y, vf* scr) {
