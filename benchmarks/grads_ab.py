@@ -33,11 +33,10 @@ one_pass = ops._grads_into
 
 
 def apart(lay, intra, values, gys, xs, dst, gxs, gi, gv, nt):
-    """The code before: the weight gradients (SDDMM), then the transposed product (each if asked)."""
-    if gi is not None:
-        ops._weight_grads_into(lay, gys, xs, gi, gv, nt)
-    if gxs is not None:
-        ops._product(lay, True, intra, values, gys, None, dst, gxs)
+    """The code before: the weight gradients (SDDMM), then the transposed product, each as
+    ``_grads_into`` runs it when asked for it alone."""
+    one_pass(lay, intra, values, gys, xs, dst, None, gi, gv, nt)
+    one_pass(lay, intra, values, gys, xs, dst, gxs, None, None, nt)
 
 
 WAYS = {"apart": apart, "one pass": one_pass}

@@ -201,7 +201,7 @@ class StackPlan:
                 grads[3 + 3 * i] = gb
             gi = gv = None
             if need_i or need_v:
-                gi, gv = huge(torch.empty(lay.intra_shape)), huge(torch.empty(values.numel()))
+                gi, gv = ops._weight_grad_buffers(lay, values)
                 grads[1 + 3 * i], grads[2 + 3 * i] = (gi if need_i else None), (gv if need_v else None)
             gxs = ops._padded_rows("gx", lay.n_in, bp) if i > 0 or need_x else None
             dst = lay.in_perm if i == 0 else None  # else this layer's sorted input order

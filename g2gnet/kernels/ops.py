@@ -341,12 +341,17 @@ def _backward_impl(gy: Tensor, xs: Tensor, intra: Tensor, values: Tensor, lay: L
     _require_native()
     nt = torch.get_num_threads()
     # Outputs (they outlive this call: gradients) first, temporaries last (see linear_fwd).
-    gi = huge(torch.empty(lay.intra_shape)) if need_w else gy.new_empty(0)
-    gv = huge(torch.empty(values.numel())) if need_w else gy.new_empty(0)
+    gi, gv = _weight_grad_buffers(lay, values) if need_w else (None, None)
     gys = gather_t(gy, lay.out_perm, bp, scratch=True)  # [out, Bp], sorted
     gxs = _padded_rows("gx", lay.n_in, bp) if need_x else None
-    _grads_into(lay, intra, values, gys, xs, lay.in_perm, gxs, gi if need_w else None, gv if need_w else None, nt)
-    return (gy.new_empty(0) if gxs is None else _untransposed(gxs, n)), gi, gv
+    _grads_into(lay, intra, values, gys, xs, lay.in_perm, gxs, gi, gv, nt)
+    gx = None if gxs is None else _untransposed(gxs, n)
+    return tuple(gy.new_empty(0) if t is None else t for t in (gx, gi, gv))
+
+
+def _weight_grad_buffers(lay: Layout, values: Tensor) -> tuple[Tensor, Tensor]:
+    """New (grad intra, grad values) tensors for ``_grads_into`` to fill."""
+    return huge(torch.empty(lay.intra_shape)), huge(torch.empty(values.numel()))
 
 
 def _grads_into(lay: Layout, intra: Tensor, values: Tensor, gys: Tensor, xs: Tensor, dst: Tensor | None,
