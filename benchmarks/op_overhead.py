@@ -49,7 +49,8 @@ def sides(width: int) -> dict:
 def no_kernels():
     """Every native kernel and the block matmuls a no-op (the outputs are left unwritten)."""
     stubs = [mock.patch.object(native, n, lambda *a, **k: None)
-             for n in ("csr_spmm", "csr_sddmm", "gather_t", "csr_transpose", "bsr_spmm", "bsr_sddmm")]
+             for n in ("csr_spmm", "csr_sddmm", "gather_t", "csr_transpose", "csr_gather", "csr_grads", "bsr_spmm",
+                       "bsr_sddmm")]
     stubs.append(mock.patch.object(torch, "bmm", lambda a, b, out=None: out))
     return stubs
 

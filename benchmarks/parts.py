@@ -2,7 +2,8 @@
 (one process, medians of 20 repeats): python benchmarks/parts.py WIDTH [TILE]
 
 Parts: the transposed gather of the input, one batched intra-block matmul, the inter-ensemble
-product (forward), its transpose (input gradient, including building the transposed pattern),
+product (forward), its transpose (input gradient, including the values in the order of the
+transposed pattern that the layout keeps),
 the sampled product (weight gradient), and for element-wise masks the same forward inter product
 by PyTorch's sparse CSR matmul (``torch.sparse``, MKL on x86 builds) for comparison and the two
 gradients' inter products in one pass as the layer runs them (``g2g_csr_grads``), or with tiles
@@ -72,9 +73,9 @@ else:  # the same inter product by PyTorch's sparse CSR matmul (MKL on x86 build
     parts["inter forward, torch.sparse"] = lambda: inter_csr @ xs_dense
 
     def both_grads() -> None:  # what the layer runs: the two gradients' inter products in one pass
-        t_rows, t_vals, t_pos = ops._transposed(lay, layer.values, 2, positions=True)
-        native.csr_grads(N, bp, lay.t_rowptr, t_rows, ib, t_vals, t_pos, gys, gys.stride(0), xs, xs.stride(0), None,
-                         0, lay.in_perm, out, out.stride(0), gv, 2)
+        t_rows, t_offs, t_vals = ops._transposed(lay, layer.values, 2)
+        native.csr_grads(N, bp, lay.t_rowptr, t_rows, t_offs, ib, lay.rowptr, t_vals, gys, gys.stride(0), xs,
+                         xs.stride(0), None, 0, lay.in_perm, out, out.stride(0), gv, 2)
 
     parts["inter both grads, one pass"] = both_grads
 print(f"width {N}, batch {B}, tile {lay.tile or 1}, 2 threads; one dense matmul: {mm:.2f} ms")

@@ -61,10 +61,10 @@ def step() -> None:
     else:  # ops._grads_into
         ys = ops._block_product(lay, ops._seen_blocks(lay, intra, True), gys)
         t = tick("backward: block bmm (input grad)", t)
-        t_rows, t_vals, t_pos = ops._transposed(lay, values, nt, positions=True)
-        t = tick("backward: transposed pattern", t)
-        native.csr_grads(N, bp, lay.t_rowptr, t_rows, lay.index_bytes, t_vals, t_pos, gys, gys.stride(0), xs,
-                         xs.stride(0), ys, ys.stride(0), lay.in_perm, gxs, gxs.stride(0), gv, nt)
+        t_rows, t_offs, t_vals = ops._transposed(lay, values, nt)
+        t = tick("backward: transposed values (kept pattern)", t)
+        native.csr_grads(N, bp, lay.t_rowptr, t_rows, t_offs, lay.index_bytes, lay.rowptr, t_vals, gys,
+                         gys.stride(0), xs, xs.stride(0), ys, ys.stride(0), lay.in_perm, gxs, gxs.stride(0), gv, nt)
         t = tick("backward: inter products (input + weight grad)", t)
     ops._untransposed(gxs, B)
     t = tick("backward: untranspose", t)

@@ -150,7 +150,7 @@ class PackedWeight(nn.Module):
         if self._layout is None:
             kw = dict(zip(Layout.INTS, self._ints))
             kw.update({name: getattr(self, name) for name in Layout.TENSORS})
-            self._layout = Layout(**kw)
+            self._layout = Layout(**kw, keep_transposed=True)  # rebuilt at every change: its caches hold
         return self._layout
 
     def op_args(self) -> tuple[list[Tensor], list[int]]:

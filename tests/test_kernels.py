@@ -151,20 +151,24 @@ def test_tiles_at_every_thread_count(threads):
 def test_csr_transpose_at_every_thread_count(shape):
     """The input gradient's transposed pattern (column ranges built in parallel, blocks of columns
     at a time) is the CSC of the packed inter part, rows ascending in every column, whatever the
-    thread count (uneven shares, more threads than columns), and each entry's CSR place when asked."""
+    thread count (uneven shares, more threads than columns), with the values, each entry's place in
+    its CSR row, or both (three arrays: half the columns a pass)."""
     n_out, n_in = shape
     lay = _layer(n_in, n_out, groups=4).packed.layout
     values = torch.randn(lay.n_values)
     rows = torch.repeat_interleave(torch.arange(n_out), lay.rowptr.diff())
     order = torch.argsort(lay.cols.long() * n_out + rows)  # by column, then row
+    in_row = torch.arange(lay.n_values) - lay.rowptr[rows]
     for nt in (1, 2, 3, 5, 16, 40):
-        for pos in (None, torch.full((lay.n_values,), -1, dtype=torch.int32)):
-            t_rows, t_vals = torch.empty_like(lay.cols), torch.empty(lay.n_values)
+        for with_vals, with_offs in ((True, False), (False, True), (True, True)):
+            t_rows = torch.empty_like(lay.cols)
+            t_vals = torch.full((lay.n_values,), float("nan")) if with_vals else None
+            t_offs = torch.full_like(lay.cols, -1) if with_offs else None
             native.csr_transpose(n_out, n_in, lay.rowptr, lay.cols, lay.index_bytes, values, lay.t_rowptr, t_rows,
-                                 t_vals, pos, nt)
+                                 t_vals, t_offs, nt)
             assert torch.equal(t_rows.long(), rows[order]), nt
-            assert torch.equal(t_vals, values[order]), nt
-            assert pos is None or torch.equal(pos.long(), order), nt
+            assert t_vals is None or torch.equal(t_vals, values[order]), nt
+            assert t_offs is None or torch.equal(t_offs.long(), in_row[order]), nt
 
 
 @needs_native
@@ -173,7 +177,9 @@ def test_csr_transpose_at_every_thread_count(shape):
 def test_both_gradients_in_one_pass_equal_dense_products(batch, index_bytes):
     """``g2g_csr_grads`` (the input gradient and the inter part's weight gradient in one pass over the
     transposed pattern) against dense products: batch chunks of 8 vectors and their remainders,
-    columns without entries, a row order (dst) and a start value (init), 1-5 threads."""
+    columns without entries, a row order (dst) and a start value (init), 1-5 threads; the transposed
+    values from the transposition and from the gather of a kept pattern (values past the entries' end:
+    a DST reserve, never read)."""
     g = torch.Generator().manual_seed(batch * 10 + index_bytes)
     n_out, n_in, bp = 40, 50, ops.padded(batch)
     mask = torch.rand(n_out, n_in, generator=g) < 0.3
@@ -182,7 +188,7 @@ def test_both_gradients_in_one_pass_equal_dense_products(batch, index_bytes):
     rowptr = torch.cat([torch.zeros(1, dtype=torch.int64), mask.sum(1).cumsum(0)])
     itype = torch.int16 if index_bytes == 2 else torch.int32
     cols = mask.nonzero()[:, 1].to(itype)
-    values = w[mask]
+    values = torch.cat([w[mask], torch.full((5,), float("nan"))])  # a reserve the kernel must not read
     colptr = torch.cat([torch.zeros(1, dtype=torch.int64), mask.sum(0).cumsum(0)])
     a, x = torch.zeros(n_out, bp + 8), torch.zeros(n_in, bp + 4)  # row strides beyond bp
     a[:, :batch], x[:, :batch] = torch.randn(n_out, batch, generator=g), torch.randn(n_in, batch, generator=g)
@@ -191,16 +197,19 @@ def test_both_gradients_in_one_pass_equal_dense_products(batch, index_bytes):
     want_gx[dst] = init + w.T @ a[:, :bp]
     n = mask.sum().item()
     for nt in (1, 2, 5):
-        t_rows, t_vals, t_pos = torch.empty(n, dtype=itype), torch.empty(n), torch.empty(n, dtype=torch.int32)
-        native.csr_transpose(n_out, n_in, rowptr, cols, index_bytes, values, colptr, t_rows, t_vals, t_pos, nt)
+        t_rows, t_offs, t_vals = torch.empty(n, dtype=itype), torch.empty(n, dtype=itype), torch.empty(n)
+        native.csr_transpose(n_out, n_in, rowptr, cols, index_bytes, values, colptr, t_rows, t_vals, t_offs, nt)
+        gathered = torch.full((n,), float("nan"))
+        native.csr_gather(n, t_rows, t_offs, index_bytes, rowptr, values, gathered, nt)
+        assert torch.equal(gathered, t_vals)
         gx, gv = torch.full((n_in, bp + 2), float("nan")), torch.full((n,), float("nan"))
-        native.csr_grads(n_in, bp, colptr, t_rows, index_bytes, t_vals, t_pos, a, a.stride(0), x, x.stride(0),
-                         init, init.stride(0), dst, gx, gx.stride(0), gv, nt)
+        native.csr_grads(n_in, bp, colptr, t_rows, t_offs, index_bytes, rowptr, t_vals, a, a.stride(0), x,
+                         x.stride(0), init, init.stride(0), dst, gx, gx.stride(0), gv, nt)
         torch.testing.assert_close(gx[:, :bp], want_gx, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(gv, want_gv, rtol=1e-5, atol=1e-5)
         gx.fill_(float("nan"))
-        native.csr_grads(n_in, bp, colptr, t_rows, index_bytes, t_vals, t_pos, a, a.stride(0), x, x.stride(0),
-                         None, 0, None, gx, gx.stride(0), gv, nt)
+        native.csr_grads(n_in, bp, colptr, t_rows, t_offs, index_bytes, rowptr, gathered, a, a.stride(0), x,
+                         x.stride(0), None, 0, None, gx, gx.stride(0), gv, nt)
         torch.testing.assert_close(gx[:, :bp], w.T @ a[:, :bp], rtol=1e-5, atol=1e-5)
 
 
@@ -294,6 +303,31 @@ def test_set_mask_rebuilds_layout(with_ids):
         layer.values.add_(0.01)
         layer.intra.add_(0.01)
     _check(layer, (12, 64))
+
+
+@needs_native
+def test_kept_transposed_pattern_follows_values_and_mask():
+    """An element-wise layer's backward keeps its transposed pattern in the layout (built once per
+    mask) and gathers the current values through it: gradients stay the reference's after the values
+    change and after a DST-like mask change with a reserve (a new layout, built afresh)."""
+    layer = _layer(96, 80, p_inter=0.3)
+    layer.packed.reserve_(layer.values.numel() + 40)
+    assert layer.layout.transposed is None
+    _check(layer, (21, 96))
+    kept = layer.layout.transposed
+    assert kept is not None
+    with torch.no_grad():
+        layer.values.mul_(-2.0).add_(0.1)
+    _check(layer, (21, 96), seed=2)
+    assert layer.layout.transposed is kept  # reused, not rebuilt
+    g = torch.Generator().manual_seed(4)
+    layer.set_mask_(layer.mask ^ (torch.rand(80, 96, generator=g) < 0.05))
+    assert layer.layout.transposed is None
+    with torch.no_grad():
+        layer.values.add_(0.01)
+        layer.intra.add_(0.01)
+    _check(layer, (21, 96), seed=3)
+    assert layer.layout.transposed is not None and layer.layout.transposed is not kept
 
 
 def test_state_dict_into_a_fresh_layer_with_another_mask():

@@ -403,9 +403,9 @@ static void csr_sddmm(int64_t nrows, int64_t Bp, const int64_t* rowptr, const I*
     }
 }
 
-// The transposed pattern of a CSR, with its values (and, t_pos not null, each entry's place in the CSR),
-// colptr = its column starts. Thread t owns a range of columns and builds it TR_CB columns at a time
-// (TR_CB / 2 with the places): one pass over the rows moves every row's entries of
+// The transposed pattern of a CSR: each entry's row, and (each array not null) its value and its place
+// within its CSR row (the row's k-th entry: place rowptr[row] + k), colptr = its column starts. Thread t owns a range of columns and builds it TR_CB columns at a time
+// (TR_CB / 2 with three arrays to write): one pass over the rows moves every row's entries of
 // those columns (a row's columns ascend, so a cursor per row resumes where the last block stopped), so
 // each entry is read once and the writes go to TR_CB column streams that stay in L1 (a pass over all
 // columns at once wrote to every column's stream: at 4096 wide 8192 lines in flight, out of L2).
@@ -421,7 +421,7 @@ static void csr_sddmm(int64_t nrows, int64_t Bp, const int64_t* rowptr, const I*
 #endif
 template <typename I>
 static void csr_transpose(int64_t nrows, int64_t ncols, const int64_t* rowptr, const I* cols, const float* vals,
-                          const int64_t* colptr, I* t_rows, float* t_vals, int32_t* t_pos, int nthreads) {
+                          const int64_t* colptr, I* t_rows, float* t_vals, I* t_off, int nthreads) {
     #pragma omp parallel num_threads(nthreads)
     {
         const int t = omp_get_thread_num(), nt = omp_get_num_threads();
@@ -431,10 +431,10 @@ static void csr_transpose(int64_t nrows, int64_t ncols, const int64_t* rowptr, c
             int64_t* wpos = cur + nrows;
             for (int64_t r = 0; r < nrows; ++r)  // each row's first entry in a column >= c0
                 cur[r] = std::lower_bound(cols + rowptr[r], cols + rowptr[r + 1], c0) - cols;
-            // Three arrays' streams with the places: half as many columns a pass (2048 wide, cold caches:
-            // 1.9-3.0 ms against 2.8-3.8 with all TR_CB; 4096: 9.3-11.6 against 14.9-16.6; without the
-            // places TR_CB / 2 was within noise or slower).
-            const int64_t cb = t_pos ? TR_CB / 2 : TR_CB;
+            // Three arrays' streams: half as many columns a pass (rows, values and 4-byte places: 2048
+            // wide, cold caches, 1.9-3.0 ms against 2.8-3.8 with all TR_CB; 4096: 9.3-11.6 against
+            // 14.9-16.6; with two arrays TR_CB / 2 was within noise or slower).
+            const int64_t cb = t_vals && t_off ? TR_CB / 2 : TR_CB;
             for (int64_t b0 = c0; b0 < c1; b0 += cb) {
                 const int64_t b1 = b0 + cb < c1 ? b0 + cb : c1;
                 for (int64_t c = b0; c < b1; ++c) wpos[c - b0] = colptr[c];
@@ -442,16 +442,18 @@ static void csr_transpose(int64_t nrows, int64_t ncols, const int64_t* rowptr, c
                     if (TR_PD > 0 && r + TR_PD < nrows) {
                         const int64_t kp = cur[r + TR_PD];
                         __builtin_prefetch(cols + kp);
-                        __builtin_prefetch(vals + kp);
-                        __builtin_prefetch(vals + kp + 16);  // a segment spans ~2 lines of values
+                        if (t_vals) {
+                            __builtin_prefetch(vals + kp);
+                            __builtin_prefetch(vals + kp + 16);  // a segment spans ~2 lines of values
+                        }
                     }
                     int64_t k = cur[r];
                     const int64_t e = rowptr[r + 1];
                     for (; k < e && cols[k] < b1; ++k) {
                         const int64_t pos = wpos[cols[k] - b0]++;
                         t_rows[pos] = (I)r;
-                        t_vals[pos] = vals[k];
-                        if (t_pos) t_pos[pos] = (int32_t)k;
+                        if (t_vals) t_vals[pos] = vals[k];
+                        if (t_off) t_off[pos] = (I)(k - rowptr[r]);
                     }
                     cur[r] = k;
                 }
@@ -461,23 +463,49 @@ static void csr_transpose(int64_t nrows, int64_t ncols, const int64_t* rowptr, c
     }
 }
 
+// The values in the order of a transposed pattern that a layout keeps (rows and places within them, from
+// csr_transpose): t_vals[k] = vals[rowptr[t_rows[k]] + t_off[k]]. Consecutive entries of a column sit in
+// rows ~n_out / 8 entries apart, a line each that no hardware prefetcher predicts: the place GA_PD entries
+// ahead is asked for (2048 and 4096 wide, 2 threads, as fractions of a dense matmul: none 0.10, 32
+// 0.07-0.08, 64 0.05-0.06, 128 0.05-0.06; the transposition it replaces at every backward 0.13-0.24).
+#ifndef GA_PD
+#define GA_PD 128
+#endif
+template <typename I>
+static void csr_gather(int64_t n, const I* t_rows, const I* t_off, const int64_t* rowptr, const float* vals,
+                       float* t_vals, int nthreads) {
+    #pragma omp parallel num_threads(nthreads)
+    {
+        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        const int64_t k0 = n * t / nt, k1 = n * (t + 1) / nt;
+        int64_t k = k0;
+        for (; k + GA_PD < k1; ++k) {
+            __builtin_prefetch(vals + rowptr[t_rows[k + GA_PD]] + t_off[k + GA_PD]);
+            t_vals[k] = vals[rowptr[t_rows[k]] + t_off[k]];
+        }
+        for (; k < k1; ++k) t_vals[k] = vals[rowptr[t_rows[k]] + t_off[k]];
+    }
+}
+
 // ---- Both gradients of the inter part in one pass: the input gradient and the weight gradient ----------
-// Rows of the transposed pattern (input features i); entry k = weight (o, i) at CSR place t_pos[k]:
-//   gX[dst[i]] = init[i] + sum_k w_k * A[o_k]     (A: the output gradient, [out, Bp])
-//   gv[t_pos[k]] = dot(A[o_k], X[i])               (X: the layer's input, [in, Bp])
+// Rows of the transposed pattern (input features i); entry k = weight (o, i) = t_vals[k], at CSR place
+// p_k = rowptr[o_k] + t_off[k]:
+//   gX[dst[i]] = init[i] + sum_k t_vals[k] * A[o_k]   (A: the output gradient, [out, Bp])
+//   gv[p_k] = dot(A[o_k], X[i])                        (X: the layer's input, [in, Bp])
 // Both read the same row A[o_k], so it is loaded once for two FMAs: the two products apart loaded an
 // L2 line of A (input gradient) and one of X (weight gradient) per entry and batch vector. Each row takes
 // its batch chunks one after another (NV vectors: gX's chunk in registers); X's row and the entries'
-// partial dot products (a vector each, summed over the chunks in a row scratch) stay in L1; the row's
-// dot products are then reduced VW at a time. Threads own rows split by entries: each gX row and each
-// gv entry has one writer. In one process against the two products apart (benchmarks/grads_ab.py, 2
+// partial dot products (a vector each, summed over the chunks in a row scratch) stay in L1; the row's dot
+// products are then reduced VW at a time. Threads own rows split by entries: each gX row and each gv
+// entry has one writer. In one process against the two products apart (benchmarks/grads_ab.py, 2
 // threads, batch 256, results/bench/cpu/grads-ab.txt, two runs): the two with their transposition
-// 1.10-1.16x, 1.22-1.25x, 1.16-1.18x at 1024, 2048, 4096 wide; a layer's forward + backward
-// 1.06-1.07x, 1.11-1.13x, 1.06-1.07x. Batch chunks outer (the output gradient's chunk in L2, VW
-// entries reduced per chunk), 4-vector chunks, blocks of rows with chunks outer, and prefetching the
-// next chunk's lines were slower (grads-tried.txt).
+// 1.10-1.16x, 1.22-1.25x, 1.16-1.18x at 1024, 2048, 4096 wide; a layer's forward + backward 1.06-1.07x,
+// 1.11-1.13x, 1.06-1.07x. Batch chunks outer (the output gradient's chunk in L2, VW entries reduced per
+// chunk), 4-vector chunks, blocks of rows with chunks outer, and prefetching the next chunk's lines were
+// slower (grads-tried.txt); so was gathering each row's weights in the kernel (from the places, before
+// the row's chunks: 0.69 of a dense matmul against 0.58 at 2048; in the first chunk's pass: 0.73).
 template <int NV, typename I>
-static inline void grads_row_chunk(int64_t kb, int64_t ke, int first, const I* t_rows, const float* t_vals,
+static inline void grads_row_chunk(int64_t kb, int64_t ke, int first, const I* t_rows, const float* w_row,
                                    const float* A, int64_t lda, const float* x, const float* src, float* y, vf* scr) {
     vf acc[NV];
     UNROLL
@@ -491,7 +519,7 @@ static inline void grads_row_chunk(int64_t kb, int64_t ke, int first, const I* t
             for (int j = 0; j < NV * VW; j += 16) __builtin_prefetch(p + j, 0, 3);
         }
 #endif
-        const vf w = vbcast(t_vals[k]);
+        const vf w = vbcast(w_row[k - kb]);
         vf s0 = vbcast(0.f), s1 = vbcast(0.f);  // two chains: the dot product's FMAs wait on each other
         UNROLL
         for (int j = 0; j < NV; ++j) {
@@ -507,9 +535,10 @@ static inline void grads_row_chunk(int64_t kb, int64_t ke, int first, const I* t
 }
 
 template <typename I>
-static void csr_grads(int64_t nrows, int64_t Bp, const int64_t* t_rowptr, const I* t_rows, const float* t_vals,
-                      const int32_t* t_pos, const float* A, int64_t lda, const float* X, int64_t ldx, const float* init,
-                      int64_t ldi, const int64_t* dst, float* Y, int64_t ldy, float* gv, int nthreads) {
+static void csr_grads(int64_t nrows, int64_t Bp, const int64_t* t_rowptr, const I* t_rows, const I* t_off,
+                      const int64_t* rowptr, const float* t_vals, const float* A, int64_t lda, const float* X,
+                      int64_t ldx, const float* init, int64_t ldi, const int64_t* dst, float* Y, int64_t ldy,
+                      float* gv, int nthreads) {
     #pragma omp parallel num_threads(nthreads)
     {
         const int t = omp_get_thread_num(), nt = omp_get_num_threads();
@@ -519,11 +548,12 @@ static void csr_grads(int64_t nrows, int64_t Bp, const int64_t* t_rowptr, const 
         vf* scr = new vf[most + 1];  // (C++17: aligned to the vector)
         for (int64_t r = r0; r < r1; ++r) {
             const int64_t kb = t_rowptr[r], ke = t_rowptr[r + 1];
+            const float* w_row = t_vals + kb;
             float* y = Y + (dst ? dst[r] : r) * ldy;
             for (int64_t c0 = 0; c0 < Bp;) {
                 const int64_t nv = (Bp - c0 < CSR_NV * VW ? Bp - c0 : CSR_NV * VW) / VW;
                 const float* src = init ? init + r * ldi + c0 : 0;
-#define CALL(N) grads_row_chunk<N>(kb, ke, c0 == 0, t_rows, t_vals, A + c0, lda, X + r * ldx + c0, src, y + c0, scr)
+#define CALL(N) grads_row_chunk<N>(kb, ke, c0 == 0, t_rows, w_row, A + c0, lda, X + r * ldx + c0, src, y + c0, scr)
                 CSR_BLOCKS(nv);
 #undef CALL
                 c0 += nv * VW;
@@ -535,9 +565,9 @@ static void csr_grads(int64_t nrows, int64_t Bp, const int64_t* t_rowptr, const 
                 for (int m = 0; m < VW; ++m) a[SLOT[m]] = scr[k - kb + m];
                 const vf s = reduce(a);
                 UNROLL
-                for (int m = 0; m < VW; ++m) gv[t_pos[k + m]] = s[m];
+                for (int m = 0; m < VW; ++m) gv[rowptr[t_rows[k + m]] + t_off[k + m]] = s[m];
             }
-            for (; k < ke; ++k) gv[t_pos[k]] = hsum(scr[k - kb]);
+            for (; k < ke; ++k) gv[rowptr[t_rows[k]] + t_off[k]] = hsum(scr[k - kb]);
         }
         delete[] scr;
     }
@@ -1055,23 +1085,39 @@ void g2g_csr_sddmm(int64_t nrows, int64_t Bp, const int64_t* rowptr, const void*
 }
 
 void g2g_csr_transpose(int64_t nrows, int64_t ncols, const int64_t* rowptr, const void* cols, int index_bytes,
-                       const float* vals, const int64_t* colptr, void* t_rows, float* t_vals, int32_t* t_pos,
+                       const float* vals, const int64_t* colptr, void* t_rows, float* t_vals, void* t_off,
                        int nthreads) {
     if (index_bytes == 2)
-        csr_transpose(nrows, ncols, rowptr, (const int16_t*)cols, vals, colptr, (int16_t*)t_rows, t_vals, t_pos, nthreads);
+        csr_transpose(nrows, ncols, rowptr, (const int16_t*)cols, vals, colptr, (int16_t*)t_rows, t_vals,
+                      (int16_t*)t_off, nthreads);
     else
-        csr_transpose(nrows, ncols, rowptr, (const int32_t*)cols, vals, colptr, (int32_t*)t_rows, t_vals, t_pos, nthreads);
+        csr_transpose(nrows, ncols, rowptr, (const int32_t*)cols, vals, colptr, (int32_t*)t_rows, t_vals,
+                      (int32_t*)t_off, nthreads);
 }
 
-// Y[dst[r]] = init[r] + (transposed CSR row r) @ A and gv[t_pos[k]] = dot(A[t_rows[k]], X[r]) for every
-// entry k of row r (see csr_grads); t_rowptr/t_rows/t_vals/t_pos from g2g_csr_transpose.
-void g2g_csr_grads(int64_t nrows, int64_t Bp, const int64_t* t_rowptr, const void* t_rows, int index_bytes,
-                   const float* t_vals, const int32_t* t_pos, const float* A, int64_t lda, const float* X, int64_t ldx,
-                   const float* init, int64_t ldi, const int64_t* dst, float* Y, int64_t ldy, float* gv, int nthreads) {
+// t_vals[k] = vals[rowptr[t_rows[k]] + t_off[k]]: the values in the order of a transposed pattern (rows and
+// places within them from g2g_csr_transpose).
+void g2g_csr_gather(int64_t n, const void* t_rows, const void* t_off, int index_bytes, const int64_t* rowptr,
+                    const float* vals, float* t_vals, int nthreads) {
     if (index_bytes == 2)
-        csr_grads(nrows, Bp, t_rowptr, (const int16_t*)t_rows, t_vals, t_pos, A, lda, X, ldx, init, ldi, dst, Y, ldy, gv, nthreads);
+        csr_gather(n, (const int16_t*)t_rows, (const int16_t*)t_off, rowptr, vals, t_vals, nthreads);
     else
-        csr_grads(nrows, Bp, t_rowptr, (const int32_t*)t_rows, t_vals, t_pos, A, lda, X, ldx, init, ldi, dst, Y, ldy, gv, nthreads);
+        csr_gather(n, (const int32_t*)t_rows, (const int32_t*)t_off, rowptr, vals, t_vals, nthreads);
+}
+
+// Y[dst[r]] = init[r] + (transposed CSR row r) @ A and gv[p_k] = dot(A[t_rows[k]], X[r]) for every entry k
+// of row r, p_k = rowptr[t_rows[k]] + t_off[k] (see csr_grads); t_rowptr/t_rows/t_off from g2g_csr_transpose,
+// t_vals from it or g2g_csr_gather.
+void g2g_csr_grads(int64_t nrows, int64_t Bp, const int64_t* t_rowptr, const void* t_rows, const void* t_off,
+                   int index_bytes, const int64_t* rowptr, const float* t_vals, const float* A, int64_t lda,
+                   const float* X, int64_t ldx, const float* init, int64_t ldi, const int64_t* dst, float* Y,
+                   int64_t ldy, float* gv, int nthreads) {
+    if (index_bytes == 2)
+        csr_grads(nrows, Bp, t_rowptr, (const int16_t*)t_rows, (const int16_t*)t_off, rowptr, t_vals, A, lda, X, ldx,
+                  init, ldi, dst, Y, ldy, gv, nthreads);
+    else
+        csr_grads(nrows, Bp, t_rowptr, (const int32_t*)t_rows, (const int32_t*)t_off, rowptr, t_vals, A, lda, X, ldx,
+                  init, ldi, dst, Y, ldy, gv, nthreads);
 }
 
 // The same with T x T tiles (T % 4 == 0). transposed = 0: tile rows are output rows (trowptr/tcols by

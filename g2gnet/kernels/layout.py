@@ -45,9 +45,15 @@ class Layout:
     cols: Tensor  # int16 or int32 [n]: sorted input index (BSR: tile column, int32)
     t_rowptr: Tensor  # int64 [cols + 1]: entries per column of the transposed pattern (input gradient)
     # BSR only (tiles are few): the transposed tile pattern, tile row and stored index of each.
-    # CSR builds its transposed pattern during the backward pass instead (O(nnz) memory saved).
+    # CSR: the first backward that needs it builds it (``transposed`` below).
     t_rows: Tensor  # int32 [n tiles], empty for CSR
     t_index: Tensor  # int32 [n tiles], empty for CSR
+    # The element-wise inter part's transposed pattern as the backward reads it (each entry's row, and its
+    # place within its CSR row, both in the index dtype), built by the first backward that asks
+    # (``kernels.ops._transposed``) and, with ``keep_transposed``, kept for the next: a PackedWeight's
+    # layout, rebuilt whenever the mask changes (4 bytes per entry with int16 indices).
+    keep_transposed: bool = field(default=False, repr=False, compare=False)
+    transposed: tuple[Tensor, Tensor] | None = field(default=None, repr=False, compare=False)
     # The op boundary's checks of these tensors passed (kernels.ops._check_layout). A PackedWeight's
     # Layout is built once per layout version from its buffers, so its eager calls check it once;
     # a custom op call unpacks a new Layout, checked at every call.

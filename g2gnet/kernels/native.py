@@ -188,17 +188,23 @@ def csr_sddmm(nrows: int, Bp: int, rowptr: Tensor, cols: Tensor, index_bytes: in
 
 
 def csr_transpose(nrows: int, ncols: int, rowptr: Tensor, cols: Tensor, index_bytes: int, vals: Tensor,
-                  colptr: Tensor, t_rows: Tensor, t_vals: Tensor, t_pos: Tensor | None, nthreads: int) -> None:
+                  colptr: Tensor, t_rows: Tensor, t_vals: Tensor | None, t_off: Tensor | None, nthreads: int) -> None:
     get().g2g_csr_transpose(nrows, ncols, rowptr.data_ptr(), cols.data_ptr(), index_bytes, vals.data_ptr(),
-                            colptr.data_ptr(), t_rows.data_ptr(), t_vals.data_ptr(), _ptr(t_pos), nthreads)
+                            colptr.data_ptr(), t_rows.data_ptr(), _ptr(t_vals), _ptr(t_off), nthreads)
 
 
-def csr_grads(nrows: int, Bp: int, t_rowptr: Tensor, t_rows: Tensor, index_bytes: int, t_vals: Tensor,
-              t_pos: Tensor, A: Tensor, lda: int, X: Tensor, ldx: int, init: Tensor | None, ldi: int,
+def csr_gather(n: int, t_rows: Tensor, t_off: Tensor, index_bytes: int, rowptr: Tensor, vals: Tensor,
+               t_vals: Tensor, nthreads: int) -> None:
+    get().g2g_csr_gather(n, t_rows.data_ptr(), t_off.data_ptr(), index_bytes, rowptr.data_ptr(), vals.data_ptr(),
+                         t_vals.data_ptr(), nthreads)
+
+
+def csr_grads(nrows: int, Bp: int, t_rowptr: Tensor, t_rows: Tensor, t_off: Tensor, index_bytes: int,
+              rowptr: Tensor, t_vals: Tensor, A: Tensor, lda: int, X: Tensor, ldx: int, init: Tensor | None, ldi: int,
               dst: Tensor | None, Y: Tensor, ldy: int, gv: Tensor, nthreads: int) -> None:
-    get().g2g_csr_grads(nrows, Bp, t_rowptr.data_ptr(), t_rows.data_ptr(), index_bytes, t_vals.data_ptr(),
-                        t_pos.data_ptr(), A.data_ptr(), lda, X.data_ptr(), ldx, _ptr(init), ldi, _ptr(dst),
-                        Y.data_ptr(), ldy, gv.data_ptr(), nthreads)
+    get().g2g_csr_grads(nrows, Bp, t_rowptr.data_ptr(), t_rows.data_ptr(), t_off.data_ptr(), index_bytes,
+                        rowptr.data_ptr(), t_vals.data_ptr(), A.data_ptr(), lda, X.data_ptr(), ldx, _ptr(init), ldi,
+                        _ptr(dst), Y.data_ptr(), ldy, gv.data_ptr(), nthreads)
 
 
 def bsr_spmm(nrows: int, Bp: int, T: int, transposed: int, trowptr: Tensor, tcols: Tensor, tidx: Tensor | None,
@@ -254,6 +260,6 @@ def infer_chain(args: ctypes.Array, n: int) -> None:
 
 
 KERNELS = {"g2g_vector_width": vector_width, "g2g_csr_spmm": csr_spmm, "g2g_csr_sddmm": csr_sddmm,
-           "g2g_csr_transpose": csr_transpose, "g2g_csr_grads": csr_grads, "g2g_bsr_spmm": bsr_spmm,
+           "g2g_csr_transpose": csr_transpose, "g2g_csr_gather": csr_gather, "g2g_csr_grads": csr_grads, "g2g_bsr_spmm": bsr_spmm,
            "g2g_bsr_sddmm": bsr_sddmm, "g2g_gather_t": gather_t, "g2g_infer": infer, "g2g_infer_call": infer_call,
            "g2g_infer_chain": infer_chain}

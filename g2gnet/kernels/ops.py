@@ -210,25 +210,39 @@ def _sparse_rows(lay: Layout, transposed: bool, values: Tensor, x: Tensor, init:
     if blocks is not None:
         raise G2GError("g2gnet op: blocks in the sparse pass need a tiled layout")
     if transposed:
-        cols, vals, _ = _transposed(lay, values, nt, positions=False)
+        cols, _, vals = _transposed(lay, values, nt)
         rowptr = lay.t_rowptr
     else:
         vals, rowptr, cols = values, lay.rowptr, lay.cols
     native.csr_spmm(n_rows, bp, _chunk(x.shape[0]), rowptr, cols, lay.index_bytes, vals, **io)
 
 
-def _transposed(lay: Layout, values: Tensor, nt: int, positions: bool) -> tuple[Tensor, Tensor, Tensor | None]:
-    """(rows, values, CSR places or None) of the element-wise inter part's transposed pattern, built
-    now (a counting sort by column; rows by ``lay.t_rowptr``): rows and values in workspaces, the
-    places in a tensor of their own, freed after the backward (as a workspace they kept 4 bytes per
-    entry of the widest layer resident: perf-memory's training peak 259-261 MiB against 250; the
-    layer's step within noise either way, 0.96-1.02x at 2048 and 4096 wide)."""
-    rows = _workspace("t_cols", lay.n_values, lay.cols.dtype)
-    vals = _workspace("t_vals", lay.n_values)
-    pos = huge(torch.empty(lay.n_values, dtype=torch.int32)) if positions else None
+def _transposed(lay: Layout, values: Tensor, nt: int) -> tuple[Tensor, Tensor, Tensor]:
+    """(rows, places within their CSR rows, values) of the element-wise inter part's transposed
+    pattern (rows by ``lay.t_rowptr``). A layout that keeps its pattern (``Layout.transposed``: a
+    PackedWeight's, rebuilt whenever the mask changes) builds it once (a counting sort by column)
+    and from then on only gathers the values in its order; any other builds it now in workspaces.
+    2048 wide, 2 threads, as fractions of one dense matmul: the pattern with values and 4-byte CSR
+    places, built at every backward, 0.13-0.24; the gather 0.05-0.06 (``benchmarks/kept_pattern_ab.py``).
+    Kept, the pattern costs 4 bytes per entry with int16 indices; the values are a tensor of the
+    caller's backward, freed after it (a workspace would hold 4 bytes per entry of the widest layer
+    through the optimizer's step, where the training peak is: perf-memory 256-257 MiB against 250)."""
+    vals = huge(torch.empty(lay.n_values))
+    if lay.transposed is not None:
+        rows, offs = lay.transposed
+        native.csr_gather(lay.n_values, rows, offs, lay.index_bytes, lay.rowptr, values, vals, nt)
+        return rows, offs, vals
+    if lay.keep_transposed:
+        rows = torch.empty(lay.n_values, dtype=lay.cols.dtype)
+        offs = torch.empty(lay.n_values, dtype=lay.cols.dtype)
+    else:
+        rows = _workspace("t_cols", lay.n_values, lay.cols.dtype)
+        offs = _workspace("t_offs", lay.n_values, lay.cols.dtype)
     native.csr_transpose(lay.n_out, lay.n_in, lay.rowptr, lay.cols, lay.index_bytes, values, lay.t_rowptr, rows,
-                         vals, pos, nt)
-    return rows, vals, pos
+                         vals, offs, nt)
+    if lay.keep_transposed:
+        lay.transposed = (rows, offs)
+    return rows, offs, vals
 
 
 _scratch = threading.local()
@@ -362,7 +376,7 @@ def _grads_into(lay: Layout, intra: Tensor, values: Tensor, gys: Tensor, xs: Ten
     ``_weight_grads_into``). With both, element-wise layouts take the inter part's two products in
     one pass over its transposed pattern (``g2g_csr_grads``: each row of the output gradient is read
     once for both); otherwise they run one after the other."""
-    if gi is not None and (gxs is None or lay.tile or not lay.n_values or lay.n_values >= 2**31):  # (int32 places)
+    if gi is not None and (gxs is None or lay.tile or not lay.n_values):
         _weight_grads_into(lay, gys, xs, gi, gv, nt)
         gi = None
     if gxs is None:
@@ -372,9 +386,10 @@ def _grads_into(lay: Layout, intra: Tensor, values: Tensor, gys: Tensor, xs: Ten
         return
     _block_grads_into(lay, gys, xs, gi, gv)
     ys = _block_product(lay, _seen_blocks(lay, intra, True), gys)
-    rows, vals, pos = _transposed(lay, values, nt, positions=True)
-    native.csr_grads(lay.n_in, gys.shape[1], lay.t_rowptr, rows, lay.index_bytes, vals, pos, gys, gys.stride(0),
-                     xs, xs.stride(0), ys, 0 if ys is None else ys.stride(0), dst, gxs, gxs.stride(0), gv, nt)
+    rows, offs, vals = _transposed(lay, values, nt)
+    native.csr_grads(lay.n_in, gys.shape[1], lay.t_rowptr, rows, offs, lay.index_bytes, lay.rowptr, vals, gys,
+                     gys.stride(0), xs, xs.stride(0), ys, 0 if ys is None else ys.stride(0), dst, gxs, gxs.stride(0),
+                     gv, nt)
 
 
 def _weight_grads_into(lay: Layout, gys: Tensor, xs: Tensor, gi: Tensor, gv: Tensor, nt: int) -> None:

@@ -1,0 +1,109 @@
+"""Element-wise layouts: the backward's one-pass gradients on the transposed pattern that the layout
+keeps (rows and places within their CSR rows, built once per mask; each backward gathers the values
+in its order, ``g2g_csr_gather``), against the code before, which rebuilt the transposed pattern with
+its values and 4-byte CSR places at every backward (``g2g_csr_transpose`` and ``g2g_csr_grads`` of an older
+source, loaded beside this checkout's). The rest of the step runs this checkout's kernels on both
+sides. In one process, interleaved (``g2gnet.timing``; "rebuilt / kept" > 1: keeping is faster).
+
+Per width: the two gradients' products alone at batch 256, then a layer's forward + backward, then
+(``--model``) an Adam step of the whole ``g2g-mixer`` 784-W x 3-10.
+
+    git show 0fffe53:g2gnet/csrc/g2g_kernels.cpp > /tmp/old.cpp
+    python benchmarks/kept_pattern_ab.py /tmp/old.cpp [--widths 1024,2048,4096] [--repeats 21] [--model]
+"""
+
+import argparse
+import ctypes
+import subprocess
+
+import torch
+
+import g2gnet
+from g2gnet import malloc
+from g2gnet.bench import sparse_layer
+from g2gnet.kernels import native, ops
+from g2gnet.timing import compare, time_interleaved
+
+parser = argparse.ArgumentParser()
+parser.add_argument("old_source", help="the C++ source of the code before (its g2g_csr_transpose and g2g_csr_grads)")
+parser.add_argument("--widths", default="1024,2048,4096", help="layer widths, comma-separated")
+parser.add_argument("--batch", type=int, default=256, help="batch size")
+parser.add_argument("--repeats", type=int, default=21, help="interleaved repeats")
+parser.add_argument("--model", action="store_true", help="also time the whole model's training step")
+args = parser.parse_args()
+malloc.keep_defaults()
+torch.set_num_threads(2)
+
+native.get()
+subprocess.run(["g++", *native._flags(), args.old_source, "-o", "/tmp/g2g_kept_ab_old.so"], check=True)
+old = ctypes.CDLL("/tmp/g2g_kept_ab_old.so")
+for fn, proto in native.prototypes(open(args.old_source).read()).items():
+    f = getattr(old, fn)
+    f.argtypes, f.restype = [native._CTYPES[c] for c, _ in proto], None
+kept = ops._grads_into
+
+
+def rebuilt(lay, intra, values, gys, xs, dst, gxs, gi, gv, nt):
+    """The code before: the both-gradients branch of ``_grads_into`` with the pattern, its values and
+    int32 places rebuilt now (rows and values in workspaces, places in a tensor of their own)."""
+    if gi is None or gxs is None or lay.tile or not lay.n_values:
+        return kept(lay, intra, values, gys, xs, dst, gxs, gi, gv, nt)
+    ops._block_grads_into(lay, gys, xs, gi, gv)
+    ys = ops._block_product(lay, ops._seen_blocks(lay, intra, True), gys)
+    rows = ops._workspace("t_cols", lay.n_values, lay.cols.dtype)
+    vals = ops._workspace("t_vals", lay.n_values)
+    pos = malloc.huge(torch.empty(lay.n_values, dtype=torch.int32))
+    old.g2g_csr_transpose(lay.n_out, lay.n_in, lay.rowptr.data_ptr(), lay.cols.data_ptr(), lay.index_bytes,
+                          values.data_ptr(), lay.t_rowptr.data_ptr(), rows.data_ptr(), vals.data_ptr(), pos.data_ptr(), nt)
+    old.g2g_csr_grads(lay.n_in, gys.shape[1], lay.t_rowptr.data_ptr(), rows.data_ptr(), lay.index_bytes,
+                      vals.data_ptr(), pos.data_ptr(), gys.data_ptr(), gys.stride(0), xs.data_ptr(), xs.stride(0),
+                      None if ys is None else ys.data_ptr(), 0 if ys is None else ys.stride(0),
+                      None if dst is None else dst.data_ptr(), gxs.data_ptr(), gxs.stride(0), gv.data_ptr(), nt)
+
+
+WAYS = {"rebuilt": rebuilt, "kept": kept}
+
+
+def use(name: str) -> None:
+    ops._grads_into = WAYS[name]
+
+
+for width in (int(w) for w in args.widths.split(",")):
+    torch.manual_seed(0)
+    layer = sparse_layer(width)
+    lay, intra, values = layer.layout, layer.intra.detach(), layer.values.detach()
+    bp = ops.padded(args.batch)
+    xs = ops.gather_t(torch.randn(args.batch, width), lay.in_perm, bp)
+    gys = ops.gather_t(torch.randn(args.batch, width), lay.out_perm, bp)
+    outs = {n: (torch.empty(width, ops.row_stride(bp))[:, :bp], torch.empty(lay.intra_shape), torch.empty(values.numel()))
+            for n in WAYS}
+    calls = {n: (lambda n=n: WAYS[n](lay, intra, values, gys, xs, lay.in_perm, *outs[n], torch.get_num_threads()))
+             for n in WAYS}
+    times = time_interleaved(calls, args.repeats, warmup=2)
+    for k in range(3):
+        torch.testing.assert_close(outs["rebuilt"][k], outs["kept"][k], rtol=1e-4, atol=1e-4)
+    print(compare(f"{width} wide, the two gradients' products", times), flush=True)
+
+    x = torch.randn(args.batch, width, requires_grad=True)
+
+    def step() -> None:
+        x.grad = None
+        layer.zero_grad(set_to_none=True)
+        layer(x).sum().backward()
+
+    times = time_interleaved({n: step for n in WAYS}, args.repeats, warmup=2, before=use)
+    print(compare(f"{width} wide, layer forward + backward", times), flush=True)
+
+    if args.model:
+        model = g2gnet.build_model("g2g-mixer", 784, 10, hidden=[width] * 3, seed=0)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        xb, yb = torch.randn(args.batch, 784), torch.randint(0, 10, (args.batch,))
+
+        def train_step() -> None:
+            opt.zero_grad(set_to_none=True)
+            torch.nn.functional.cross_entropy(model(xb), yb).backward()
+            opt.step()
+
+        times = time_interleaved({n: train_step for n in WAYS}, args.repeats, warmup=2, before=use)
+        print(compare(f"784-{width}x3-10 g2g-mixer, Adam step", times), flush=True)
+    use("kept")
