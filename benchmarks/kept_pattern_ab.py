@@ -6,14 +6,18 @@ source, loaded beside this checkout's). The rest of the step runs this checkout'
 sides. In one process, interleaved (``g2gnet.timing``; "rebuilt / kept" > 1: keeping is faster).
 
 Per width: the two gradients' products alone at batch 256, then a layer's forward + backward, then
-(``--model``) an Adam step of the whole ``g2g-mixer`` 784-W x 3-10.
+(``--model``) an Adam step of the whole ``g2g-mixer`` 784-W x 3-10. ``--pieces``: instead, each
+kernel of both sides alone (the transposition every backward and the old one-pass kernel; the
+gather through the kept pattern, the new one-pass kernel and the once-per-mask transposition), as
+fractions of a dense [W, W] @ [W, batch] matmul timed in the same rounds (medians).
 
     git show 0fffe53:g2gnet/csrc/g2g_kernels.cpp > /tmp/old.cpp
-    python benchmarks/kept_pattern_ab.py /tmp/old.cpp [--widths 1024,2048,4096] [--repeats 21] [--model]
+    python benchmarks/kept_pattern_ab.py /tmp/old.cpp [--widths 1024,2048,4096] [--repeats 21] [--model | --pieces]
 """
 
 import argparse
 import ctypes
+import statistics
 import subprocess
 
 import torch
@@ -30,6 +34,7 @@ parser.add_argument("--widths", default="1024,2048,4096", help="layer widths, co
 parser.add_argument("--batch", type=int, default=256, help="batch size")
 parser.add_argument("--repeats", type=int, default=21, help="interleaved repeats")
 parser.add_argument("--model", action="store_true", help="also time the whole model's training step")
+parser.add_argument("--pieces", action="store_true", help="time each kernel of both sides alone instead")
 args = parser.parse_args()
 malloc.keep_defaults()
 torch.set_num_threads(2)
@@ -68,8 +73,47 @@ def use(name: str) -> None:
     ops._grads_into = WAYS[name]
 
 
+def pieces(width: int) -> None:
+    layer = sparse_layer(width)
+    lay, values, n, nt = layer.layout, layer.values.detach(), layer.layout.n_values, torch.get_num_threads()
+    bp = ops.padded(args.batch)
+    xs = ops.gather_t(torch.randn(args.batch, width), lay.in_perm, bp)
+    gys = ops.gather_t(torch.randn(args.batch, width), lay.out_perm, bp)
+    rows, offs = torch.empty(n, dtype=lay.cols.dtype), torch.empty(n, dtype=lay.cols.dtype)
+    vals, pos, gv = torch.empty(n), torch.empty(n, dtype=torch.int32), torch.empty(n)
+    gxs = torch.empty(width, ops.row_stride(bp))[:, :bp]
+    a, b = torch.randn(width, width), torch.randn(width, args.batch)
+    p = lambda t: None if t is None else t.data_ptr()  # noqa: E731
+    calls = {
+        "dense matmul": lambda: torch.mm(a, b),
+        "old: transposition with values and int32 places": lambda: old.g2g_csr_transpose(
+            lay.n_out, lay.n_in, p(lay.rowptr), p(lay.cols), lay.index_bytes, p(values), p(lay.t_rowptr), p(rows),
+            p(vals), p(pos), nt),
+        "old: g2g_csr_grads": lambda: old.g2g_csr_grads(
+            lay.n_in, bp, p(lay.t_rowptr), p(rows), lay.index_bytes, p(vals), p(pos), p(gys), gys.stride(0), p(xs),
+            xs.stride(0), None, 0, None, p(gxs), gxs.stride(0), p(gv), nt),
+        "new: transposition, rows and offsets (once per mask)": lambda: native.csr_transpose(
+            lay.n_out, lay.n_in, lay.rowptr, lay.cols, lay.index_bytes, values, lay.t_rowptr, rows, None, offs, nt),
+        "new: gather of the values (every backward)": lambda: native.csr_gather(
+            n, rows, offs, lay.index_bytes, lay.rowptr, values, vals, nt),
+        "new: g2g_csr_grads": lambda: native.csr_grads(
+            lay.n_in, bp, lay.t_rowptr, rows, offs, lay.index_bytes, lay.rowptr, vals, gys, gys.stride(0), xs,
+            xs.stride(0), None, 0, None, gxs, gxs.stride(0), gv, nt),
+    }
+    for f in calls.values():  # in this order: each side's arrays hold what its next call reads
+        f()
+    times = time_interleaved(calls, args.repeats, warmup=1)
+    mm = statistics.median(times["dense matmul"])
+    print(f"{width} wide, batch {args.batch}, {nt} threads; one dense matmul {mm:.2f} ms", flush=True)
+    for name, t in times.items():
+        print(f"  {name:55s} {statistics.median(t) / mm:.3f}", flush=True)
+
+
 for width in (int(w) for w in args.widths.split(",")):
     torch.manual_seed(0)
+    if args.pieces:
+        pieces(width)
+        continue
     layer = sparse_layer(width)
     lay, intra, values = layer.layout, layer.intra.detach(), layer.values.detach()
     bp = ops.padded(args.batch)
