@@ -150,7 +150,8 @@ class PackedWeight(nn.Module):
         if self._layout is None:
             kw = dict(zip(Layout.INTS, self._ints))
             kw.update({name: getattr(self, name) for name in Layout.TENSORS})
-            self._layout = Layout(**kw, keep_transposed=True)  # rebuilt at every change: its caches hold
+            # Rebuilt at every change of the mask (_invalidate): what it keeps stays true.
+            self._layout = Layout(**kw, keep_transposed=True)
         return self._layout
 
     def op_args(self) -> tuple[list[Tensor], list[int]]:

@@ -226,7 +226,7 @@ def _transposed(lay: Layout, values: Tensor, nt: int) -> tuple[Tensor, Tensor, T
     places, built at every backward, 0.13-0.24; the gather 0.05-0.06 (``benchmarks/kept_pattern_ab.py``).
     Kept, the pattern costs 4 bytes per entry with int16 indices; the values are a tensor of the
     caller's backward, freed after it (a workspace would hold 4 bytes per entry of the widest layer
-    through the optimizer's step, where the training peak is: perf-memory 256-257 MiB against 250)."""
+    through the optimizer's step, where the training peak is: perf-memory's 256-257 MiB, not 244-249)."""
     vals = huge(torch.empty(lay.n_values))
     if lay.transposed is not None:
         rows, offs = lay.transposed
