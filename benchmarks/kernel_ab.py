@@ -1,8 +1,9 @@
 """A/B of builds of the C++ kernels in one process: each variant is compiled from a source file with
 extra flags and loaded beside the others; the inter products (forward, input gradient, weight
-gradient; the first two with the layer's diagonal blocks, as ops._product runs them) of the bench
-layer, or with --layer its whole forward + backward, are timed interleaved
-(median ms, and the first variant's time over each other's per pair, median [min-max]).
+gradient; the first two with the layer's diagonal blocks, as ops._product runs them; element-wise,
+both gradients in one pass as the layer's backward runs them) of the bench layer, or with --layer
+its whole forward + backward, are timed interleaved (median ms, and the first variant's time over
+each other's per pair, median [min-max]).
 
     git show REV:g2gnet/csrc/g2g_kernels.cpp > /tmp/old.cpp   # REV with this checkout's C prototypes
     python benchmarks/kernel_ab.py old:/tmp/old.cpp new: [--layer] [--width 2048] [--tiles 1,32] [--reps 15]
@@ -79,4 +80,14 @@ for tile in (int(t) for t in args.tiles.split(",")):
         else:
             native.csr_sddmm(N, bp, lay.rowptr, lay.cols, lay.index_bytes, gys, gys.stride(0), xs, xs.stride(0), gv, 2)
         return gv.clone()
-    timed({"forward": product(False), "input grad": product(True), "weight grad": weight_grad}, label)
+    parts = {"forward": product(False), "input grad": product(True), "weight grad": weight_grad}
+    if not lay.tile:  # the element-wise backward's one-pass kernel on the layout's kept pattern
+
+        def both_grads():
+            rows, offs, t_vals = ops._transposed(lay, values, 2)
+            native.csr_grads(N, bp, lay.t_rowptr, rows, offs, lay.index_bytes, lay.rowptr, t_vals, gys, gys.stride(0),
+                             xs, xs.stride(0), None, 0, lay.in_perm, out, out.stride(0), gv, 2)
+            return torch.cat([out.flatten(), gv])
+
+        parts["both grads, one pass"] = both_grads
+    timed(parts, label)
