@@ -210,18 +210,19 @@ def _sparse_rows(lay: Layout, transposed: bool, values: Tensor, x: Tensor, init:
     if blocks is not None:
         raise G2GError("g2gnet op: blocks in the sparse pass need a tiled layout")
     if transposed:
-        cols, _, vals = _transposed(lay, values, nt)
+        cols, _, vals = _transposed(lay, values, nt, offsets=False)
         rowptr = lay.t_rowptr
     else:
         vals, rowptr, cols = values, lay.rowptr, lay.cols
     native.csr_spmm(n_rows, bp, _chunk(x.shape[0]), rowptr, cols, lay.index_bytes, vals, **io)
 
 
-def _transposed(lay: Layout, values: Tensor, nt: int) -> tuple[Tensor, Tensor, Tensor]:
+def _transposed(lay: Layout, values: Tensor, nt: int, offsets: bool = True) -> tuple[Tensor, Tensor | None, Tensor]:
     """(rows, places within their CSR rows, values) of the element-wise inter part's transposed
     pattern (rows by ``lay.t_rowptr``). A layout that keeps its pattern (``Layout.transposed``: a
     PackedWeight's, rebuilt whenever the mask changes) builds it once (a counting sort by column)
-    and from then on only gathers the values in its order; any other builds it now in workspaces.
+    and from then on only gathers the values in its order; any other builds it now in workspaces
+    (without the places unless ``offsets``: two arrays to write, not three).
     2048 wide, 2 threads, as fractions of one dense matmul: the pattern with values and 4-byte CSR
     places, built at every backward, 0.13-0.24; the gather 0.05-0.06 (``benchmarks/kept_pattern_ab.py``).
     Kept, the pattern costs 4 bytes per entry with int16 indices; the values are a tensor of the
@@ -237,7 +238,7 @@ def _transposed(lay: Layout, values: Tensor, nt: int) -> tuple[Tensor, Tensor, T
         offs = torch.empty(lay.n_values, dtype=lay.cols.dtype)
     else:
         rows = _workspace("t_cols", lay.n_values, lay.cols.dtype)
-        offs = _workspace("t_offs", lay.n_values, lay.cols.dtype)
+        offs = _workspace("t_offs", lay.n_values, lay.cols.dtype) if offsets else None
     native.csr_transpose(lay.n_out, lay.n_in, lay.rowptr, lay.cols, lay.index_bytes, values, lay.t_rowptr, rows,
                          vals, offs, nt)
     if lay.keep_transposed:
