@@ -22,11 +22,11 @@ import subprocess
 
 import torch
 
-import g2gnet
 from g2gnet import malloc
 from g2gnet.bench import sparse_layer
 from g2gnet.kernels import native, ops
-from g2gnet.timing import compare, time_interleaved
+from g2gnet.timing import time_interleaved
+from grads_ways import compare_ways
 
 parser = argparse.ArgumentParser()
 parser.add_argument("old_source", help="the C++ source of the code before (its g2g_csr_transpose and g2g_csr_grads)")
@@ -69,9 +69,6 @@ def rebuilt(lay, intra, values, gys, xs, dst, gxs, gi, gv, nt):
 WAYS = {"rebuilt": rebuilt, "kept": kept}
 
 
-def use(name: str) -> None:
-    ops._grads_into = WAYS[name]
-
 
 def pieces(width: int) -> None:
     layer = sparse_layer(width)
@@ -110,44 +107,8 @@ def pieces(width: int) -> None:
 
 
 for width in (int(w) for w in args.widths.split(",")):
-    torch.manual_seed(0)
     if args.pieces:
+        torch.manual_seed(0)
         pieces(width)
-        continue
-    layer = sparse_layer(width)
-    lay, intra, values = layer.layout, layer.intra.detach(), layer.values.detach()
-    bp = ops.padded(args.batch)
-    xs = ops.gather_t(torch.randn(args.batch, width), lay.in_perm, bp)
-    gys = ops.gather_t(torch.randn(args.batch, width), lay.out_perm, bp)
-    outs = {n: (torch.empty(width, ops.row_stride(bp))[:, :bp], torch.empty(lay.intra_shape), torch.empty(values.numel()))
-            for n in WAYS}
-    calls = {n: (lambda n=n: WAYS[n](lay, intra, values, gys, xs, lay.in_perm, *outs[n], torch.get_num_threads()))
-             for n in WAYS}
-    times = time_interleaved(calls, args.repeats, warmup=2)
-    for k in range(3):
-        torch.testing.assert_close(outs["rebuilt"][k], outs["kept"][k], rtol=1e-4, atol=1e-4)
-    print(compare(f"{width} wide, the two gradients' products", times), flush=True)
-
-    x = torch.randn(args.batch, width, requires_grad=True)
-
-    def step() -> None:
-        x.grad = None
-        layer.zero_grad(set_to_none=True)
-        layer(x).sum().backward()
-
-    times = time_interleaved({n: step for n in WAYS}, args.repeats, warmup=2, before=use)
-    print(compare(f"{width} wide, layer forward + backward", times), flush=True)
-
-    if args.model:
-        model = g2gnet.build_model("g2g-mixer", 784, 10, hidden=[width] * 3, seed=0)
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-        xb, yb = torch.randn(args.batch, 784), torch.randint(0, 10, (args.batch,))
-
-        def train_step() -> None:
-            opt.zero_grad(set_to_none=True)
-            torch.nn.functional.cross_entropy(model(xb), yb).backward()
-            opt.step()
-
-        times = time_interleaved({n: train_step for n in WAYS}, args.repeats, warmup=2, before=use)
-        print(compare(f"784-{width}x3-10 g2g-mixer, Adam step", times), flush=True)
-    use("kept")
+    else:
+        compare_ways(WAYS, width, args.batch, args.repeats, args.model, "the two gradients' products")
