@@ -30,11 +30,11 @@ torch.set_num_threads(2)
 one_pass = ops._grads_into
 
 
-def apart(lay, intra, values, gys, xs, dst, gxs, gi, gv, nt):
+def apart(lay, intra, values, gys, xs, dst, gxs, gi, gv, nt, scratch="blocks"):
     """The code before: the weight gradients (SDDMM), then the transposed product, each as
     ``_grads_into`` runs it when asked for it alone."""
-    one_pass(lay, intra, values, gys, xs, dst, None, gi, gv, nt)
-    one_pass(lay, intra, values, gys, xs, dst, gxs, None, None, nt)
+    one_pass(lay, intra, values, gys, xs, dst, None, gi, gv, nt, scratch)
+    one_pass(lay, intra, values, gys, xs, dst, gxs, None, None, nt, scratch)
 
 
 WAYS = {"apart": apart, "one pass": one_pass}

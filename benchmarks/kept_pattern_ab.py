@@ -48,13 +48,13 @@ for fn, proto in native.prototypes(open(args.old_source).read()).items():
 kept = ops._grads_into
 
 
-def rebuilt(lay, intra, values, gys, xs, dst, gxs, gi, gv, nt):
+def rebuilt(lay, intra, values, gys, xs, dst, gxs, gi, gv, nt, scratch="blocks"):
     """The code before: the both-gradients branch of ``_grads_into`` with the pattern, its values and
     int32 places rebuilt now (rows and values in workspaces, places in a tensor of their own)."""
     if gi is None or gxs is None or lay.tile or not lay.n_values:
-        return kept(lay, intra, values, gys, xs, dst, gxs, gi, gv, nt)
+        return kept(lay, intra, values, gys, xs, dst, gxs, gi, gv, nt, scratch)
     ops._block_grads_into(lay, gys, xs, gi, gv)
-    ys = ops._block_product(lay, ops._seen_blocks(lay, intra, True), gys)
+    ys = ops._block_product(lay, ops._seen_blocks(lay, intra, True), gys, scratch)
     rows = ops._workspace("t_cols", lay.n_values, lay.cols.dtype)
     vals = ops._workspace("t_vals", lay.n_values)
     pos = malloc.huge(torch.empty(lay.n_values, dtype=torch.int32))

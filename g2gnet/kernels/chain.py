@@ -174,7 +174,10 @@ class StackPlan:
             # ReLU as the rows are stored, pad columns too: harmless, no kernel mixes the columns of a
             # forward product (against a separate relu_ pass: the whole model's inference 1.00-1.07x,
             # benchmarks/relu_store_ab.py).
-            ops._product(lay, False, intra, values, xs, bias, dst, out, relu=True)
+            # Training (keep) leaves the gather's workspace free: the blocks' product goes there, so
+            # that no "blocks" workspace stays resident beside the stack's (784-4096x3-10: 4 MiB).
+            ops._product(lay, False, intra, values, xs, bias, dst, out, relu=True,
+                         scratch="gather" if keep else "blocks")
             xs = out
             if not last:
                 inputs.append(out)
@@ -206,17 +209,20 @@ class StackPlan:
                 grads[1 + 3 * i], grads[2 + 3 * i] = (gi if need_i else None), (gv if need_v else None)
             gxs = ops._padded_rows("gx", lay.n_in, bp) if i > 0 or need_x else None
             dst = lay.in_perm if i == 0 else None  # else this layer's sorted input order
-            ops._grads_into(lay, intra, values, gys, xs, dst, gxs, gi, gv, nt)
+            # Of two workspaces, gys is in one ("held"); the other takes the blocks' product of the input
+            # gradient, then the gradient handed down.
+            free = "stack0" if held == "gather" else "gather"
+            ops._grads_into(lay, intra, values, gys, xs, dst, gxs, gi, gv, nt, scratch=free)
             if gxs is None:
                 break
             if i == 0:
                 grads[0] = ops._untransposed(gxs, n)
                 break
             gxs = torch.ops.aten.threshold_backward(gxs, xs, 0)  # the ReLU before this layer
-            # Row r of the layer before went to row dst[r] of this one's input: take it back, into
-            # whichever of two workspaces gys is not in (the gather's, and the forward's "stack0", free
-            # in the backward): two of the layer width resident, not three (784-4096x3-10: 4.25 MiB).
-            held = "stack0" if held == "gather" else "gather"
+            # Row r of the layer before went to row dst[r] of this one's input: take it back, into the
+            # workspace gys is not in (the gather's and the forward's "stack0", free in the backward):
+            # two of the layer width resident, not three (784-4096x3-10: 4.25 MiB).
+            held = free
             gys = ops._padded_rows(held, self.lays[i - 1].n_out, bp)
             native.gather_t(gxs, bp, 1, gxs.stride(0), self.dst[i - 1], gys.shape[0], gys, gys.stride(0), nt)
         return grads

@@ -153,11 +153,12 @@ def gather_t(x: Tensor, perm: Tensor | None, bp: int, scratch: bool = False) -> 
 
 
 def _product(lay: Layout, transposed: bool, intra: Tensor, values: Tensor, x: Tensor, bias: Tensor | None,
-             dst: Tensor | None, out: Tensor, relu: bool = False) -> None:
+             dst: Tensor | None, out: Tensor, relu: bool = False, scratch: str = "blocks") -> None:
     """out[dst[r]] = bias + (W @ x)[r], or (Wᵀ @ x)[r] with ``transposed``, for every sorted row r of
     the layer's whole weight W (blocks and inter part; dst None: row r itself), through a ReLU with
     ``relu``. Tiled layouts run the blocks in the BSR kernel's pass (no batched matmul result to read
-    back) in the forward; otherwise one batched matmul whose result the CSR or BSR kernel adds to.
+    back) in the forward; otherwise one batched matmul, into the workspace ``scratch``, whose result
+    the CSR or BSR kernel adds to.
     (2048 wide, tiles 32, interleaved in one process, ``benchmarks/fused_blocks_ab.py``: the forward
     product with its blocks in the BSR pass 1.00-1.07x the matmul and read-back, the input gradient's
     0.97x: its transposed blocks are read across rows.)"""
@@ -165,7 +166,7 @@ def _product(lay: Layout, transposed: bool, intra: Tensor, values: Tensor, x: Te
     if lay.tile and not transposed:
         _sparse_rows(lay, False, values, x, None, bias, dst, out, relu, blocks)
         return
-    _sparse_rows(lay, transposed, values, x, _block_product(lay, blocks, x), bias, dst, out, relu)
+    _sparse_rows(lay, transposed, values, x, _block_product(lay, blocks, x, scratch), bias, dst, out, relu)
 
 
 def _seen_blocks(lay: Layout, intra: Tensor, transposed: bool) -> Tensor | None:
@@ -177,13 +178,13 @@ def _seen_blocks(lay: Layout, intra: Tensor, transposed: bool) -> Tensor | None:
     return blocks.transpose(1, 2) if transposed else blocks
 
 
-def _block_product(lay: Layout, blocks: Tensor | None, x: Tensor) -> Tensor | None:
-    """The blocks' product (``_seen_blocks``) with x [features, Bp], in a workspace [rows, Bp] in
-    sorted row order; None without blocks."""
+def _block_product(lay: Layout, blocks: Tensor | None, x: Tensor, scratch: str = "blocks") -> Tensor | None:
+    """The blocks' product (``_seen_blocks``) with x [features, Bp], in the workspace ``scratch``
+    [rows, Bp] in sorted row order; None without blocks."""
     if blocks is None:
         return None
     g, rows, side = blocks.shape
-    return _bmm_into("blocks", blocks, _blocks(lay, x, side)).view(g * rows, x.shape[1])
+    return _bmm_into(scratch, blocks, _blocks(lay, x, side)).view(g * rows, x.shape[1])
 
 
 def _sparse_rows(lay: Layout, transposed: bool, values: Tensor, x: Tensor, init: Tensor | None,
@@ -370,23 +371,24 @@ def _weight_grad_buffers(lay: Layout, values: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def _grads_into(lay: Layout, intra: Tensor, values: Tensor, gys: Tensor, xs: Tensor, dst: Tensor | None,
-                gxs: Tensor | None, gi: Tensor | None, gv: Tensor | None, nt: int) -> None:
+                gxs: Tensor | None, gi: Tensor | None, gv: Tensor | None, nt: int, scratch: str = "blocks") -> None:
     """The gradients asked for (an output None: not asked) from the sorted, transposed output
     gradient gys [out, Bp]: the input gradient gxs[dst[r]] = (Wᵀ gys)[r] for every sorted input row r
     (dst None: row r itself), and the weight gradients gi, gv (both or neither;
     ``_weight_grads_into``). With both, element-wise layouts take the inter part's two products in
     one pass over its transposed pattern (``g2g_csr_grads``: each row of the output gradient is read
-    once for both); otherwise they run one after the other."""
+    once for both); otherwise they run one after the other. The blocks' part of the input gradient
+    goes through the workspace ``scratch`` (the stack names one that is free at that point)."""
     if gi is not None and (gxs is None or lay.tile or not lay.n_values):
         _weight_grads_into(lay, gys, xs, gi, gv, nt)
         gi = None
     if gxs is None:
         return
     if gi is None:
-        _product(lay, True, intra, values, gys, None, dst, gxs)
+        _product(lay, True, intra, values, gys, None, dst, gxs, scratch=scratch)
         return
     _block_grads_into(lay, gys, xs, gi, gv)
-    ys = _block_product(lay, _seen_blocks(lay, intra, True), gys)
+    ys = _block_product(lay, _seen_blocks(lay, intra, True), gys, scratch)
     rows, offs, vals = _transposed(lay, values, nt)
     native.csr_grads(lay.n_in, gys.shape[1], lay.t_rowptr, rows, offs, lay.index_bytes, lay.rowptr, vals, gys,
                      gys.stride(0), xs, xs.stride(0), ys, 0 if ys is None else ys.stride(0), dst, gxs, gxs.stride(0),
