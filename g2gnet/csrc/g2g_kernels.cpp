@@ -404,8 +404,9 @@ static void csr_sddmm(int64_t nrows, int64_t Bp, const int64_t* rowptr, const I*
 }
 
 // The transposed pattern of a CSR: each entry's row, and (each array not null) its value and its place
-// within its CSR row (the row's k-th entry: place rowptr[row] + k), colptr = its column starts. Thread t owns a range of columns and builds it TR_CB columns at a time
-// (TR_CB / 2 with three arrays to write): one pass over the rows moves every row's entries of
+// within its CSR row (the row's k-th entry: place rowptr[row] + k), colptr = its column starts. Thread
+// t owns a range of columns and builds it TR_CB columns at a time (TR_CB / 2 with three arrays to
+// write): one pass over the rows moves every row's entries of
 // those columns (a row's columns ascend, so a cursor per row resumes where the last block stopped), so
 // each entry is read once and the writes go to TR_CB column streams that stay in L1 (a pass over all
 // columns at once wrote to every column's stream: at 4096 wide 8192 lines in flight, out of L2).
@@ -505,7 +506,7 @@ static void csr_gather(int64_t n, const I* t_rows, const I* t_off, const int64_t
 // slower (grads-tried.txt); so was gathering each row's weights in the kernel (from the places, before
 // the row's chunks: 0.69 of a dense matmul against 0.58 at 2048; in the first chunk's pass: 0.73).
 template <int NV, typename I>
-static inline void grads_row_chunk(int64_t kb, int64_t ke, int first, const I* t_rows, const float* w_row,
+static inline void grads_row_chunk(int64_t kb, int64_t ke, int first, const I* t_rows, const float* t_vals,
                                    const float* A, int64_t lda, const float* x, const float* src, float* y, vf* scr) {
     vf acc[NV];
     UNROLL
@@ -519,7 +520,7 @@ static inline void grads_row_chunk(int64_t kb, int64_t ke, int first, const I* t
             for (int j = 0; j < NV * VW; j += 16) __builtin_prefetch(p + j, 0, 3);
         }
 #endif
-        const vf w = vbcast(w_row[k - kb]);
+        const vf w = vbcast(t_vals[k]);
         vf s0 = vbcast(0.f), s1 = vbcast(0.f);  // two chains: the dot product's FMAs wait on each other
         UNROLL
         for (int j = 0; j < NV; ++j) {
@@ -548,12 +549,11 @@ static void csr_grads(int64_t nrows, int64_t Bp, const int64_t* t_rowptr, const 
         vf* scr = new vf[most + 1];  // (C++17: aligned to the vector)
         for (int64_t r = r0; r < r1; ++r) {
             const int64_t kb = t_rowptr[r], ke = t_rowptr[r + 1];
-            const float* w_row = t_vals + kb;
             float* y = Y + (dst ? dst[r] : r) * ldy;
             for (int64_t c0 = 0; c0 < Bp;) {
                 const int64_t nv = (Bp - c0 < CSR_NV * VW ? Bp - c0 : CSR_NV * VW) / VW;
                 const float* src = init ? init + r * ldi + c0 : 0;
-#define CALL(N) grads_row_chunk<N>(kb, ke, c0 == 0, t_rows, w_row, A + c0, lda, X + r * ldx + c0, src, y + c0, scr)
+#define CALL(N) grads_row_chunk<N>(kb, ke, c0 == 0, t_rows, t_vals, A + c0, lda, X + r * ldx + c0, src, y + c0, scr)
                 CSR_BLOCKS(nv);
 #undef CALL
                 c0 += nv * VW;
