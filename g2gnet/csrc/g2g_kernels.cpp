@@ -472,6 +472,12 @@ static void csr_transpose(int64_t nrows, int64_t ncols, const int64_t* rowptr, c
 #ifndef GA_PD
 #define GA_PD 128
 #endif
+// Entry k's place in the CSR (its row's start plus its place within the row): what a kept transposed
+// pattern stores instead of a 4-byte place.
+template <typename I>
+static inline int64_t csr_place(const int64_t* rowptr, const I* t_rows, const I* t_off, int64_t k) {
+    return rowptr[t_rows[k]] + t_off[k];
+}
 template <typename I>
 static void csr_gather(int64_t n, const I* t_rows, const I* t_off, const int64_t* rowptr, const float* vals,
                        float* t_vals, int nthreads) {
@@ -481,10 +487,10 @@ static void csr_gather(int64_t n, const I* t_rows, const I* t_off, const int64_t
         const int64_t k0 = n * t / nt, k1 = n * (t + 1) / nt;
         int64_t k = k0;
         for (; k + GA_PD < k1; ++k) {
-            __builtin_prefetch(vals + rowptr[t_rows[k + GA_PD]] + t_off[k + GA_PD]);
-            t_vals[k] = vals[rowptr[t_rows[k]] + t_off[k]];
+            __builtin_prefetch(vals + csr_place(rowptr, t_rows, t_off, k + GA_PD));
+            t_vals[k] = vals[csr_place(rowptr, t_rows, t_off, k)];
         }
-        for (; k < k1; ++k) t_vals[k] = vals[rowptr[t_rows[k]] + t_off[k]];
+        for (; k < k1; ++k) t_vals[k] = vals[csr_place(rowptr, t_rows, t_off, k)];
     }
 }
 
@@ -565,9 +571,9 @@ static void csr_grads(int64_t nrows, int64_t Bp, const int64_t* t_rowptr, const 
                 for (int m = 0; m < VW; ++m) a[SLOT[m]] = scr[k - kb + m];
                 const vf s = reduce(a);
                 UNROLL
-                for (int m = 0; m < VW; ++m) gv[rowptr[t_rows[k + m]] + t_off[k + m]] = s[m];
+                for (int m = 0; m < VW; ++m) gv[csr_place(rowptr, t_rows, t_off, k + m)] = s[m];
             }
-            for (; k < ke; ++k) gv[rowptr[t_rows[k]] + t_off[k]] = hsum(scr[k - kb]);
+            for (; k < ke; ++k) gv[csr_place(rowptr, t_rows, t_off, k)] = hsum(scr[k - kb]);
         }
         delete[] scr;
     }

@@ -209,8 +209,10 @@ class StackPlan:
                 grads[1 + 3 * i], grads[2 + 3 * i] = (gi if need_i else None), (gv if need_v else None)
             gxs = ops._padded_rows("gx", lay.n_in, bp) if i > 0 or need_x else None
             dst = lay.in_perm if i == 0 else None  # else this layer's sorted input order
-            # Of two workspaces, gys is in one ("held"); the other takes the blocks' product of the input
-            # gradient, then the gradient handed down.
+            # Two workspaces take turns (the gather's and the forward's "stack0", free in the backward):
+            # gys is in one ("held"); the other takes the blocks' product of the input gradient, then
+            # the gradient handed down (784-4096x3-10: no separate pair for the gradients nor a
+            # "blocks" workspace resident, 12.5 MiB).
             free = "stack0" if held == "gather" else "gather"
             ops._grads_into(lay, intra, values, gys, xs, dst, gxs, gi, gv, nt, scratch=free)
             if gxs is None:
@@ -219,9 +221,7 @@ class StackPlan:
                 grads[0] = ops._untransposed(gxs, n)
                 break
             gxs = torch.ops.aten.threshold_backward(gxs, xs, 0)  # the ReLU before this layer
-            # Row r of the layer before went to row dst[r] of this one's input: take it back, into the
-            # workspace gys is not in (the gather's and the forward's "stack0", free in the backward):
-            # two of the layer width resident, not three (784-4096x3-10: 4.25 MiB).
+            # Row r of the layer before went to row dst[r] of this one's input: take it back.
             held = free
             gys = ops._padded_rows(held, self.lays[i - 1].n_out, bp)
             native.gather_t(gxs, bp, 1, gxs.stride(0), self.dst[i - 1], gys.shape[0], gys, gys.stride(0), nt)

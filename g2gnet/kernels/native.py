@@ -260,6 +260,6 @@ def infer_chain(args: ctypes.Array, n: int) -> None:
 
 
 KERNELS = {"g2g_vector_width": vector_width, "g2g_csr_spmm": csr_spmm, "g2g_csr_sddmm": csr_sddmm,
-           "g2g_csr_transpose": csr_transpose, "g2g_csr_gather": csr_gather, "g2g_csr_grads": csr_grads, "g2g_bsr_spmm": bsr_spmm,
-           "g2g_bsr_sddmm": bsr_sddmm, "g2g_gather_t": gather_t, "g2g_infer": infer, "g2g_infer_call": infer_call,
-           "g2g_infer_chain": infer_chain}
+           "g2g_csr_transpose": csr_transpose, "g2g_csr_gather": csr_gather, "g2g_csr_grads": csr_grads,
+           "g2g_bsr_spmm": bsr_spmm, "g2g_bsr_sddmm": bsr_sddmm, "g2g_gather_t": gather_t, "g2g_infer": infer,
+           "g2g_infer_call": infer_call, "g2g_infer_chain": infer_chain}
