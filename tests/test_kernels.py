@@ -121,6 +121,31 @@ def test_transposed_gather_and_untranspose(batch, n):
     assert torch.equal(ops._untransposed(t, batch), t[:, :batch].T)
 
 
+@needs_native
+@pytest.mark.parametrize("batch,n", [(256, 64), (13, 20), (3, 5)])
+def test_gathers_apply_the_relu_backward(batch, n):
+    """A gradient gathered with its ReLU's output equals threshold_backward (zero where the output is
+    <= 0, -0.0 included; the gradient where it is NaN) and then the plain gather, in each of the
+    three copy loops (8 x 8 transposes and their tails, strided element copies, row copies)."""
+    g = torch.Generator().manual_seed(batch + n)
+    gy = torch.randn(batch, n, generator=g)
+    y = torch.relu(torch.randn(batch, n, generator=g))
+    y[0, :3] = torch.tensor([-0.0, float("nan"), 1e-30])
+    ref = torch.ops.aten.threshold_backward(gy, y, 0)
+    bp = ops.padded(batch)
+    for perm in (None, torch.randperm(n, generator=g)):
+        want = ops.gather_t(ref, perm, bp)
+        assert torch.equal(ops.gather_t(gy, perm, bp, relu_out=y), want)
+        # a transposed view: the strided element copies
+        assert torch.equal(ops.gather_t(gy.T.contiguous().T, perm, bp, relu_out=y.T.contiguous().T), want)
+        # rows of the kernels' layout (the stack's hand-off between layers): row copies
+        gt, yt, out = ops.gather_t(gy, None, bp), ops.gather_t(y, None, bp), torch.full((n, bp), 7.0)
+        native.gather_t(gt, bp, 1, gt.stride(0), perm, n, out, out.stride(0), 2, relu_out=yt)
+        assert torch.equal(out[:, :batch], want[:, :batch])
+    with pytest.raises(G2GError, match="ReLU output"):
+        ops.gather_t(gy, None, bp, relu_out=y.T.contiguous().T)
+
+
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64") or shutil.which("g++") is None,
                     reason="x86-64 targets and g++ needed")
 @pytest.mark.parametrize("arch", ["x86-64", "haswell", "skylake-avx512"])

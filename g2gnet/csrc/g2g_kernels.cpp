@@ -1015,12 +1015,17 @@ static void infer_rows(int64_t B, int64_t r0, int64_t r1, int64_t n_in, int64_t 
     }
 }
 
+// g where the ReLU's output m[k] (if m) is > 0, else 0: the ReLU's backward as torch's threshold_backward
+// computes it (m NaN: g), applied by the gathers as they copy a gradient.
+static inline float relu_grad(float g, const float* m, int64_t k) { return m && m[k] <= 0.f ? 0.f : g; }
+
 #ifndef GATHER_T8
 #define GATHER_T8 1
 #endif
 #if defined(__AVX__) && GATHER_T8
-// out[p[j], b] = x[b * sb + j] (p = the inverse of perm, or the identity), zero for B <= b < ldo: the
-// transposed gather of g2g_gather_t with contiguous source columns. The source is read in 8 x 8
+// out[p[j], b] = x[b * sb + j] (p = the inverse of perm, or the identity), zero for B <= b < ldo, and
+// zero where m (optional, x's strides) is <= 0: the transposed gather of g2g_gather_t with contiguous
+// source columns. The source is read in 8 x 8
 // blocks (8 rows of the batch, 8 consecutive columns: whole vectors), transposed in registers and
 // written as 8-float pieces of the destination rows, which each thread fills front to back. Reading
 // the source column by column in perm's order instead touched a separate cache line for every
@@ -1040,8 +1045,8 @@ static inline void transpose8(__m256* r) {
     r[6] = _mm256_permute2f128_ps(u2, u6, 0x31); r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
 }
 
-static void gather_t8(const float* x, int64_t B, int64_t sb, const int64_t* perm, int64_t n, float* out,
-                      int64_t ldo, int nthreads) {
+static void gather_t8(const float* x, const float* m, int64_t B, int64_t sb, const int64_t* perm, int64_t n,
+                      float* out, int64_t ldo, int nthreads) {
     int64_t* inv = perm ? (int64_t*)malloc(sizeof(int64_t) * n) : 0;
     if (perm)
         for (int64_t i = 0; i < n; ++i) inv[perm[i]] = i;
@@ -1055,13 +1060,17 @@ static void gather_t8(const float* x, int64_t B, int64_t sb, const int64_t* perm
             for (int64_t b0 = 0; b0 < bb; b0 += 8) {
                 __m256 r[8];
                 for (int k = 0; k < 8; ++k) r[k] = _mm256_loadu_ps(x + (b0 + k) * sb + j0);
+                if (m)
+                    for (int k = 0; k < 8; ++k)
+                        r[k] = _mm256_andnot_ps(_mm256_cmp_ps(_mm256_loadu_ps(m + (b0 + k) * sb + j0),
+                                                              _mm256_setzero_ps(), _CMP_LE_OQ), r[k]);
                 transpose8(r);
                 for (int c = 0; c < 8; ++c) _mm256_storeu_ps(out + dst[c] * ldo + b0, r[c]);
             }
         }
         for (int c = 0; c < w; ++c) {  // the batch tail (B % 8), the column tail (n % 8), the zero padding
             float* o = out + dst[c] * ldo;
-            for (int64_t b = j0 < nb ? bb : 0; b < B; ++b) o[b] = x[b * sb + j0 + c];
+            for (int64_t b = j0 < nb ? bb : 0; b < B; ++b) o[b] = relu_grad(x[b * sb + j0 + c], m, b * sb + j0 + c);
             memset(o + B, 0, (ldo - B) * sizeof(float));
         }
     }
@@ -1237,12 +1246,13 @@ void g2g_bsr_sddmm(int64_t ntrows, int64_t Bp, int T, const int64_t* trowptr, co
 // (kernels/ops.py pads the batch to one).
 void g2g_vector_width(int64_t* out) { *out = VW; }
 
-// out[i, b] = x[b * sb + perm[i] * si] for b < B, 0 for B <= b < ldo (gather + transpose; perm optional).
-void g2g_gather_t(const float* x, int64_t B, int64_t sb, int64_t si, const int64_t* perm, int64_t n,
-                  float* out, int64_t ldo, int nthreads) {
+// out[i, b] = x[b * sb + perm[i] * si] for b < B, 0 for B <= b < ldo (gather + transpose; perm optional);
+// with relu_out (x's strides): 0 where relu_out's element is <= 0 (relu_grad: a ReLU's backward fused into the copy).
+void g2g_gather_t(const float* x, const float* relu_out, int64_t B, int64_t sb, int64_t si, const int64_t* perm,
+                  int64_t n, float* out, int64_t ldo, int nthreads) {
 #if defined(__AVX__) && GATHER_T8
     if (si == 1 && sb != 1 && B >= 8 && n >= 8) {
-        gather_t8(x, B, sb, perm, n, out, ldo, nthreads);
+        gather_t8(x, relu_out, B, sb, perm, n, out, ldo, nthreads);
         return;
     }
 #endif
@@ -1251,17 +1261,22 @@ void g2g_gather_t(const float* x, int64_t B, int64_t sb, int64_t si, const int64
         const int64_t i1 = i0 + 16 < n ? i0 + 16 : n;
         if (sb == 1) {  // x is itself a transposed view: row copies
             for (int64_t i = i0; i < i1; ++i) {
-                memcpy(out + i * ldo, x + (perm ? perm[i] : i) * si, B * sizeof(float));
-                memset(out + i * ldo + B, 0, (ldo - B) * sizeof(float));
+                const int64_t k = (perm ? perm[i] : i) * si;
+                float* o = out + i * ldo;
+                if (relu_out)
+                    for (int64_t b = 0; b < B; ++b) o[b] = relu_out[k + b] <= 0.f ? 0.f : x[k + b];
+                else
+                    memcpy(o, x + k, B * sizeof(float));
+                memset(o + B, 0, (ldo - B) * sizeof(float));
             }
             continue;
         }
         for (int64_t b0 = 0; b0 < B; b0 += 16) {  // 16x16 blocks: both sides stay in L1
             const int64_t b1 = b0 + 16 < B ? b0 + 16 : B;
             for (int64_t i = i0; i < i1; ++i) {
-                const float* src = x + (perm ? perm[i] : i) * si;
+                const int64_t k = (perm ? perm[i] : i) * si;
                 float* o = out + i * ldo;
-                for (int64_t b = b0; b < b1; ++b) o[b] = src[b * sb];
+                for (int64_t b = b0; b < b1; ++b) o[b] = relu_grad(x[k + b * sb], relu_out, k + b * sb);
             }
         }
         for (int64_t i = i0; i < i1; ++i) memset(out + i * ldo + B, 0, (ldo - B) * sizeof(float));

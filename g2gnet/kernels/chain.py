@@ -191,8 +191,8 @@ class StackPlan:
         n = gy.shape[0]
         bp = ops.padded(n)
         nt = torch.get_num_threads()
-        gy = torch.ops.aten.threshold_backward(gy, y, 0)  # the last ReLU, as nn.ReLU's backward
-        gys = ops.gather_t(gy, self.lays[-1].out_perm, bp, scratch=True)  # [out, Bp], sorted output order
+        # [out, Bp] in sorted output order, through the last ReLU's backward (as nn.ReLU's: threshold_backward)
+        gys = ops.gather_t(gy, self.lays[-1].out_perm, bp, scratch=True, relu_out=y)
         held = "gather"  # the workspace gys is in
         grads: list[Tensor | None] = [None] * (1 + len(params))
         for i in range(len(self.lays) - 1, -1, -1):
@@ -220,11 +220,12 @@ class StackPlan:
             if i == 0:
                 grads[0] = ops._untransposed(gxs, n)
                 break
-            gxs = torch.ops.aten.threshold_backward(gxs, xs, 0)  # the ReLU before this layer
-            # Row r of the layer before went to row dst[r] of this one's input: take it back.
+            # Row r of the layer before went to row dst[r] of this one's input: take it back, through
+            # the backward of the ReLU between them (xs is its output).
             held = free
             gys = ops._padded_rows(held, self.lays[i - 1].n_out, bp)
-            native.gather_t(gxs, bp, 1, gxs.stride(0), self.dst[i - 1], gys.shape[0], gys, gys.stride(0), nt)
+            native.gather_t(gxs, bp, 1, gxs.stride(0), self.dst[i - 1], gys.shape[0], gys, gys.stride(0), nt,
+                            relu_out=xs)
         return grads
 
 

@@ -223,8 +223,9 @@ def bsr_sddmm(ntrows: int, Bp: int, T: int, trowptr: Tensor, tcols: Tensor, A: T
 
 
 def gather_t(x: Tensor, B: int, sb: int, si: int, perm: Tensor | None, n: int, out: Tensor, ldo: int,
-             nthreads: int) -> None:
-    get().g2g_gather_t(x.data_ptr(), B, sb, si, _ptr(perm), n, out.data_ptr(), ldo, nthreads)
+             nthreads: int, relu_out: Tensor | None = None) -> None:
+    """``relu_out`` (x's strides): a ReLU's output; x, a gradient of it, is copied through its backward."""
+    get().g2g_gather_t(x.data_ptr(), _ptr(relu_out), B, sb, si, _ptr(perm), n, out.data_ptr(), ldo, nthreads)
 
 
 def infer(B: int, x: Tensor, ldx: int, in_perm: Tensor | None, n_out: int, n_in: int, og: int, ig: int,

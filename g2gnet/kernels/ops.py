@@ -142,13 +142,19 @@ def _require_native() -> None:
         raise G2GError(f"g2gnet op: the native kernels are unavailable ({native.error() or 'disabled'})")
 
 
-def gather_t(x: Tensor, perm: Tensor | None, bp: int, scratch: bool = False) -> Tensor:
+def gather_t(x: Tensor, perm: Tensor | None, bp: int, scratch: bool = False,
+             relu_out: Tensor | None = None) -> Tensor:
     """[n, Bp] = x[:, perm].T, zero-padded, with the padded row stride (in a workspace with
-    ``scratch``: for a temporary)."""
+    ``scratch``: for a temporary); with ``relu_out`` (x's shape and strides), x is the gradient of
+    that ReLU output and the result the gradient of its input."""
     n_rows, n = x.shape
+    if relu_out is not None and (relu_out.shape != x.shape or relu_out.stride() != x.stride()):
+        raise G2GError(f"gather_t: a ReLU output {tuple(relu_out.shape)} with strides {relu_out.stride()} "
+                       f"for a gradient {tuple(x.shape)} with strides {x.stride()}")
     ld = row_stride(bp)
     out = _workspace("gather", n * ld).view(n, ld) if scratch else huge(torch.empty(n, ld, dtype=torch.float32))
-    native.gather_t(x, n_rows, x.stride(0), x.stride(1), perm, n, out, out.stride(0), torch.get_num_threads())
+    native.gather_t(x, n_rows, x.stride(0), x.stride(1), perm, n, out, out.stride(0), torch.get_num_threads(),
+                    relu_out)
     return out[:, :bp]
 
 
