@@ -1023,10 +1023,10 @@ static inline float relu_grad(float g, const float* m, int64_t k) { return m && 
 #define GATHER_T8 1
 #endif
 #if defined(__AVX__) && GATHER_T8
-// out[p[j], b] = x[b * sb + j] (p = the inverse of perm, or the identity), zero for B <= b < ldo, and
-// zero where m (optional, x's strides) is <= 0: the transposed gather of g2g_gather_t with contiguous
-// source columns. The source is read in 8 x 8
-// blocks (8 rows of the batch, 8 consecutive columns: whole vectors), transposed in registers and
+// out[p[j], b] = x[b * sb + j] (p = the inverse of perm, or the identity), zero for B <= b < ldo, through
+// relu_grad with m (x's strides) if given: the transposed gather of g2g_gather_t with contiguous source
+// columns. The source is read in 8 x 8 blocks (8 rows of the batch, 8 consecutive columns: whole
+// vectors; m's vectors compared as relu_grad compares), transposed in registers and
 // written as 8-float pieces of the destination rows, which each thread fills front to back. Reading
 // the source column by column in perm's order instead touched a separate cache line for every
 // element (perm is random for the random grouping).
@@ -1264,7 +1264,7 @@ void g2g_gather_t(const float* x, const float* relu_out, int64_t B, int64_t sb, 
                 const int64_t k = (perm ? perm[i] : i) * si;
                 float* o = out + i * ldo;
                 if (relu_out)
-                    for (int64_t b = 0; b < B; ++b) o[b] = relu_out[k + b] <= 0.f ? 0.f : x[k + b];
+                    for (int64_t b = 0; b < B; ++b) o[b] = relu_grad(x[k + b], relu_out, k + b);
                 else
                     memcpy(o, x + k, B * sizeof(float));
                 memset(o + B, 0, (ldo - B) * sizeof(float));
