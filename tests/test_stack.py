@@ -200,6 +200,29 @@ def test_training_stack_gives_the_modules_gradients(name, options):
 
 
 @needs_native
+@pytest.mark.parametrize("batch", [1, 40])
+def test_training_stack_takes_an_output_gradient_of_any_strides(batch):
+    """The stack's output gradient as autograd hands it over: the gradient of ``out.sum(0)`` is
+    expanded, strides (0, 1), which at batch 1 is "contiguous" (its one row's stride is never used);
+    the last ReLU's backward reads the output with the gradient's strides."""
+    model = fast(build_model("g2g-mixer", 48, 5, seed=1, hidden=[128] * 3, groups=4))
+    model.head = torch.nn.Identity()
+    g = torch.Generator().manual_seed(batch)
+    x, w = torch.randn(batch, 48, generator=g), torch.randn(128, generator=g)
+    got = []
+    for forward in (model, lambda t: one_by_one(model, t)):
+        model.zero_grad(set_to_none=True)
+        (forward(x).sum(0) * w).sum().backward()
+        got.append({n: p.grad for n, p in model.named_parameters()})
+    assert model.stacked(x)
+    for name in got[0]:  # as assert_same_gradients: a bias gradient sums the batch in another order
+        if name.endswith(".bias"):
+            torch.testing.assert_close(got[0][name], got[1][name], rtol=1e-5, atol=1e-5, msg=name)
+        else:
+            assert torch.equal(got[0][name], got[1][name]), name
+
+
+@needs_native
 def test_training_stack_feeds_a_conv_front_end_and_skips_frozen_weights():
     model = fast(build_model("g2g-mixer", 3 * 16 * 16, 5, input_shape=(3, 16, 16), seed=0, hidden=[128] * 3,
                              groups=4, frontend="patch"))

@@ -148,7 +148,9 @@ def gather_t(x: Tensor, perm: Tensor | None, bp: int, scratch: bool = False,
     ``scratch``: for a temporary); with ``relu_out`` (x's shape and strides), x is the gradient of
     that ReLU output and the result the gradient of its input."""
     n_rows, n = x.shape
-    if relu_out is not None and (relu_out.shape != x.shape or relu_out.stride() != x.stride()):
+    # (the stride of a dimension of size 1 is never used)
+    if relu_out is not None and (relu_out.shape != x.shape or any(
+            a != b for a, b, size in zip(relu_out.stride(), x.stride(), x.shape) if size > 1)):
         raise G2GError(f"gather_t: a ReLU output {tuple(relu_out.shape)} with strides {relu_out.stride()} "
                        f"for a gradient {tuple(x.shape)} with strides {x.stride()}")
     ld = row_stride(bp)
