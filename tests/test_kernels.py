@@ -104,7 +104,7 @@ def test_3d_input_and_no_bias():
 
 
 @needs_native
-@pytest.mark.parametrize("batch,n", [(256, 1024), (33, 100), (8, 8), (7, 64), (256, 13), (1, 9), (17, 40)])
+@pytest.mark.parametrize("batch,n", [(256, 1024), (33, 100), (8, 8), (7, 64), (256, 13), (1, 9), (17, 40), (600, 44)])
 def test_transposed_gather_and_untranspose(batch, n):
     """The kernels' layout changes, exactly: x [batch, n] -> x[:, perm]ᵀ with zero padding columns
     (8 x 8 register transposes where both sides have 8, element copies for the tails), and back."""
@@ -122,7 +122,7 @@ def test_transposed_gather_and_untranspose(batch, n):
 
 
 @needs_native
-@pytest.mark.parametrize("batch,n", [(256, 64), (13, 20), (3, 5)])
+@pytest.mark.parametrize("batch,n", [(256, 64), (13, 20), (3, 5), (600, 44)])
 def test_gathers_apply_the_relu_backward(batch, n):
     """A gradient gathered with its ReLU's output equals threshold_backward (zero where the output is
     <= 0, -0.0 included; the gradient where it is NaN) and then the plain gather, in each of the
