@@ -13,9 +13,8 @@ import argparse
 
 import torch
 
-from g2gnet.kernels import native, ops
-from g2gnet.timing import compare, time_interleaved
-from variants import build
+from g2gnet.kernels import ops
+from variants import ab, build
 
 parser = argparse.ArgumentParser()
 parser.add_argument("variants", nargs="+", help="NAME:[SOURCE][@FLAGS] (benchmarks/variants.py), the first is the baseline")
@@ -26,11 +25,6 @@ args = parser.parse_args()
 torch.set_num_threads(2)
 libs = dict(build(args.variants))
 
-
-def use(name: str) -> None:
-    native._lib = libs[name]
-
-
 for n in (int(w) for w in args.widths.split(",")):
     for batch in (int(b) for b in args.batches.split(",")):
         bp = ops.padded(batch)
@@ -38,10 +32,4 @@ for n in (int(w) for w in args.widths.split(",")):
         t = torch.randn(n, ops.row_stride(bp))[:, :bp]
         for label, f in (("gather", lambda: ops.gather_t(x, perm, bp, scratch=True)),
                          ("untranspose", lambda: ops._untransposed(t, batch))):
-            outs = []
-            for name in libs:
-                use(name)
-                outs.append(f().clone())
-            assert all(torch.equal(o, outs[0]) for o in outs), label
-            times = time_interleaved({name: f for name in libs}, args.reps, 3, per_repeat=20, before=use)
-            print(compare(f"width {n} batch {batch} {label}", times), flush=True)
+            ab(libs, f"width {n} batch {batch} {label}", f, args.reps, exact=True, warmup=3, per_repeat=20)

@@ -18,8 +18,7 @@ import torch
 
 from g2gnet.bench import sparse_layer
 from g2gnet.kernels import native, ops
-from g2gnet.timing import compare, time_interleaved
-from variants import build
+from variants import ab, build
 
 parser = argparse.ArgumentParser()
 parser.add_argument("variants", nargs="+", help="NAME:[SOURCE][@FLAGS] (benchmarks/variants.py), the first is the baseline")
@@ -29,23 +28,12 @@ parser.add_argument("--tiles", default="1,32", help="comma-separated tile sizes 
 parser.add_argument("--reps", type=int, default=15, help="interleaved repeats")
 args = parser.parse_args()
 torch.set_num_threads(2)
-variants = build(args.variants)
+libs = dict(build(args.variants))
 
 
 def timed(parts: dict, label: str) -> None:
     for pname, f in parts.items():
-        outs = {}
-        for name, lib in variants:
-            native._lib = lib
-            outs[name] = f()
-        ref = outs[variants[0][0]]
-        for name, out in outs.items():
-            torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-3, msg=f"{pname}: {name} differs")
-        libs = dict(variants)
-        ts = time_interleaved({name: f for name in libs}, args.reps,
-                              before=lambda name: setattr(native, "_lib", libs[name]))
-        print(compare(f"{label} {pname}", ts), flush=True)
-
+        ab(libs, f"{label} {pname}", f, args.reps)
 
 N, B = args.width, 256
 for tile in (int(t) for t in args.tiles.split(",")):

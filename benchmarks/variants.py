@@ -9,8 +9,12 @@ source whose kernels take other arguments is refused).
 
 import ctypes
 import subprocess
+from collections.abc import Callable
+
+import torch
 
 from g2gnet.kernels import native
+from g2gnet.timing import compare, time_interleaved
 
 
 def build(specs: list[str]) -> list[tuple[str, ctypes.CDLL]]:
@@ -33,3 +37,23 @@ def build(specs: list[str]) -> list[tuple[str, ctypes.CDLL]]:
             f.argtypes, f.restype = [native._CTYPES[c] for c, _ in proto], None
         out.append((name, lib))
     return out
+
+
+def ab(libs: dict[str, ctypes.CDLL], label: str, f: Callable[[], torch.Tensor], reps: int, exact: bool = False,
+       **timing) -> None:
+    """Runs ``f`` under every build and checks its output (a copy) against the first build's (equal
+    with ``exact``, else to 1e-4 relative, 1e-3 absolute), then times ``f`` under each build,
+    interleaved (``timing``: time_interleaved's warmup and per_repeat), and prints compare's line."""
+    outs = {}
+    for name, lib in libs.items():
+        native._lib = lib
+        outs[name] = f().clone()
+    ref = next(iter(outs.values()))
+    for name, out in outs.items():
+        if exact:
+            assert torch.equal(out, ref), f"{label}: {name} differs"
+        else:
+            torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-3, msg=f"{label}: {name} differs")
+    times = time_interleaved({name: f for name in libs}, reps, before=lambda name: setattr(native, "_lib", libs[name]),
+                             **timing)
+    print(compare(label, times), flush=True)
