@@ -609,6 +609,33 @@ def test_crop_flip_every_offset_and_flip_equals_slicing():
     assert crop_flip(x[:0], dy[:0], dx[:0], flip[:0], pad).shape == (0, 3, 5, 7)
 
 
+@pytest.mark.parametrize("case", ["dy high", "dx high", "dx low", "dy flipped low", "short", "flip int", "pad"])
+def test_crop_flip_refuses_what_would_read_a_neighbour(case):
+    # An offset outside 0..2*pad indexes a neighbouring row or image of the strided view (silently
+    # wrong pixels, not an IndexError): refused in one line, as are mis-shaped arguments.
+    x = torch.arange(1, 2 * 3 * 4 * 4 + 1, dtype=torch.uint8).view(2, 3, 4, 4)
+    dy, dx, flip, pad = torch.tensor([1, 0]), torch.tensor([0, 2]), torch.tensor([False, True]), 1
+    if case == "dy high":
+        dy = torch.tensor([3, 0])
+    elif case == "dx high":
+        dx = torch.tensor([0, 3])
+    elif case == "dx low":
+        dx = torch.tensor([-1, 0])
+    elif case == "dy flipped low":
+        dy = torch.tensor([0, -1])
+    elif case == "short":
+        dy = dy[:1]
+    elif case == "flip int":
+        flip = flip.long()
+    else:
+        pad = -1
+    with pytest.raises(G2GError, match="crop_flip") as err:
+        crop_flip(x, dy, dx, flip, pad)
+    assert "\n" not in str(err.value)
+    limits = crop_flip(x, torch.tensor([2, 0]), torch.tensor([0, 2]), torch.tensor([True, False]), 1)  # pass
+    assert torch.equal(limits[1], torch.nn.functional.pad(x[1], (1,) * 4)[:, :4, 2:])
+
+
 def test_random_crop_flip_is_per_sample_and_seeded():
     x = torch.randint(1, 256, (64, 3, 32, 32), dtype=torch.uint8)
     a = random_crop_flip(x, torch.Generator().manual_seed(0))

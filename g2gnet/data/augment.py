@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import G2GError
+
 
 def crop_flip(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor, pad: int) -> torch.Tensor:
     """Crop each image of ``x`` [B, C, H, W] at offset (``dy[b]``, ``dx[b]``) of its zero-padded
@@ -15,11 +17,18 @@ def crop_flip(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.T
     its arguments, so tests can check it against a hand-computed crop.
     """
     b, c, h, w = x.shape
+    if pad < 0 or any(t.shape != (b,) for t in (dy, dx, flip)) or flip.dtype != torch.bool:
+        raise G2GError(f"crop_flip: dy, dx and a bool flip of shape ({b},) and pad >= 0, got shapes "
+                       f"{tuple(dy.shape)}, {tuple(dx.shape)}, {tuple(flip.shape)} ({flip.dtype}), pad {pad}")
     if b == 0:
         return x.clone()
     hp, wp = h + 2 * pad, w + 2 * pad
     dev = x.device
     dy, dx, flip = dy.to(dev), dx.to(dev), flip.to(dev)
+    # (An offset outside 0..2*pad would index a neighbouring row or image of the view below: refused.)
+    if bool(((dy < 0) | (dy > 2 * pad) | (dx < 0) | (dx > 2 * pad)).any()):
+        raise G2GError(f"crop_flip: offsets must lie in 0..{2 * pad} (pad {pad}), got dy {dy.min().item()}"
+                       f"..{dy.max().item()}, dx {dx.min().item()}..{dx.max().item()}")
     # Every crop is a window of one zero-padded image (black pixels, as torchvision pads PIL images),
     # every flipped crop a window of the mirrored padded image (at column offset 2 * pad - dx): one
     # strided view whose first index is a window's first element holds them all, and one
