@@ -102,15 +102,31 @@ def _full_blocks(m: Tensor, g: int) -> tuple[Tensor, Tensor] | None:
     rs, cs = row_sizes.tolist(), col_sizes.tolist()
     nodes = 0
 
-    def subsets(items: list[int], sizes: list[int], total: int, start: int = 0):
-        """Subsets of items (from start on) whose sizes sum to total."""
-        if total == 0:
-            yield []
-            return
-        for i in range(start, len(items)):
-            if sizes[items[i]] <= total:
-                for rest in subsets(items, sizes, total - sizes[items[i]], i + 1):
-                    yield [items[i], *rest]
+    def subsets(items: list[int], sizes: list[int], total: int):
+        """Subsets of items whose sizes sum to total. Every step counts against the search's budget,
+        and a branch whose remaining items cannot reach the total is cut: without both, a total
+        out of reach (fewer fitting rows than a group needs) enumerated every subset of the
+        candidates first (a 16 x 156 random mask took minutes)."""
+        left = [0] * (len(items) + 1)  # left[i]: the sizes of items[i:] summed
+        for i in range(len(items) - 1, -1, -1):
+            left[i] = left[i + 1] + sizes[items[i]]
+
+        def rec(start: int, total: int):
+            nonlocal nodes
+            if total == 0:
+                yield []
+                return
+            nodes += 1
+            if left[start] < total or nodes > _SEARCH_NODES:
+                return
+            for i in range(start, len(items)):
+                if left[i] < total:
+                    return
+                if sizes[items[i]] <= total:
+                    for rest in rec(i + 1, total - sizes[items[i]]):
+                        yield [items[i], *rest]
+
+        return rec(0, total)
 
     def search(rows: set[int], cols: set[int], groups: list[tuple[list[int], list[int]]]) -> list | None:
         nonlocal nodes

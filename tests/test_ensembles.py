@@ -101,6 +101,27 @@ def test_find_groups_none_without_ensembles_and_checks_input():
         find_groups(torch.ones(8, 8))
 
 
+def test_full_block_search_stays_within_its_budget_where_a_group_cannot_fill():
+    """A dense random mask of few input classes runs the exact search, whose groups then need more
+    fitting rows than there are: enumerating the subsets of the rows that do fit took minutes (a
+    layer built from a 156 x 16 mask hung) before every step counted against the budget and a
+    branch out of reach was cut."""
+    import signal
+
+    def expired(signum, frame):
+        raise TimeoutError("find_groups ran past 60 s")
+
+    g = torch.Generator().manual_seed(0)
+    old = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(60)
+    try:
+        for n_out, n_in, p in [(156, 16, 0.7), (154, 28, 0.7), (276, 12, 0.9)]:
+            assert find_groups(torch.rand(n_out, n_in, generator=g) < p) is None  # noise: no ensembles
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
 def test_a_layer_without_group_ids_stores_the_blocks_it_finds():
     g = torch.Generator().manual_seed(0)
     og, ig = group_ids(256, 8, "interleaved", g), group_ids(256, 8, "interleaved", g)
