@@ -95,6 +95,15 @@ def compare(name: str, got, truth, ref32=None, problems=None):
 STATS = {"noise": 0, "scaled_noise": 0}
 
 
+def start(desc: dict, verbose: bool = False) -> None:
+    """A case begins: its description goes to LOG (what a crash leaves behind), and to the terminal
+    when the case runs alone."""
+    with open(LOG, "w") as f:
+        json.dump(desc, f, default=str)
+    if verbose:
+        print(json.dumps(desc, default=str))
+
+
 # ------------------------------------------------------------------------------------------------
 def draw_layer_cfg(rng: random.Random) -> dict:
     kind = rng.choices(["modular", "er", "rand_ids", "full", "empty"], [70, 10, 8, 6, 6])[0]
@@ -400,10 +409,7 @@ def layer_case(seed: int, verbose=False) -> list:
                           layout=rng.choice(["contig", "contig", "colslice", "transposed", "rowstride"]),
                           shape=rng.choices(["2d", "3d", "1d"], [88, 8, 4])[0]))
     desc = dict(seed=seed, cfg=cfg, threads=threads, fast=fast, mutation=mut, calls=calls)
-    with open(LOG, "w") as f:
-        json.dump(desc, f, default=str)
-    if verbose:
-        print(json.dumps(desc, default=str))
+    start(desc, verbose)
     torch.set_num_threads(threads)
     problems = []
     try:
@@ -499,10 +505,7 @@ def model_case(seed: int, verbose=False) -> list:
                   batch=draw_batch(rng), layout=rng.choice(["contig", "contig", "colslice", "transposed"]))
              for _ in range(rng.randint(1, 3))]
     desc = dict(seed=seed, model=mcfg, threads=threads, fast=fast, mutation=mut, calls=calls)
-    with open(LOG, "w") as f:
-        json.dump(desc, f, default=str)
-    if verbose:
-        print(json.dumps(desc, default=str))
+    start(desc, verbose)
     torch.set_num_threads(threads)
     try:
         model = build(mcfg)
@@ -642,8 +645,7 @@ def nan_case(seed: int, verbose=False) -> list:
     mode = rng.choice(["train", "no_grad", "inference_mode"])
     threads = rng.choice([1, 2])
     desc = dict(seed=seed, cfg=cfg, batch=batch, mode=mode, threads=threads)
-    with open(LOG, "w") as f:
-        json.dump(desc, f, default=str)
+    start(desc)
     torch.set_num_threads(threads)
     try:
         tr = make_layer(cfg, g)
@@ -691,8 +693,7 @@ def seq_case(seed: int, verbose=False) -> list:
     g = torch.Generator().manual_seed(seed)
     cfg = draw_layer_cfg(rng)
     desc = dict(seed=seed, cfg=cfg)
-    with open(LOG, "w") as f:
-        json.dump(desc, f, default=str)
+    start(desc)
     try:
         tr = make_layer(cfg, g)
     except G2GError as e:
