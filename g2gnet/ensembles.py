@@ -117,10 +117,10 @@ def _full_blocks(m: Tensor, g: int) -> tuple[Tensor, Tensor] | None:
                 yield []
                 return
             nodes += 1
-            if left[start] < total or nodes > _SEARCH_NODES:
+            if nodes > _SEARCH_NODES:
                 return
             for i in range(start, len(items)):
-                if left[i] < total:
+                if left[i] < total:  # items[i:] cannot reach it (nor, at i = start, can this branch)
                     return
                 if sizes[items[i]] <= total:
                     for rest in rec(i + 1, total - sizes[items[i]]):
