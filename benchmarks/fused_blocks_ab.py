@@ -35,13 +35,13 @@ torch.manual_seed(0)
 current = ops._product
 
 
-def split(lay, transposed, intra, values, x, bias, dst, out, relu=False):
+def split(lay, transposed, intra, values, x, bias, dst, out, relu=False, scratch="blocks"):
     """Blocks by torch.bmm into a workspace, read back by the BSR kernel as its init."""
-    ys = ops._block_product(lay, ops._seen_blocks(lay, intra, transposed), x)
+    ys = ops._block_product(lay, ops._seen_blocks(lay, intra, transposed), x, scratch)
     ops._sparse_rows(lay, transposed, values, x, ys, bias, dst, out, relu)
 
 
-def fused(lay, transposed, intra, values, x, bias, dst, out, relu=False):
+def fused(lay, transposed, intra, values, x, bias, dst, out, relu=False, scratch="blocks"):
     """Blocks inside the BSR pass, both products (the input gradient reads them transposed)."""
     ops._sparse_rows(lay, transposed, values, x, None, bias, dst, out, relu, ops._seen_blocks(lay, intra, transposed))
 
