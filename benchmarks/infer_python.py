@@ -1,5 +1,6 @@
 """The Python around the batch-1 inference kernel: a 1024-wide layer of the Fashion-MNIST g2g-mixer
-and the whole model timed with the kernel, then with the kernel call replaced by a no-op (what is
+and the whole model timed with the kernel, then with the kernel calls replaced by no-ops (the
+layer's plan and the model's chain, which runs its layers' kernels in one native call; what is
 left is the module calls, the dispatcher, the plan's checks, the output tensor and the ctypes
 call), then each step of the layer's path alone (median µs per call of 7 rounds, warm caches).
 
@@ -13,7 +14,7 @@ import torch
 
 import g2gnet
 from g2gnet import malloc
-from g2gnet.kernels import dispatch, infer
+from g2gnet.kernels import dispatch, infer, native
 from g2gnet.layers import sparse_layers
 
 malloc.keep_defaults()  # dense as plain PyTorch runs it: no g2gnet allocator setting (g2gnet.malloc)
@@ -44,6 +45,7 @@ with torch.inference_mode():
     for _, sparse in sparse_layers(model):
         for plan in sparse.packed.infer_plans.values():
             plan.fn = lambda ref: None  # the kernel call a no-op: the Python around it is left
+    native.infer_chain = lambda *args: None  # and the whole model's one call of its layers' kernels
     print(f"without the kernel: whole model {us(lambda: model(x)):.1f} µs, layer {us(lambda: layer(x1)):.1f} µs")
     plan = next(iter(packed.infer_plans.values()))
     intra, values, bias = packed.intra, packed.values, layer.bias

@@ -21,8 +21,8 @@ torch.set_num_threads(2)
 current = ops._product
 
 
-def separate(lay, transposed, intra, values, x, bias, dst, out, relu=False):
-    current(lay, transposed, intra, values, x, bias, dst, out, False)
+def separate(lay, transposed, intra, values, x, bias, dst, out, relu=False, scratch="blocks"):
+    current(lay, transposed, intra, values, x, bias, dst, out, False, scratch)
     if relu:
         out.relu_()
 

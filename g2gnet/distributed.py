@@ -62,6 +62,21 @@ def active() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
+def rank_and_size() -> tuple[int, int]:
+    """This process's rank and the number of processes ((0, 1) without a process group)."""
+    return (dist.get_rank(), dist.get_world_size()) if active() else (0, 1)
+
+
+def gather_all(obj: object) -> list:
+    """Every rank's ``obj`` (picklable; tensors on the CPU), in rank order, on every rank: a
+    collective, which every rank must call ([obj] without a process group)."""
+    if not active():
+        return [obj]
+    out = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
 def all_reduce_sum_(tensors: list[torch.Tensor]) -> None:
     """Sum each tensor over all ranks, in place (nothing without a process group)."""
     if active():

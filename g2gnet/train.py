@@ -311,14 +311,15 @@ def _epochs(cfg: Config, run: RunDir, world: World, device: torch.device, data: 
                                  train_loss=loss_sum / seen, train_acc=correct / seen, epoch_time=epoch_time,
                                  test_loss=test["loss"], test_acc=test["acc"], val_loss=val.get("loss"),
                                  val_acc=val.get("acc"), dst=tuple(updates))
+            # Every rank: DST's evidence of a window that spans this checkpoint is each rank's own.
+            dst_state = dst.state_dict() if dst is not None else None
             if world.main:
                 run.log(record)
                 if board is not None:
                     board.log_epoch(record)
                 run.save_checkpoint(Checkpoint(
                     model=model.state_dict(), optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                    epoch=epoch + 1, step=step, wall_time=wall, epochs=tc.epochs,
-                    dst=dst.state_dict() if dst is not None else None))
+                    epoch=epoch + 1, step=step, wall_time=wall, epochs=tc.epochs, dst=dst_state))
             else:
                 run.checkpoint_epoch = epoch + 1  # rank 0 wrote it
             done = epoch + 1

@@ -187,7 +187,8 @@ def test_hebbian_rule_warns_when_it_falls_back_to_the_raw_output():
     assert m.fc1.post_activation is F.gelu
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        dst = DynamicSparsity(m, None, prune="magnitude", grow="hebbian", window="all", interval=5)
+        dst = DynamicSparsity(m, torch.optim.SGD(m.parameters(), lr=0.1), prune="magnitude", grow="hebbian",
+                              window="all", interval=5)
     x = torch.randn(8, 64)
     dst.recorder.recording = False
     expected = F.gelu(m.fc1(x)).detach().double().sum(0)

@@ -4,6 +4,7 @@ DST: the same masks up to ties); torchrun end to end, with a resume."""
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import os
@@ -50,6 +51,31 @@ def _train(world: World, prune: str | None, grow: str | None) -> dict:
     return {k: v for k, v in model.state_dict().items()}
 
 
+CUT = 2  # a checkpoint after this many steps, inside the window ("all") of the update at step 4
+
+
+def _windowed(world: World, steps: range, state: dict | None = None) -> tuple[dict, dict]:
+    """hebbian:gradient with the whole interval as window, over ``steps``, from ``state`` (the
+    model, optimizer and DST states of a checkpoint); returns the model's state and the checkpoint
+    states after the last step (DST's: a collective of all ranks)."""
+    model = build_model("g2g-mixer", 64, 10, hidden=[64, 64], groups=4, seed=0)
+    opt = adam(model.parameters(), lr=1e-2)
+    dst = DynamicSparsity(model, opt, prune="hebbian", grow="gradient", interval=4, fraction=0.2, window="all",
+                          seed=0)
+    if state is not None:
+        state = copy.deepcopy(state)  # as loaded from disk: a loaded optimizer's state aliases its tensors
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        dst.load_state_dict(state["dst"])
+    net = _ddp(model, torch.device("cpu")) if world.size > 1 else model
+    for step in steps:
+        x, y = _batch(step)
+        train_step(net, opt, world.shard(x), world.shard(y), world.size / BATCH if world.size > 1 else None)
+        dst.step()
+    return dict(model.state_dict()), {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                      "dst": dst.state_dict()}
+
+
 def _worker(rank: int, size: int, init: str, out: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init}", rank=rank, world_size=size)
@@ -57,6 +83,13 @@ def _worker(rank: int, size: int, init: str, out: str) -> None:
     results = {"static": _train(world, None, None)}
     for prune, grow in PAIRS:
         results[f"{prune}:{grow}"] = _train(world, prune, grow)
+    results["window uncut"], _ = _windowed(world, range(STEPS))
+    _, checkpoint = _windowed(world, range(CUT))
+    shared = [checkpoint]  # rank 0 writes the checkpoint; every rank resumes from it
+    dist.broadcast_object_list(shared, src=0)
+    checkpoint = shared[0]
+    results["window resumed"], _ = _windowed(world, range(CUT, STEPS), checkpoint)
+    results["window checkpoint"] = checkpoint
     torch.save(results, f"{out}.{rank}")
     dist.destroy_process_group()
 
@@ -71,8 +104,34 @@ def two_ranks(tmp_path_factory) -> list[dict]:
 def test_masks_and_weights_identical_across_ranks(two_ranks):
     a, b = two_ranks
     for case in a:
+        if case == "window checkpoint":  # a checkpoint's states, not a model's
+            continue
         for key in a[case]:
             assert torch.equal(a[case][key], b[case][key]), f"{case}: {key} differs between the ranks"
+
+
+def test_resume_inside_a_dst_window_equals_the_uninterrupted_run(two_ranks):
+    """Each rank holds the evidence (Hebbian sums, gradients) of its own share of the window's
+    batches: the checkpoint keeps every rank's, and a resume with as many processes rewires
+    exactly as the uninterrupted run (it had kept rank 0's alone, which every rank then loaded)."""
+    for rank, results in enumerate(two_ranks):
+        uncut, resumed = results["window uncut"], results["window resumed"]
+        for key, value in uncut.items():
+            assert torch.equal(value, resumed[key]), f"rank {rank}: {key} differs after the resume"
+    evidence = two_ranks[0]["window checkpoint"]["dst"]["recorder"]["ranks"]
+    assert [r["activity"]["blocks.0.linear"]["n"] for r in evidence] == [CUT * BATCH // 2] * 2  # each its half
+
+
+def test_one_process_resumes_a_two_process_dst_window(two_ranks):
+    """Another number of processes: the checkpoint's evidence of both ranks, combined, goes to the
+    one process, which then rewires as a one-process run from the start would (up to ties)."""
+    torch.set_num_threads(1)
+    uncut, _ = _windowed(World(), range(STEPS))
+    resumed, _ = _windowed(World(), range(CUT, STEPS), two_ranks[0]["window checkpoint"])
+    for key, value in uncut.items():
+        if key.endswith("mask_bits"):
+            differ = int(torch.count_nonzero(value ^ resumed[key]))
+            assert differ <= 4, f"{key} differs in {differ} bits"
 
 
 @pytest.mark.parametrize("case", ["static", *(f"{p}:{g}" for p, g in PAIRS)])

@@ -426,6 +426,14 @@ def test_schedule():
     assert not s1.is_update(0) and s1.next_update(0) == 1
 
 
+def test_no_update_at_the_last_step():
+    """Its regrown connections (at 0) would have no step left to train, and the model would be
+    evaluated so; without a known length every interval still counts."""
+    s = Schedule(interval=5, fraction=0.1, decay="constant", stop=1.0, total_steps=10)
+    assert [t for t in range(11) if s.is_update(t)] == [5] and s.next_update(5) is None
+    assert Schedule(interval=5, fraction=0.1, decay="constant", stop=1.0).is_update(10)
+
+
 def test_recorder_sees_the_layer_output_before_a_user_hook_registered_before_or_after_it():
     def recorded(hook_first: bool) -> torch.Tensor:
         model = _model()
@@ -480,6 +488,66 @@ def test_hooks_are_registered_only_while_recording_and_removed_on_close():
 def test_bad_arguments_raise(kwargs, message):
     with pytest.raises(G2GError, match=message):
         DynamicSparsity(_model(), None, **kwargs)
+
+
+def test_frozen_layers_stay_as_they_are():
+    model = _model()
+    frozen, trained = (layer for _, layer in sparse_layers(model))
+    frozen.requires_grad_(False)
+    before = {k: v.clone() for k, v in frozen.state_dict().items()}
+    opt = adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    dst = DynamicSparsity(model, opt, prune="magnitude", grow="random", interval=1, fraction=0.3)
+    mask = trained.mask.clone()
+    for step in range(3):
+        _train_step(model, opt, dst, step)
+    assert list(dst.layers) == ["blocks.1.linear"] and not torch.equal(trained.mask, mask)
+    assert all(torch.equal(v, before[k]) for k, v in frozen.state_dict().items())
+
+
+def test_layers_dst_would_regrow_for_nothing_are_refused():
+    model = _model()
+    layer = sparse_layers(model)[0][1]
+    opt = adam([p for n, p in model.named_parameters() if not n.startswith("blocks.0.")], lr=1e-2)
+    with pytest.raises(G2GError, match="'blocks.0.linear' has trainable weights that are not in the optimizer"):
+        DynamicSparsity(model, opt)
+    layer.packed.intra.requires_grad_(False)
+    with pytest.raises(G2GError, match="'blocks.0.linear' has frozen and trainable weights"):
+        DynamicSparsity(model, None)
+    model.requires_grad_(False)
+    with pytest.raises(G2GError, match="every SparseLinear of the model is frozen"):
+        DynamicSparsity(model, None)
+
+
+def test_without_an_optimizer_a_new_values_parameter_is_said():
+    """An optimizer made before DST and not given to it would keep the old Parameter and never
+    train the inter-group weights: DST says so when it had to make a new one."""
+    with pytest.warns(UserWarning, match="an optimizer made before it still holds the old ones"):
+        DynamicSparsity(_model(), None)
+    model = _model()
+    opt = adam(model.parameters(), lr=1e-2)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        DynamicSparsity(model, opt)
+
+
+def test_random_choices_do_not_replay_the_masks_draws():
+    """A model and its DST given the same seed (as g2g train does): DST's first random scores
+    once replayed the uniforms that drew the masks, and a random prune took intra-group
+    connections (p_intra = 0.5) at 0.68 of its choices against their 0.52 of the active ones."""
+    pruned_intra = active_intra = 0.0
+    for seed in range(10):
+        model = build_model("g2g-index", 64, 10, hidden=[64], groups=4, p_intra=0.5, p_inter=0.15, seed=seed)
+        layer = model.blocks[0].linear
+        same = layer.out_groups[:, None] == layer.in_groups[None, :]
+        dst = DynamicSparsity(model, adam(model.parameters(), lr=1e-2), prune="random", grow="random",
+                              interval=1, fraction=0.1, seed=seed)
+        old = layer.mask.clone()
+        dst.step()
+        pruned = old & ~layer.mask
+        pruned_intra += float((pruned & same).sum() / pruned.sum()) / 10
+        active_intra += float((old & same).sum() / old.sum()) / 10
+    assert abs(pruned_intra - active_intra) < 0.06, (pruned_intra, active_intra)
 
 
 def test_model_without_sparse_layers_raises():

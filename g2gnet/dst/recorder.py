@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from ..distributed import active, all_reduce_sum_
+from ..distributed import active, all_reduce_sum_, gather_all, rank_and_size
 from ..layers import SparseLinear
 from .hebbian import ActivityStats, outer_sum
 
@@ -154,14 +154,58 @@ class Recorder:
         self._closed = True
 
     def state_dict(self) -> dict:
-        return {
+        """The evidence so far. Under torch.distributed a collective (every rank must call it): each
+        rank holds the evidence of its own share of the window's batches, so the state is every
+        rank's (``ranks``, in rank order, on the CPU), and ``load_state_dict`` gives each rank of a
+        resume with as many processes its own back: the update then combines exactly what the
+        uninterrupted run would have combined."""
+        own = {
             "activity": {n: s.state_dict() for n, s in self.activity.items()},
             "grad": {n: (g.clone() if g is not None else None) for n, g in self.grad.items()},
         }
+        if not active():
+            return own
+        return {"ranks": gather_all(_on_cpu(own))}
 
     def load_state_dict(self, state: dict, devices: dict[str, torch.device]) -> None:
+        """Restore ``state_dict``'s evidence: each rank its own. A resume with another number of
+        processes (or one process) gives all of it, combined as ``all_reduce`` combines it, to rank 0
+        and none to the others, so the next update counts it once."""
+        states = state["ranks"] if "ranks" in state else [state]
+        rank, size = rank_and_size()
+        mine = states[rank] if len(states) == size else _combined(states, size) if rank == 0 else None
         for name, stats in self.activity.items():
-            stats.load_state_dict(state["activity"][name], devices[name])
+            stats.load_state_dict(mine["activity"][name] if mine else {"n": 0}, devices[name])
         for name in self.grad:
-            g = state["grad"][name]
+            g = mine["grad"][name] if mine else None
             self.grad[name] = None if g is None else g.to(devices[name]).clone()
+
+
+def _on_cpu(state: dict) -> dict:
+    return {part: {n: ({k: v.cpu() if torch.is_tensor(v) else v for k, v in x.items()} if isinstance(x, dict)
+                       else None if x is None else x.cpu()) for n, x in entries.items()}
+            for part, entries in state.items()}
+
+
+def _combined(states: list[dict], size: int) -> dict:
+    """The evidence of ``len(states)`` ranks as one rank of ``size`` holds it before an update's
+    ``all_reduce``: Hebbian sums added up; recorded gradients averaged (each rank's scales to the
+    global batch), times ``size`` (the update divides their sum by it)."""
+    activity, grad = {}, {}
+    for name in states[0]["activity"]:
+        stats = ActivityStats()
+        for st in states:
+            part = ActivityStats()
+            part.load_state_dict(st["activity"][name])
+            if part.n:
+                if stats.n == 0:
+                    stats = part
+                else:
+                    for k in ("sxy", "sx", "sxx", "sy", "syy"):
+                        getattr(stats, k).add_(getattr(part, k))
+                    stats.n += part.n
+        activity[name] = stats.state_dict()
+    for name in states[0]["grad"]:
+        parts = [st["grad"][name] for st in states if st["grad"][name] is not None]
+        grad[name] = None if not parts else torch.stack(parts).sum(0) / len(states) * size
+    return {"activity": activity, "grad": grad}

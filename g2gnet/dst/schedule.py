@@ -18,7 +18,9 @@ class Schedule:
 
     ``fraction`` is ζ (SET/RigL notation). ``decay="cosine"`` anneals it as
     ζ_t = ζ/2 (1 + cos(π t / (stop·T))) (RigL). No update happens after ``stop`` of the
-    ``total_steps`` T; T is needed only when ``stop < 1`` or the decay is cosine.
+    ``total_steps`` T, nor at step T itself: its regrown connections would start at 0 with no step
+    left to train them, and the model would be evaluated so (SET's reference code likewise skips the
+    last epoch's rewiring). T is needed only when ``stop < 1`` or the decay is cosine.
     """
 
     interval: int
@@ -37,7 +39,8 @@ class Schedule:
         """The last step at which an update may happen (inf when training length is open)."""
         if self.total_steps is None:
             return math.inf
-        return math.floor(self.stop * self.total_steps + 1e-9)  # 1e-9: 0.3*10 is 2.9999...
+        # 1e-9: 0.3*10 is 2.9999...; T - 1: never at the last step
+        return min(math.floor(self.stop * self.total_steps + 1e-9), self.total_steps - 1)
 
     def is_update(self, step: int) -> bool:
         return step > 0 and step % self.interval == 0 and step <= self.last_step

@@ -30,14 +30,41 @@ from .rewire import rewire, set_mask_moving_state
 from .schedule import Schedule
 
 
+def _rewired(layers: dict[str, SparseLinear], optimizer: torch.optim.Optimizer | None) -> dict[str, SparseLinear]:
+    """The layers DST rewires: those whose weights train. A frozen layer (no weight parameter
+    requires grad) is left as it is; a layer with frozen and trainable weights, or with trainable
+    weights outside the optimizer DST was given, is refused: DST would regrow connections there
+    (at 0) that nothing trains."""
+    in_optimizer = None if optimizer is None else {id(p) for g in optimizer.param_groups for p in g["params"]}
+    out = {}
+    for name, layer in layers.items():
+        weights = (layer.packed.intra, layer.packed.values)
+        trains = {p.requires_grad for p in weights}
+        if trains == {False}:
+            continue
+        if len(trains) > 1:
+            raise G2GError(f"DST: layer {name!r} has frozen and trainable weights (intra blocks and inter-group "
+                           "values); freeze both (layer.requires_grad_(False)) to keep it out of DST, or neither")
+        if in_optimizer is not None and any(id(p) not in in_optimizer for p in weights):
+            raise G2GError(f"DST: layer {name!r} has trainable weights that are not in the optimizer given to "
+                           "DynamicSparsity; add them, or freeze the layer (layer.requires_grad_(False)) to keep it "
+                           "out of DST")
+        out[name] = layer
+    if not out:
+        raise G2GError("DST: every SparseLinear of the model is frozen; there is nothing to rewire")
+    return out
+
+
 @torch.no_grad()
-def _reserve(layer: SparseLinear, optimizer: torch.optim.Optimizer | None) -> None:
+def _reserve(layer: SparseLinear, optimizer: torch.optim.Optimizer | None) -> bool:
     """Room in ``layer.values`` for every connection (``PackedWeight.reserve_``); when that makes
     ``values`` a new Parameter, the optimizer takes it in the old one's place, with its state
-    padded along (Adam's moments: zeros for the new room)."""
+    padded along (Adam's moments: zeros for the new room). Whether it made a new Parameter."""
     swapped = layer.packed.reserve_(layer.nnz)
-    if swapped is None or optimizer is None:
-        return
+    if swapped is None:
+        return False
+    if optimizer is None:
+        return True
     old, new = swapped
     grown = new.numel() - old.numel()
     for group in optimizer.param_groups:
@@ -46,6 +73,16 @@ def _reserve(layer: SparseLinear, optimizer: torch.optim.Optimizer | None) -> No
     if state is not None:
         optimizer.state[new] = {k: torch.cat([v, v.new_zeros(grown)]) if torch.is_tensor(v) and v.dim() == 1
                                 and v.numel() == old.numel() else v for k, v in state.items()}
+    return True
+
+
+def _stream(seed: int) -> int:
+    """The seed of DST's generator for ``seed``: not ``seed`` itself, whose stream (the model
+    builders' for the same seed) drew the masks, so that DST's first ``random`` scores would replay
+    the very uniforms that chose the connections (a random prune then favoured intra-group
+    connections when p_intra < 1). One step of a 64-bit LCG (Knuth's MMIX constants) changes the low
+    32 bits, which are all that torch's Mersenne Twister takes from a seed."""
+    return (seed * 6364136223846793005 + 1442695040888963407) % 2**64
 
 
 def _section(config: DSTConfig | None, settings: dict) -> DSTConfig:
@@ -69,7 +106,10 @@ class DynamicSparsity:
 
     Args:
         model, optimizer: the optimizer's state for the layer weights is reset where the mask
-            changes (``None``: no optimizer state to reset).
+            changes, and it takes the longer ``values`` Parameter DST may give a layer (``None``: no
+            optimizer state to reset; an optimizer must then be made after this object). DST
+            rewires the layers whose weights train; frozen ones (``requires_grad_(False)``) stay
+            as they are.
         config: the rule and schedule (``g2gnet.config.DSTConfig``, e.g. a run's ``cfg.dst``); it
             must name a prune and a grow criterion.
         settings: fields of ``DSTConfig`` as keywords, over ``config`` or, without one, over the
@@ -78,7 +118,8 @@ class DynamicSparsity:
             (training batches before each update whose activity or gradient is summed: 1, the
             paper-style last batch, or "all", the whole interval) and score ("cosine" or "pearson").
         total_steps: length of training, needed for a cosine decay or ``stop < 1``.
-        seed: seed of the generator behind ``random`` and tie-breaking.
+        seed: seed of the generator behind ``random`` and tie-breaking (its stream differs from a
+            model builder's for the same seed).
         check: assert the rewiring invariants after every update (debugging).
     """
 
@@ -98,17 +139,25 @@ class DynamicSparsity:
         self.grow_fn = lookup(GROW, cfg.grow, "grow criterion")
         self.schedule = Schedule(cfg.interval, cfg.fraction, cfg.decay, cfg.stop, total_steps)
         self.window = None if cfg.window == "all" else cfg.window
-        self.layers = dict(sparse_layers(model))
-        if not self.layers:
+        layers = dict(sparse_layers(model))
+        if not layers:
             raise G2GError(f"DST needs a model with SparseLinear layers; {type(model).__name__} has none")
+        self.layers = _rewired(layers, optimizer)
         self.optimizer = optimizer
-        for layer in self.layers.values():  # parameter shapes stay fixed while rewiring
-            _reserve(layer, optimizer)
+        # Parameter shapes stay fixed while rewiring. Without an optimizer to update, one made
+        # before this object (or any list of the model's parameters) still holds a replaced Parameter
+        # and its step would never reach those inter-group weights: said, not silent.
+        replaced = [name for name, layer in self.layers.items() if _reserve(layer, optimizer)]
+        if replaced and optimizer is None:
+            warnings.warn(f"DynamicSparsity made the inter-group values of {', '.join(replaced)} new, longer "
+                          "Parameters (room to rewire); an optimizer made before it still holds the old ones and "
+                          "would not train them: pass it as DynamicSparsity's optimizer, or make it afterwards",
+                          stacklevel=2)
         # What a resumed run must match: the rule and the schedule (not the seed: its stream is in
         # the checkpoint).
         self.settings = {**cfg.to_dict(), "total_steps": total_steps}
         self.score, self.check = cfg.score, check
-        self.generator = torch.Generator().manual_seed(coerce(seed, int, "seed"))
+        self.generator = torch.Generator().manual_seed(_stream(coerce(seed, int, "seed")))
         self.step_count = 0
         self.ever_active = {n: layer.mask.clone() for n, layer in self.layers.items()}
         uses = {getattr(self.prune_fn, "needs", None), getattr(self.grow_fn, "needs", None)}
@@ -194,7 +243,9 @@ class DynamicSparsity:
         self.recorder.close()
 
     def state_dict(self) -> dict:
-        """Plain tensors, numbers and strings: loadable with ``torch.load(weights_only=True)``."""
+        """Plain tensors, numbers and strings: loadable with ``torch.load(weights_only=True)``.
+        Under torch.distributed a collective, which every rank must call (the recorder's evidence
+        is each rank's own: ``Recorder.state_dict``)."""
         return {
             "step": self.step_count,
             "rng": self.generator.get_state(),
