@@ -182,6 +182,8 @@ class Recorder:
 
 
 def _on_cpu(state: dict) -> dict:
+    # A state_dict's tensors on the CPU: gathered by pickling, a CUDA tensor would be rebuilt on the
+    # sending rank's device in every process.
     return {part: {n: ({k: v.cpu() if torch.is_tensor(v) else v for k, v in x.items()} if isinstance(x, dict)
                        else None if x is None else x.cpu()) for n, x in entries.items()}
             for part, entries in state.items()}
