@@ -47,6 +47,50 @@ def test_paired_difference_interval_and_verdict_by_hand():
     assert row == "| g2g-index | 3 | +3.00 | [+0.52, +5.48] | better |"
 
 
+def _data_run(acc: float, seed: int, dataset: str, labels: str = "fine", **model) -> RunRecord:
+    r = _run(acc, seed, **model)
+    return RunRecord(r.path.with_name(f"{dataset}-{labels}-{r.path.name}"),
+                     r.config.replace(data={"dataset": dataset, "labels": labels}), r.summary)
+
+
+def test_a_row_is_never_paired_with_another_datasets_baseline():
+    """A row is paired with the baseline of its own data and training settings: CIFAR-10 rows
+    against a Fashion-MNIST dense, or CIFAR-100's coarse labels against dense on the fine ones, had
+    been paired as the nearest baseline and given a verdict."""
+    runs = [_data_run(a, s, "fashion-mnist", name="dense") for s, a in enumerate([90.0, 90.5, 91.0])]
+    runs += [_data_run(a, s, "fashion-mnist", name="g2g-mixer") for s, a in enumerate([91.0, 91.0, 92.0])]
+    runs += [_data_run(a, s, "cifar10", name="g2g-mixer") for s, a in enumerate([60.0, 60.0, 61.0])]
+    runs += [_data_run(a, s, "cifar100", "coarse", name="g2g-mixer") for s, a in enumerate([50.0, 51.0, 52.0])]
+    cs = cells(runs)
+    pairs = {(p.cell.identity["data.dataset"], p.cell.identity["data.labels"]): p for p in paired(cs, "model=dense")}
+    assert pairs[("fashion-mnist", "fine")].diffs == pytest.approx([1.0, 0.5, 1.0])
+    for other in (("cifar10", "fine"), ("cifar100", "coarse")):
+        assert pairs[other].base is None and pairs[other].diffs == []
+        assert pairs[other].verdict() == "no baseline with its data and training settings"
+    keys = columns(cs, None)
+    text = paired_table(list(pairs.values()), keys, "model.name=dense")
+    assert "| cifar10 | fine | g2g-mixer | 0 | – | – | no baseline with its data and training settings |" in text
+
+
+def test_rows_with_equally_near_baselines_stay_in_the_table_and_say_so():
+    runs = [_run(a, s, name="dense", groups=g) for g in (4, 16) for s, a in enumerate([60.0, 61.0])]
+    runs += [_run(a, s, name="g2g-index", groups=8) for s, a in enumerate([62.0, 63.0])]
+    (p,) = paired(cells(runs), "model=dense")
+    assert p.base is None and p.verdict() == "2 baselines equally near"
+
+
+def test_the_paired_table_names_the_baseline_row_when_there_are_several():
+    runs = [_run(a, s, name="dense", groups=g) for g in (4, 8) for s, a in enumerate([60.0, 61.0, 62.0])]
+    runs += [_run(a, s, name="g2g-index", groups=g) for g in (4, 8) for s, a in enumerate([62.0, 63.0, 65.0])]
+    pairs = paired(cells(runs), "model=dense")
+    text = paired_table(pairs, ["model.name", "model.groups"], "model.name=dense").splitlines()
+    assert text[0].startswith("| model.name | model.groups | paired with | n pairs |")
+    assert text[-2:] == ["| g2g-index | 4 | model.groups=4 | 3 | +2.33 | [+0.90, +3.77] | better |",
+                         "| g2g-index | 8 | model.groups=8 | 3 | +2.33 | [+0.90, +3.77] | better |"]
+    one = paired_table(paired(cells(runs[3:]), "model=dense"), ["model.name", "model.groups"], "model.name=dense")
+    assert "paired with" not in one  # one baseline row: nothing to tell apart
+
+
 def test_pairs_only_seeds_both_have_and_needs_two():
     runs = [_run(60.0, 0, name="dense"), _run(61.0, 1, name="dense"),
             _run(62.0, 1, name="g2g-index"), _run(70.0, 5, name="g2g-index")]
@@ -289,3 +333,29 @@ def test_a_large_group_of_equal_sizes_stays_narrow():
     from g2gnet.report.plots import spread
     xs = spread([1000.0] * 20)
     assert len(set(xs)) == 20 and max(xs) / min(xs) <= 1.0 + 0.18  # at most e^0.16 wide
+
+
+def test_accuracy_vs_pinter_draws_one_line_per_configuration(tmp_path, monkeypatch):
+    """G = 8 and G = 16 over p' are two lines (they had been one, a change of G drawn as a p'
+    effect); the dense band is the dense of the same dataset, and several datasets draw nothing."""
+    from g2gnet.report import plots
+    drawn = {}
+
+    def capture(fig, ax, path, *args):
+        drawn["series"] = {c.get_label(): [tuple(map(float, xy)) for xy in zip(*c.lines[0].get_data())]
+                           for c in ax.containers}
+        drawn["bands"] = [p.get_label() for p in ax.patches]
+        plots._plt().close(fig)
+        return True
+
+    monkeypatch.setattr(plots, "_finish", capture)
+    runs = [_data_run(a, s, "fashion-mnist", name="g2g-index", groups=g, p_inter=p)
+            for g, p, a in ((8, 0.05, 60.0), (8, 0.15, 62.0), (16, 0.05, 66.0), (16, 0.15, 67.0)) for s in range(2)]
+    runs += [_data_run(55.0 + s, s, "fashion-mnist", name="dense") for s in range(2)]
+    other = [_data_run(40.0 + s, s, "cifar10", name="dense") for s in range(2)]
+    assert plots.accuracy_vs_pinter(cells(other + runs), tmp_path / "a.png")
+    assert drawn["series"] == {"groups=8": [(0.05, 60.0), (0.15, 62.0)], "groups=16": [(0.05, 66.0), (0.15, 67.0)]}
+    assert drawn["bands"] == ["dense, mean ± std (55.50 ± 0.71)"]
+    mixed = runs + [_data_run(a, s, "cifar10", name="g2g-index", groups=8, p_inter=p)
+                    for p, a in ((0.05, 50.0), (0.15, 51.0)) for s in range(2)]
+    assert not plots.accuracy_vs_pinter(cells(mixed), tmp_path / "b.png")

@@ -119,6 +119,23 @@ def test_claim_verdicts_by_hand(tmp_path):
     assert small.verdict == "not reached (+3.00 of +4.3)"
 
 
+def test_a_claim_on_a_configuration_chosen_by_test_accuracy_is_marked(tmp_path):
+    """The best of several groupings is chosen by its test accuracy (no validation split): its row
+    says so (‡); a single candidate is no choice, and a fixed verdict (FLOPs) rests on no accuracy."""
+    root = tmp_path / "results"
+    _table1(root, [50.0, 51.0, 52.0], {"g2g-index": [55.0, 56.5, 56.0], "g2g-mixer": [53.0, 53.0, 53.0]})
+    rows = _rows(root)
+    (at_least,) = rows["at least dense accuracy with far fewer parameters"]
+    (gain,) = rows["accuracy up to +4.3%"]
+    (flops,) = rows["far fewer computations"]
+    assert at_least.selected and gain.selected and not flops.selected
+    assert at_least.markdown("CIFAR-10").endswith("| holds ‡ |")
+    root1 = tmp_path / "one"
+    _table1(root1, [50.0, 51.0, 52.0], {"g2g-index": [55.0, 56.5, 56.0]})
+    (single,) = _rows(root1)["at least dense accuracy with far fewer parameters"]
+    assert not single.selected and single.markdown("CIFAR-10").endswith("| holds |")
+
+
 def test_within_noise_holds_for_at_least_dense(tmp_path):
     root = tmp_path / "results"
     _table1(root, [50.0, 51.0, 52.0], {"g2g-mixer": [51.0, 50.0, 52.5]})  # 1, -1, 0.5

@@ -10,6 +10,7 @@ matplotlib it draws nothing and says so, and the report's tables are written all
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from pathlib import Path
@@ -108,24 +109,39 @@ def accuracy_vs_params(cs: list[Cell], keys: list[str], path: Path) -> bool:
 
 
 def accuracy_vs_pinter(cs: list[Cell], path: Path) -> bool:
-    """One line per G2G grouping over p', dense (no dropout) as a mean ± std band."""
+    """One line per G2G configuration over p' (every other key equal along a line; the legend names
+    the keys that tell the lines apart), and dense without dropout under the same data and training
+    settings as a mean ± std band. Nothing when the G2G rows span several data or training settings
+    (one axis would mix them), no band unless exactly one dense row shares them."""
     g2g = [c for c in cs if str(c.identity["model.name"]).startswith("g2g-")]
     if len({c.identity["model.p_inter"] for c in g2g}) < 2:
         return False
+    keys = list(g2g[0].identity)
+    setting = [k for k in keys if k.startswith(("data.", "train."))]
+
+    def values(c: Cell, ks: list[str]) -> str:
+        return json.dumps([c.identity[k] for k in ks])
+
+    if len({values(c, setting) for c in g2g}) > 1:
+        return False
+    rest = [k for k in keys if k != "model.p_inter"]
+    lines: dict[str, list[Cell]] = {}
+    for c in g2g:
+        lines.setdefault(values(c, rest), []).append(c)
+    apart = [k for k in rest if len({json.dumps(c.identity[k]) for c in g2g}) > 1] or ["model.name"]
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    models = sorted({c.identity["model.name"] for c in g2g})
-    for i, model in enumerate(models):
-        pts = sorted((c.identity["model.p_inter"], *c.mean_std()) for c in g2g if c.identity["model.name"] == model)
-        ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], capsize=3, label=model,
-                    **style(i))
-    for c in cs:
-        if c.identity["model.name"] == "dense" and not c.identity.get("model.dropout"):
-            m, s = c.mean_std()
-            ax.axhspan(m - s, m + s, color="grey", alpha=0.25, label=f"dense, mean ± std ({m:.2f} ± {s:.2f})")
-            break
+    for i, members in enumerate(sorted(lines.values(), key=lambda m: label(m[0], apart))):
+        pts = sorted((c.identity["model.p_inter"], *c.mean_std()) for c in members)
+        ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], capsize=3,
+                    label=label(members[0], apart), **style(i))
+    dense = [c for c in cs if c.identity["model.name"] == "dense" and not c.identity.get("model.dropout")
+             and values(c, setting) == values(g2g[0], setting)]
+    if len(dense) == 1:
+        m, s = dense[0].mean_std()
+        ax.axhspan(m - s, m + s, color="grey", alpha=0.25, label=f"dense, mean ± std ({m:.2f} ± {s:.2f})")
     return _finish(fig, ax, path, "p' (inter-ensemble connection probability)", FINAL_ACC,
-                   f"error bars and band: {STD}", len(models) + 1)
+                   f"error bars and band: {STD}", len(lines) + len(dense[:1]))
 
 
 _VERDICT_COLOURS = {"better": "tab:green", "within noise": "tab:grey", "worse": "tab:red"}

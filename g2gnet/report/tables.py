@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import G2GError
 from ..runs import RunRecord
@@ -156,13 +156,16 @@ def table(cs: list[Cell], keys: list[str], expected: dict[str, int] | None = Non
 
 @dataclass
 class Paired:
-    """Row minus baseline, paired by seed (percentage points)."""
+    """Row minus baseline, paired by seed (percentage points). A row ``paired`` found no fair,
+    unique baseline for has ``base`` None, no differences and ``reason`` saying why."""
 
     cell: Cell
-    base: Cell
+    base: Cell | None
     diffs: list[float]
 
     seeds: tuple[int, ...] = ()
+    reason: str | None = None
+    which: dict = field(default_factory=dict)  # of several baseline rows, this one's values where they differ
 
     @property
     def n(self) -> int:
@@ -171,6 +174,8 @@ class Paired:
     @property
     def mixed(self) -> bool:
         """Whether the paired runs ran under more than one code version."""
+        if self.base is None:
+            return False
         return len(self.cell.versions(set(self.seeds)) | self.base.versions(set(self.seeds))) > 1
 
     def mean(self) -> float | None:
@@ -180,7 +185,7 @@ class Paired:
         return interval(self.diffs)
 
     def verdict(self) -> str:
-        return verdict(self.diffs)
+        return self.reason or verdict(self.diffs)
 
 
 def interval(diffs: list[float]) -> tuple[float, float, float] | None:
@@ -200,27 +205,44 @@ def verdict(diffs: list[float]) -> str:
     return "better" if ci[1] > 0 else "worse" if ci[2] < 0 else "within noise"
 
 
+# A baseline is fair to a row only under the same data and training settings (dataset, label set,
+# epochs, learning rate, ...), unless ``--baseline`` itself names the key that differs.
+_CONDITIONS = ("data.", "train.")
+
+
 def paired(cs: list[Cell], baseline: str) -> list[Paired]:
-    """Each row against the baseline row (the one matching ``KEY=VALUE``) that differs from it in
-    the fewest other keys; rows matched by several baselines equally well are left out, and
-    baseline rows are not compared with each other."""
+    """Each row against the baseline row (one matching ``KEY=VALUE``) with its data and training
+    settings that differs from it in the fewest other keys. A row without such a baseline, or with
+    several equally near, stays with its ``reason`` (no difference, no verdict): a table never drops
+    it silently nor pairs it with another dataset's baseline. Baseline rows are not compared with
+    each other."""
     keys = list(cs[0].identity) if cs else []
     want = parse_baseline(baseline, keys)
     bases = [c for c in cs if all(fmt(c.identity[k]) == v for k, v in want.items())]
     if not bases:
         raise G2GError(f"no runs with {baseline_text(want)}")
+    # With several baseline rows, each pair names its own by the keys in which they differ.
+    telling = [k for k in keys if len({json.dumps(b.identity[k]) for b in bases}) > 1]
     out = []
     for c in cs:
         if c in bases:
             continue
 
-        def distance(b: Cell) -> int:
-            return sum(json.dumps(b.identity[k]) != json.dumps(c.identity[k]) for k in keys if k not in want)
+        def differ(b: Cell, k: str) -> bool:
+            return json.dumps(b.identity[k]) != json.dumps(c.identity[k])
 
-        best = min(bases, key=distance)
-        if sum(distance(b) == distance(best) for b in bases) > 1:
+        fair = [b for b in bases if not any(differ(b, k) for k in keys if k.startswith(_CONDITIONS) and k not in want)]
+        if not fair:
+            out.append(Paired(c, None, [], reason="no baseline with its data and training settings"))
             continue
-        out.append(pair(c, best))
+        distance = {id(b): sum(differ(b, k) for k in keys if k not in want) for b in fair}
+        nearest = [b for b in fair if distance[id(b)] == min(distance.values())]
+        if len(nearest) > 1:
+            out.append(Paired(c, None, [], reason=f"{len(nearest)} baselines equally near"))
+            continue
+        p = pair(c, nearest[0])
+        p.which = {k: p.base.identity[k] for k in telling}
+        out.append(p)
     return out
 
 
@@ -233,15 +255,20 @@ def pair(cell: Cell, base: Cell) -> Paired:
 
 def paired_table(pairs: list[Paired], keys: list[str], baseline: str) -> str:
     """Markdown: each pair's mean difference, 95% t-interval and verdict; ``baseline`` names the
-    baseline in the header (``baseline_name``)."""
-    header = [*keys, "n pairs", f"Δ vs {baseline} (points)", "95% CI", "verdict"]
+    baseline in the header (``baseline_name``). With several baseline rows, a column names each
+    row's (its values of the keys in which the baseline rows differ)."""
+    which = any(p.which for p in pairs)
+    header = [*keys, *(["paired with"] if which else []), "n pairs", f"Δ vs {baseline} (points)", "95% CI",
+              "verdict"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for p in pairs:
         ci = p.interval()
         mean = p.mean()
         ci_txt = "–" if ci is None else f"[{ci[1]:+.2f}, {ci[2]:+.2f}]"
-        cells_ = [*(fmt(p.cell.identity[k]) for k in keys), f"{p.n} {MIXED}" if p.mixed else str(p.n),
-                  "–" if mean is None else f"{mean:+.2f}", ci_txt, p.verdict()]
+        base = "–" if p.base is None else " ".join(f"{k}={fmt(v)}" for k, v in p.which.items())
+        cells_ = [*(fmt(p.cell.identity[k]) for k in keys), *([base] if which else []),
+                  f"{p.n} {MIXED}" if p.mixed else str(p.n), "–" if mean is None else f"{mean:+.2f}", ci_txt,
+                  p.verdict()]
         lines.append("| " + " | ".join(cells_) + " |")
     return "\n".join(lines) + (f"\n\n{_MIXED_PAIR}" if any(p.mixed for p in pairs) else "")
 

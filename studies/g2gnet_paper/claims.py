@@ -80,9 +80,21 @@ class Row:
     measured: str
     verdict: str
     pair: Paired | None = None
+    selected: bool = False  # a configuration chosen among several by its test accuracy
 
     def markdown(self, title: str) -> str:
-        return f"| {self.claim} | {title} | {self.measured} | {self.verdict} |"
+        return f"| {self.claim} | {title} | {self.measured} | {self.verdict}{f' {SELECTED}' if self.selected else ''} |"
+
+
+SELECTED = "‡"  # marks a claim whose configuration was chosen by test accuracy
+SELECTED_NOTE = (f"{SELECTED} the configuration was chosen among several by its mean test accuracy (these runs "
+                 "keep no validation split): the selection and the measurement share the test set, so the "
+                 "difference is optimistic and its verdict is not a held-out test.")
+
+
+def _chosen(select: Select | None, pools: Pools) -> bool:
+    """Whether ``select`` picked the most accurate of several cells."""
+    return select is not None and select.pick == "best" and len({c.key for c in select.cells(pools)}) > 1
 
 
 class CellView:
@@ -170,7 +182,9 @@ def _compare(c: Claim, dataset: str, pools: Pools) -> Row | None:
         verdict = "–"
     else:
         verdict = (c.verdicts or {}).get(p.verdict(), p.verdict())
-    return Row(c.claim, dataset, c.measured.format_map(fields), verdict, p)
+    # (A fixed verdict, e.g. FLOPs, does not rest on the chosen cell's accuracy.)
+    return Row(c.claim, dataset, c.measured.format_map(fields), verdict, p,
+               c.verdict is None and (_chosen(c.of, pools) or _chosen(c.against, pools)))
 
 
 def _largest_gain(c: Claim, dataset: str, pools: Pools) -> Row | None:
@@ -183,7 +197,8 @@ def _largest_gain(c: Claim, dataset: str, pools: Pools) -> Row | None:
     fields = {"of": CellView(cell), "against": CellView(against), "diff": diff_text(p), "gain": p.mean(),
               "reach": f"{c.reach:g}"}
     outcome = "reached" if p.mean() >= c.reach else "not reached"
-    return Row(c.claim, dataset, c.measured.format(**fields), c.verdicts[outcome].format(**fields), p)
+    return Row(c.claim, dataset, c.measured.format(**fields), c.verdicts[outcome].format(**fields), p,
+               len({cell.key for _, cell in gains}) > 1 or _chosen(c.against, pools))
 
 
 def _fixed(c: Claim, dataset: str, pools: Pools) -> Row | None:

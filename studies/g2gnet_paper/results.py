@@ -18,7 +18,7 @@ from g2gnet.report.tables import MIXED, Cell, fmt
 from g2gnet.runs import RunRecord
 
 from . import frontier, long
-from .claims import Row, evaluate, load_claims
+from .claims import SELECTED, SELECTED_NOTE, Row, evaluate, load_claims
 from .common import load, section
 
 DATASETS = {"cifar10": "CIFAR-10", "fmnist": "Fashion-MNIST"}
@@ -139,8 +139,10 @@ def build_results(root: Path, out: Path, suites: Path | None = None) -> str:
            "seeds (the value alone for n = 1); a row is one configuration, and the settings its rows share are "
            "listed above each table. Paired differences match runs by seed (same data order "
            "and augmentation); the 95% interval is Student's t with n − 1 degrees of freedom; verdict "
-           "better / worse when the interval excludes 0, else within noise. No selection on the test "
-           "set anywhere. A configuration's seeds may come from different code versions (listed per "
+           "better / worse when the interval excludes 0, else within noise. These runs keep no validation "
+           "split: where a section or claim names the best of several configurations (a sweep's, the "
+           f"frontier's, a claim marked {SELECTED}), it was chosen by its test accuracy, and its lead over "
+           "the others is measured on the test set that chose it (optimistic). A configuration's seeds may come from different code versions (listed per "
            "section; each run's env.json has its commit): they build the same models with the same "
            f"distribution of masks and initial weights, but a seed gives bit-identical models only "
            f"within one version; rows and pairs that mix versions are marked {MIXED}.\n"]
@@ -166,6 +168,8 @@ def build_results(root: Path, out: Path, suites: Path | None = None) -> str:
     doc += [r.markdown(TITLES[r.dataset]) for r in rows]
     if any(r.pair is not None and r.pair.mixed for r in rows):
         doc += ["", f"{MIXED} the pairs ran under different code versions (see the note at the top)."]
+    if any(r.selected for r in rows):
+        doc += ["", SELECTED_NOTE]
     doc.append("")
     text = "\n".join(doc)
     try:
