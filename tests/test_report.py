@@ -359,3 +359,14 @@ def test_accuracy_vs_pinter_draws_one_line_per_configuration(tmp_path, monkeypat
     mixed = runs + [_data_run(a, s, "cifar10", name="g2g-index", groups=8, p_inter=p)
                     for p, a in ((0.05, 50.0), (0.15, 51.0)) for s in range(2)]
     assert not plots.accuracy_vs_pinter(cells(mixed), tmp_path / "b.png")
+
+
+def test_a_baseline_every_row_matches_is_said(tmp_path):
+    """Every row a baseline row (``--baseline p_inter=0.15`` on Table I): the report says there is
+    nothing to pair, rather than leaving the paired table out without a word."""
+    from g2gnet.report import build_report
+    for s in range(2):
+        write_run(tmp_path / f"dense-s{s}", 50.0 + s, s, name="dense")
+        write_run(tmp_path / f"g2g-s{s}", 55.0 + s, s, name="g2g-index")
+    text = build_report([tmp_path], baseline="model.p_inter=0.15")
+    assert text.endswith("Every row matches model.p_inter=0.15: no row to pair with it.")

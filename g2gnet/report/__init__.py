@@ -31,8 +31,12 @@ def build_report(paths: list[Path], out: Path | None = None, by: list[str] | Non
     text = (settings + "\n\n" if settings else "") + table(cs, keys)
     pairs = paired(cs, baseline) if baseline else []
     baseline = baseline_name(cs, baseline) if baseline else None
+    # Every row a baseline row: nothing to pair, said rather than a missing table.
+    alone = f"Every row matches {baseline}: no row to pair with it." if baseline and not pairs else None
     if pairs:
         text += "\n\n" + paired_table(pairs, keys, baseline)
+    elif alone:
+        text += "\n\n" + alone
     if out is None:
         return text
     if out.exists() and not out.is_dir():
@@ -50,6 +54,8 @@ def build_report(paths: list[Path], out: Path | None = None, by: list[str] | Non
                   "Δ = row minus baseline in percentage points, mean over the seeds both have; 95% "
                   "t-interval; verdict: better / worse when the interval excludes 0, else within noise.\n",
                   paired_table(pairs, keys, baseline), ""]
+    elif alone:
+        parts += [f"## Paired by seed against {baseline}\n", alone, ""]
     topo = topology_table(cs, keys)
     if topo:
         parts += ["## Topology under rewiring\n", "Mean over seeds, averaged over the sparse layers; "
