@@ -382,3 +382,13 @@ def test_results_document_from_trained_runs(tiny_fmnist, tmp_path):
     best = row.pair.cell.identity["model.name"]
     assert best == max(("g2g-index", "g2g-mixer"), key=lambda m: acc[m, 0] + acc[m, 1])
     assert row.pair.diffs == pytest.approx([acc[best, s] - acc["dense", s] for s in (0, 1)])
+
+
+def test_a_cell_whose_seeds_span_code_versions_is_marked_where_claims_and_the_frontier_name_it(tmp_path):
+    """SPEC §9: a table that mixes code versions says so; the frontier's n and a claim's mean did not."""
+    from studies.g2gnet_paper.common import mean_n
+    for s, v in enumerate(["aaa", "bbb"]):
+        write_run(tmp_path / "dense" / f"s{s}", 50.0 + s, s, name="dense", version=v)
+        write_run(tmp_path / "g2g" / f"s{s}", 55.0 + s, s, name="g2g-index", version="aaa")
+    cs = {c.identity["model.name"]: c for c in cells(find_runs([tmp_path]))}
+    assert mean_n(cs["dense"]) == "50.50 ± 0.71 (n = 2 †)" and mean_n(cs["g2g-index"]) == "55.50 ± 0.71 (n = 2)"

@@ -27,11 +27,12 @@ def diff_text(p: Paired | None) -> str:
 
 
 def mean_n(c: Cell | None) -> str:
-    """``55.57 ± 0.14 (n = 3)``; ``–`` for a missing cell."""
+    """``55.57 ± 0.14 (n = 3)``, ``(n = 3 †)`` where its seeds ran under different code versions;
+    ``–`` for a missing cell."""
     if c is None:
         return "–"
     m, s = c.mean_std()
-    return f"{mean_text(m, s, len(c.runs))} (n = {len(c.runs)})"
+    return f"{mean_text(m, s, len(c.runs))} (n = {len(c.runs)}{f' {MIXED}' if len(c.versions()) > 1 else ''})"
 
 
 def name(ident: Identity) -> str:

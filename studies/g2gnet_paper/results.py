@@ -30,11 +30,17 @@ def devices(records: list[RunRecord]) -> str:
     """Where the runs ran and their code versions: ``18 on CPU (367 s per run, 150-652); code ...``."""
     by_device: dict[str, list[RunRecord]] = {}
     for r in records:
-        by_device.setdefault(str(r.config.train.device).split(":")[0], []).append(r)
-    where = ", ".join(f"{len(rs)} on {'the H200 GPU' if d == 'cuda' else 'CPU'}{_seconds(rs)}"
-                      for d, rs in sorted(by_device.items()))
+        by_device.setdefault(_device(r), []).append(r)
+    where = ", ".join(f"{len(rs)} on {d}{_seconds(rs)}" for d, rs in sorted(by_device.items()))
     versions = Counter(_version(r) for r in records)
     return where + "; code " + ", ".join(f"{v} ({n})" for v, n in versions.most_common())
+
+
+def _device(r: RunRecord) -> str:
+    """``CPU``, or the GPU its env.json names (``NVIDIA H200``; ``a GPU`` where it names none)."""
+    if not str(r.config.train.device).startswith("cuda"):
+        return "CPU"
+    return str(r.env.get("cuda_device") or "a GPU")
 
 
 def _seconds(records: list[RunRecord]) -> str:
