@@ -43,7 +43,7 @@ def test_the_claims_file_is_well_formed_data():
     assert long_claim.verdicts["better"] == "holds" and long_claim.verdicts["within noise"] != "holds"
     # "at least dense" counts a within-noise difference as holding; the Hebbian rows do not
     at_least = next(c for c in claims if c.claim.startswith("at least dense"))
-    assert at_least.verdicts["within noise"] == "holds" and at_least.verdicts["worse"] == "does not hold"
+    assert at_least.verdicts["within noise"] == "holds (within noise: not shown worse)" and at_least.verdicts["worse"] == "does not hold"
     assert all(c.verdicts.get("within noise") is None for c in claims if c.claim == "the Hebbian rule helps")
 
 
@@ -140,7 +140,7 @@ def test_within_noise_holds_for_at_least_dense(tmp_path):
     root = tmp_path / "results"
     _table1(root, [50.0, 51.0, 52.0], {"g2g-mixer": [51.0, 50.0, 52.5]})  # 1, -1, 0.5
     (row,) = _rows(root)["at least dense accuracy with far fewer parameters"]
-    assert row.pair.verdict() == "within noise" and row.verdict == "holds"
+    assert row.pair.verdict() == "within noise" and row.verdict == "holds (within noise: not shown worse)"
 
 
 # -- the frontier, partial, with and without measured speeds -----------------------------------------
