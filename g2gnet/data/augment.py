@@ -22,13 +22,14 @@ def crop_flip(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.T
                        f"{tuple(dy.shape)}, {tuple(dx.shape)}, {tuple(flip.shape)} ({flip.dtype}), pad {pad}")
     if b == 0:
         return x.clone()
-    hp, wp = h + 2 * pad, w + 2 * pad
-    dev = x.device
-    dy, dx, flip = dy.to(dev), dx.to(dev), flip.to(dev)
-    # (An offset outside 0..2*pad would index a neighbouring row or image of the view below: refused.)
+    # (An offset outside 0..2*pad would index a neighbouring row or image of the view below: refused.
+    # Checked where the offsets were drawn, before they move to x's device: no device sync a batch.)
     if bool(((dy < 0) | (dy > 2 * pad) | (dx < 0) | (dx > 2 * pad)).any()):
         raise G2GError(f"crop_flip: offsets must lie in 0..{2 * pad} (pad {pad}), got dy {dy.min().item()}"
                        f"..{dy.max().item()}, dx {dx.min().item()}..{dx.max().item()}")
+    hp, wp = h + 2 * pad, w + 2 * pad
+    dev = x.device
+    dy, dx, flip = dy.to(dev), dx.to(dev), flip.to(dev)
     # Every crop is a window of one zero-padded image (black pixels, as torchvision pads PIL images),
     # every flipped crop a window of the mirrored padded image (at column offset 2 * pad - dx): one
     # strided view whose first index is a window's first element holds them all, and one

@@ -14,6 +14,7 @@ from torch import Tensor
 from ..errors import G2GError
 
 KINDS = ("cosine", "pearson")
+_SUMS = ("sxy", "sx", "sxx", "sy", "syy")  # ActivityStats' running sums, in this order everywhere
 
 
 def outer_sum(post: Tensor, pre: Tensor) -> Tensor:
@@ -57,13 +58,21 @@ class ActivityStats:
             raise G2GError(f"pre and post must have the same samples, got {pre.shape[0]} and {post.shape[0]}")
         sxy = outer_sum(post, pre)
         x, y = pre.double(), post.double()
-        sums = (sxy, x.sum(0), (x * x).sum(0), y.sum(0), (y * y).sum(0))
+        self._fold((sxy, x.sum(0), (x * x).sum(0), y.sum(0), (y * y).sum(0)), pre.shape[0])
+
+    @torch.no_grad()
+    def merge_(self, other: ActivityStats) -> None:
+        """Fold in everything ``other`` holds (its tensors become this one's while this is empty)."""
+        if other.n:
+            self._fold(tuple(getattr(other, k) for k in _SUMS), other.n)
+
+    def _fold(self, sums: tuple[Tensor, ...], n: int) -> None:
         if self.n == 0:
             self.sxy, self.sx, self.sxx, self.sy, self.syy = sums
         else:
-            for acc, s in zip((self.sxy, self.sx, self.sxx, self.sy, self.syy), sums):
-                acc.add_(s)
-        self.n += pre.shape[0]
+            for k, s in zip(_SUMS, sums):
+                getattr(self, k).add_(s)
+        self.n += n
 
     @torch.no_grad()
     def scores(self, kind: str = "cosine") -> Tensor:
@@ -92,14 +101,13 @@ class ActivityStats:
     def state_dict(self) -> dict:
         if self.n == 0:
             return {"n": 0}
-        keys = ("sxy", "sx", "sxx", "sy", "syy")
-        return {"n": self.n, **{k: getattr(self, k).clone() for k in keys}}
+        return {"n": self.n, **{k: getattr(self, k).clone() for k in _SUMS}}
 
     def load_state_dict(self, state: dict, device: torch.device | None = None) -> None:
         self.reset()
         self.n = int(state["n"])
         if self.n:
-            for k in ("sxy", "sx", "sxx", "sy", "syy"):
+            for k in _SUMS:
                 setattr(self, k, state[k].to(device).clone())
 
 

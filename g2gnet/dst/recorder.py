@@ -199,13 +199,7 @@ def _combined(states: list[dict], size: int) -> dict:
         for st in states:
             part = ActivityStats()
             part.load_state_dict(st["activity"][name])
-            if part.n:
-                if stats.n == 0:
-                    stats = part
-                else:
-                    for k in ("sxy", "sx", "sxx", "sy", "syy"):
-                        getattr(stats, k).add_(getattr(part, k))
-                    stats.n += part.n
+            stats.merge_(part)
         activity[name] = stats.state_dict()
     for name in states[0]["grad"]:
         parts = [st["grad"][name] for st in states if st["grad"][name] is not None]

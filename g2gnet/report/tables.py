@@ -61,6 +61,11 @@ class Cell:
         """The code versions its runs (of ``seeds``, default all) ran under."""
         return {v for r in self.runs if seeds is None or r.config.train.seed in seeds for v in versions(r)}
 
+    @property
+    def mixed(self) -> bool:
+        """Whether its seeds ran under more than one code version (a row marked ``MIXED``)."""
+        return len(self.versions()) > 1
+
 
 def cells(records: list[RunRecord]) -> list[Cell]:
     """Runs grouped by configuration identity; two runs of one cell with the same seed are an error
@@ -145,7 +150,7 @@ def table(cs: list[Cell], keys: list[str], expected: dict[str, int] | None = Non
         m, s = c.mean_std()
         density = c.mean("density")
         n = f"{len(c.runs)}" + (f" of {expected[c.key]}" if expected and c.key in expected else "")
-        if len(c.versions()) > 1:
+        if c.mixed:
             n, mixed = f"{n} {MIXED}", True
         cells_ = [*(fmt(c.identity[k]) for k in keys), n, mean_text(m, s, len(c.runs)),
                   f"{c.mean('active_params'):,.0f}", "1 (dense)" if density is None else f"{density:.4f}",

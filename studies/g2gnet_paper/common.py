@@ -32,7 +32,7 @@ def mean_n(c: Cell | None) -> str:
     if c is None:
         return "–"
     m, s = c.mean_std()
-    return f"{mean_text(m, s, len(c.runs))} (n = {len(c.runs)}{f' {MIXED}' if len(c.versions()) > 1 else ''})"
+    return f"{mean_text(m, s, len(c.runs))} (n = {len(c.runs)}{f' {MIXED}' if c.mixed else ''})"
 
 
 def name(ident: Identity) -> str:

@@ -94,7 +94,7 @@ def _markdown_rows(f: Frontier) -> list[str]:
         m, s = r.cell.mean_std()
         density = r.cell.mean("density")
         n = (f"{len(r.cell.runs)}" + (f" of {r.planned}" if r.planned else "")
-             + (f" {MIXED}" if len(r.cell.versions()) > 1 else ""))
+             + (f" {MIXED}" if r.cell.mixed else ""))
         delta, ci = "–", "–"
         if r.vs_dense is not None:
             delta = f"{r.vs_dense.mean():+.2f}" + (f" {MIXED}" if r.vs_dense.mixed else "")
@@ -113,7 +113,7 @@ def _markdown_rows(f: Frontier) -> list[str]:
         if f.speeds:
             row.append("◆" if r.front else "")
         lines.append("| " + " | ".join(row) + " |")
-    if any(r.vs_dense is not None and r.vs_dense.mixed or len(r.cell.versions()) > 1 for r in f.rows):
+    if any(r.cell.mixed or r.vs_dense is not None and r.vs_dense.mixed for r in f.rows):
         lines += ["", f"{MIXED} (n) the row's seeds, (Δ) the pair's runs ran under different code versions."]
     return lines
 
