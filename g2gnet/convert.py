@@ -10,11 +10,18 @@ What ``sparsify`` leaves alone, and why (each is a reason in the plan):
 - linear modules whose weight the parent reads directly instead of calling them, such as
   ``nn.MultiheadAttention.out_proj``: the parent would bypass the mask;
 - a linear whose weight Parameter is shared with another module (tied weights, e.g. a decoder
-  tied to an embedding): the other module would keep reading the dense weight.
+  tied to an embedding): the other module would keep reading the dense weight;
+- anything but a plain ``nn.Linear``: a subclass (its own ``forward`` or state), a parametrized
+  linear (``torch.nn.utils.parametrize``, e.g. ``orthogonal``) and a linear with forward or
+  backward hooks: a ``SparseLinear`` would silently drop that behaviour.
+
+A lazy linear (``nn.LazyLinear``) not yet materialised is an error: its widths are unknown until
+a first forward pass. Bad input (not a module, a layer on the meta device) is a ``G2GError``
+raised before anything is replaced.
 
 A module used at several places (the same ``nn.Linear`` object twice) is replaced by one
-``SparseLinear`` at all of them, so it stays shared; a frozen layer (``requires_grad=False``)
-stays frozen.
+``SparseLinear`` at all of them, so it stays shared; a frozen weight or bias
+(``requires_grad=False``) stays frozen, both ways (``densify`` too).
 
 Hebbian "post" activity: DST's Hebbian rule scores a connection by the activity of its input
 unit and of its output unit after the non-linearity that follows the layer (``post_activation``).
@@ -34,6 +41,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
+from torch.nn.modules.lazy import LazyModuleMixin
+from torch.nn.utils import parametrize
 
 from .config import ModelConfig, coerce
 from .errors import G2GError, lookup
@@ -75,6 +84,25 @@ def _following_activation(model: nn.Module, name: str):
     return None
 
 
+def _check_module(model, what: str) -> None:
+    if not isinstance(model, nn.Module):
+        raise G2GError(f"{what} needs a torch.nn.Module, got {type(model).__name__}")
+
+
+_LAZY = "a lazy layer not materialised yet"
+
+
+def _is_lazy(m: nn.Module) -> bool:
+    return isinstance(m, LazyModuleMixin) and m.has_uninitialized_params()
+
+
+def _hooks(m: nn.Module) -> list[str]:
+    """The kinds of hooks registered on ``m`` itself, which a replacement would not carry."""
+    kinds = (("_forward_pre_hooks", "forward pre-hooks"), ("_forward_hooks", "forward hooks"),
+             ("_backward_pre_hooks", "backward pre-hooks"), ("_backward_hooks", "backward hooks"))
+    return [label for attr, label in kinds if getattr(m, attr, None)]
+
+
 def _check_patterns(include, exclude) -> None:
     for what, patterns in (("include", include), ("exclude", exclude)):
         if patterns is not None and (isinstance(patterns, str) or not all(isinstance(p, str) for p in patterns)):
@@ -85,6 +113,7 @@ def plan(model: nn.Module, groups: int = 8, include: list[str] | None = None,
          exclude: list[str] | None = None) -> list[Decision]:
     """For every ``nn.Linear`` of ``model`` (each module once, in module order): whether
     ``sparsify`` with these arguments replaces it, and why not where it does not."""
+    _check_module(model, "plan")
     groups = coerce(groups, int, "groups")
     check_groups_count(groups)
     _check_patterns(include, exclude)
@@ -114,6 +143,14 @@ def plan(model: nn.Module, groups: int = 8, include: list[str] | None = None,
             why = f"its weight is shared with {', '.join(tied)} (tied weights)"
         elif key == last and include is None:
             why = "final classifier"
+        elif _is_lazy(m):
+            why = _LAZY
+        elif parametrize.is_parametrized(m):
+            why = f"parametrized ({', '.join(m.parametrizations)}): a SparseLinear would drop the parametrization"
+        elif type(m) is not nn.Linear:
+            why = f"{type(m).__name__} is a subclass of nn.Linear: a SparseLinear would drop its own behaviour"
+        elif _hooks(m):
+            why = f"it has {' and '.join(_hooks(m))}: a SparseLinear would not call them"
         elif m.in_features % groups or m.out_features % groups:
             why = f"groups={groups} does not divide {m.in_features}->{m.out_features}"
         else:
@@ -162,11 +199,16 @@ def sparsify(
     dict from name pattern to one); the default finds it in the model's structure. ``verbose``
     prints the plan; a warning says so when no layer is replaced.
     """
+    _check_module(model, "sparsify")
     seed = coerce(seed, int, "seed")
     schemes = lookup(GROUPINGS, grouping, "grouping")
     if post_activation is not None and not callable(post_activation) and not isinstance(post_activation, dict):
         raise G2GError(f"post_activation must be a function, a module or a dict of them, got {post_activation!r}")
     decisions = plan(model, groups, include, exclude)
+    lazy = [d.name for d in decisions if d.reason == _LAZY]
+    if lazy:
+        raise G2GError(f"{', '.join(lazy)}: lazy layers must be materialised before sparsify (run one forward "
+                       "pass so their widths are known), or leave them out with exclude")
     chosen = [d for d in decisions if d.replace]
     if include is not None and not chosen:
         named = [f"{d.name}: {d.reason}" for d in decisions if d.reason != "not in include"]
@@ -188,10 +230,14 @@ def sparsify(
         og = group_ids(old.out_features, groups, out_scheme, gen)
         ig = group_ids(old.in_features, groups, in_scheme, gen)
         mask = modular_mask(og, ig, p_intra, p_inter, gen)
+        # Its initial values are overwritten by the old weights: drawn from a throwaway generator,
+        # so sparsify leaves the global RNG as it was.
         new = SparseLinear(old.in_features, old.out_features, mask, bias=old.bias is not None,
-                           in_groups=ig, out_groups=og)
-        new.load_dense_(old.weight, old.bias)
+                           in_groups=ig, out_groups=og, generator=torch.Generator())
+        # On the old weight's device and dtype first: loading into the default float32 would
+        # round a float64 model's weights.
         new.to(device=old.weight.device, dtype=old.weight.dtype)
+        new.load_dense_(old.weight, old.bias)
         new.packed.requires_grad_(old.weight.requires_grad)
         if new.bias is not None:
             new.bias.requires_grad_(old.bias.requires_grad)
@@ -203,9 +249,27 @@ def sparsify(
     return model
 
 
-def to_linear(layer: SparseLinear) -> nn.Linear:
+def _weight_requires_grad(layer: SparseLinear, name: str) -> bool:
+    """Whether ``layer``'s weight trains: the flag its packed parameters (``intra`` and ``values``)
+    share. An ``nn.Linear`` has one weight, so where they disagree that is an error, not a guess
+    (parameters with no entries hold no weight and do not count)."""
+    params = dict(layer.packed.named_parameters())
+    held = {n: p for n, p in params.items() if p.numel()} or params
+    flags = {p.requires_grad for p in held.values()}
+    if len(flags) > 1:
+        which = ", ".join(f"{n}.requires_grad={p.requires_grad}" for n, p in held.items())
+        raise G2GError(f"{name or 'the layer'}: its packed weights disagree ({which}); an nn.Linear has one "
+                       "weight, so freeze or unfreeze them together first (layer.packed.requires_grad_(...))")
+    return flags.pop() if flags else True
+
+
+def to_linear(layer: SparseLinear, name: str = "") -> nn.Linear:
     """An ``nn.Linear`` with ``layer``'s effective weight (0 off the mask) and bias, trainable as the
-    layer was."""
+    layer was: the weight as the packed parameters (``intra`` and ``values``, which must agree),
+    the bias as ``layer.bias``. ``name`` names the layer in errors."""
+    if not isinstance(layer, SparseLinear):
+        raise G2GError(f"to_linear needs a SparseLinear, got {type(layer).__name__}")
+    weight_grad = _weight_requires_grad(layer, name)
     w = layer.weight.detach()
     dense = nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None, device=w.device,
                       dtype=w.dtype)
@@ -213,25 +277,34 @@ def to_linear(layer: SparseLinear) -> nn.Linear:
         dense.weight.copy_(w)
         if layer.bias is not None:
             dense.bias.copy_(layer.bias)
-    dense.requires_grad_(layer.values.requires_grad)
+    dense.weight.requires_grad_(weight_grad)
+    if layer.bias is not None:
+        dense.bias.requires_grad_(layer.bias.requires_grad)
     return dense.train(layer.training)
 
 
 def densify(model: nn.Module) -> nn.Module:
     """Replace every ``SparseLinear`` of ``model`` by an ``nn.Linear`` with its effective weight
-    (0 off the mask) and bias, in place, and return the model (shared layers stay shared)."""
+    (0 off the mask) and bias, in place, and return the model (shared layers stay shared). Every
+    layer is converted before any is replaced, so an error leaves the model as it was."""
+    _check_module(model, "densify")
     done: dict[int, nn.Linear] = {}
+    places = []
     for name, m in list(model.named_modules(remove_duplicate=False)):
         if isinstance(m, SparseLinear):
-            dense = done.setdefault(id(m), to_linear(m))
-            parent_name, _, child = name.rpartition(".")
-            setattr(model.get_submodule(parent_name) if parent_name else model, child, dense)
+            if id(m) not in done:
+                done[id(m)] = to_linear(m, name)
+            places.append((name, done[id(m)]))
+    for name, dense in places:
+        parent_name, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent_name) if parent_name else model, child, dense)
     return model
 
 
 def summary(model: nn.Module) -> str:
     """One line per linear layer: sparse (shape, density, ensembles, post activation) or dense,
     with totals."""
+    _check_module(model, "summary")
     lines, active, dense_total = [], 0, 0
     for name, m in model.named_modules():
         if isinstance(m, SparseLinear):

@@ -20,10 +20,16 @@ from torch import Tensor
 
 from . import state_compat
 from .config import coerce
+from .derived import derived
 from .ensembles import ensemble_fill
 from .errors import G2GError
 from .kernels import dispatch
 from .packed import PackedWeight, check_mask, describe
+
+
+_WEIGHT_ADVICE = ("use layer.load_dense_(weight) (takes the active connections), or write layer.values / "
+                  "layer.intra")
+_MASK_ADVICE = "use layer.set_mask_(mask)"
 
 
 class SparseLinear(nn.Module):
@@ -34,8 +40,10 @@ class SparseLinear(nn.Module):
         mask: BoolTensor[out, in]; ``None`` means fully connected.
         bias: whether to learn an additive bias.
         in_groups, out_groups: optional LongTensor group ids of the inputs/outputs (G2G layers).
-            They never change the result; they say which diagonal blocks to store dense. Without
-            them the ensembles are looked for in the mask (``ensembles.find_groups``), once.
+            They never change the function a set of weights computes; they say which diagonal
+            blocks to store dense. Without them the ensembles are looked for in the mask
+            (``ensembles.find_groups``), once. (The initial weights are drawn in storage order,
+            so with the same generator a layer stored another way starts from other weights.)
         generator: RNG for the initialisation (reproducible models without global seeding).
     """
 
@@ -97,14 +105,16 @@ class SparseLinear(nn.Module):
 
     @property
     def weight(self) -> Tensor:
-        """The dense effective weight [out, in], 0 off the mask (derived; gradients flow to the
-        packed parameters)."""
-        return self.packed.dense()
+        """The dense effective weight [out, in], 0 off the mask (derived at each access;
+        gradients flow to the packed parameters). Read-only: writing into it raises
+        (``g2gnet.derived``); ``load_dense_`` writes the layer."""
+        return derived(self.packed.dense(), _WEIGHT_ADVICE)
 
     @property
     def mask(self) -> Tensor:
-        """BoolTensor [out, in]: the active connections."""
-        return self.packed.mask
+        """BoolTensor [out, in]: the active connections (derived at each access, read-only;
+        ``set_mask_`` changes them)."""
+        return derived(self.packed.mask, _MASK_ADVICE)
 
     @property
     def nnz(self) -> int:
@@ -131,8 +141,13 @@ class SparseLinear(nn.Module):
         if weight.device.type == "meta":
             raise G2GError("cannot take weights from the meta device (they have no values); materialise the "
                            "model first (e.g. model.to_empty(device='cpu') and its init)")
-        self.packed.load_dense_(weight.detach() * self.mask.to(weight.device))
-        if bias is not None and self.bias is not None:
+        if bias is not None:
+            if self.bias is None:
+                raise G2GError("load_dense_ got a bias for a layer built with bias=False")
+            if not isinstance(bias, Tensor) or tuple(bias.shape) != (self.out_features,):
+                raise G2GError(f"bias must have shape {(self.out_features,)}, got {describe(bias)}")
+        self.packed.load_dense_(weight.detach() * self.packed.mask.to(weight.device))
+        if bias is not None:
             self.bias.copy_(bias)
 
     def ensemble_fill(self) -> Tensor | None:
@@ -140,13 +155,16 @@ class SparseLinear(nn.Module):
         (which ensembles survive DST), or None without ensembles."""
         if self.out_groups is None:
             return None
-        return ensemble_fill(self.mask, self.out_groups, self.in_groups)
+        return ensemble_fill(self.packed.mask, self.out_groups, self.in_groups)
 
     def __setattr__(self, name: str, value) -> None:
         if name == "post_activation":  # a reference to a module of the model, not a child of this layer
             if value is not None and not callable(value):
                 raise G2GError(f"post_activation must be a module, a function or None, got {value!r}")
             object.__setattr__(self, name, value)
+        elif name in ("weight", "mask"):  # derived views of the packed storage, not attributes
+            raise G2GError(f"SparseLinear.{name} cannot be assigned: "
+                           f"{_WEIGHT_ADVICE if name == 'weight' else _MASK_ADVICE}")
         else:
             super().__setattr__(name, value)
 
@@ -156,12 +174,17 @@ class SparseLinear(nn.Module):
 
     # -- compute ----------------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
+        if not isinstance(x, Tensor) or x.dim() == 0 or x.shape[-1] != self.in_features:
+            # one message on every path (the reference's was torch's "mat1 and mat2 shapes cannot
+            # be multiplied", the kernels' their own)
+            raise G2GError(f"SparseLinear({self.in_features} -> {self.out_features}) takes inputs "
+                           f"[..., {self.in_features}], got {describe(x)}")
         path = dispatch.choose(self, x)
         if path is not None:
             return dispatch.PATHS[path](self, x)
         # The masked product: weight is 0 off the mask, and the gradients reach only the packed
         # (active) parameters.
-        return F.linear(x, self.weight, self.bias)
+        return F.linear(x, self.packed.dense(), self.bias)
 
     def execution_path(self, x: Tensor) -> str:
         """Which implementation ``self(x)`` runs: a native path's name or "reference"."""

@@ -17,6 +17,7 @@ import torch.nn as nn
 from .config import ModelConfig
 from .errors import G2GError
 from .convert import sparsify
+from .layers import sparse_layers
 
 PATCH, DIM, DEPTH, TOKEN_HIDDEN, CHANNEL_HIDDEN = 4, 128, 4, 64, 512
 
@@ -109,7 +110,13 @@ def build_mixer(opts: ModelConfig, input_shape: tuple[int, int, int], num_classe
 
 def build_mixer_g2g(opts: ModelConfig, input_shape: tuple[int, int, int], num_classes: int,
                     gen: torch.Generator) -> MLPMixer:
-    """The MLP-Mixer with every block MLP made G2G (``sparsify``, mixer grouping)."""
+    """The MLP-Mixer with every block MLP made G2G (``sparsify``, mixer grouping), each sparse
+    row's kept weights scaled by its fan-in as every G2G layer's init is (SPEC §2; ``sparsify``
+    keeps weights as they are, and a row that keeps a quarter of its inputs would start with
+    half the dense block's output scale)."""
     model = build_mixer(opts, input_shape, num_classes, gen)
-    return sparsify(model, groups=opts.groups, p_intra=opts.p_intra, p_inter=opts.p_inter, grouping="mixer",
-                    include=["blocks.*_mlp.*"], seed=_seed(gen))
+    model = sparsify(model, groups=opts.groups, p_intra=opts.p_intra, p_inter=opts.p_inter, grouping="mixer",
+                     include=["blocks.*_mlp.*"], seed=_seed(gen))
+    for _, layer in sparse_layers(model):
+        layer.packed.scale_by_fan_in_()
+    return model

@@ -235,6 +235,12 @@ def _g2g_layers(opts: ModelConfig, widths: list[int], grouping: str, gen: torch.
     layers = []
     groups = network_groups(widths, opts.groups, grouping, gen)  # every layer's, before any mask
     for layer, ((a, b), lg) in enumerate(zip(_pairs(widths), groups)):
+        # Hidden ensembles take the tile as asked; only the first layer's input side (the data's
+        # width, e.g. 784 = 8 x 98) is fitted. Fitting hidden sides too made inter_tile=5 and 6
+        # build the very model of inter_tile=4 at 1024 wide, under other names.
+        if (b // opts.groups) % opts.inter_tile:
+            raise G2GError(f"inter_tile={opts.inter_tile} does not divide the ensembles ({b // opts.groups} units) "
+                           f"of sparse layer {layer + 1}; use a divisor, e.g. {fit_tile(b // opts.groups, opts.inter_tile)}")
         smallest = min(a, b) // opts.groups
         if opts.inter_tile > smallest:  # one tile per group pair: the density would be a lottery
             raise G2GError(f"inter_tile={opts.inter_tile} is larger than the ensembles ({smallest} units) "
@@ -258,6 +264,19 @@ MODELS = {
 
 # Checks of a model's options beyond their ranges (ModelConfig), by model name.
 _OPTION_CHECKS = {"mlp-mixer": check_mixer_options, "mlp-mixer-g2g": check_mixer_options}
+# Options a model does not read. A run records them at their defaults (``used_options``): set to
+# anything else, they labelled a run (its config, its row in a report) with a setting that did not
+# shape it, and a grid over them trained the same model again under other names.
+_UNUSED = {"dense": ("groups", "p_intra", "p_inter", "inter_tile"), "dense-matched": ("inter_tile",),
+           "er": ("inter_tile",), "mlp-mixer": ("groups", "p_intra", "p_inter")}
+
+
+def used_options(opts: ModelConfig) -> tuple[ModelConfig, list[str]]:
+    """``opts`` with the options its model does not read at their defaults, and the names of
+    those that were set otherwise (for the caller to say so)."""
+    defaults = ModelConfig()
+    unused = [k for k in _UNUSED.get(opts.name, ()) if getattr(opts, k) != getattr(defaults, k)]
+    return dataclasses.replace(opts, **{k: getattr(defaults, k) for k in unused}), unused
 
 
 def check_options(opts: ModelConfig, input_shape: tuple[int, ...]) -> None:

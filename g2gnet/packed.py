@@ -13,7 +13,10 @@ checkpoint rebuilds exactly the layout it was saved with, so optimizer state (ke
 order) lands on the connections it belongs to, whatever DST did to the mask (SPEC §9).
 
 State dict: ``mask_bits`` (uint8, 1 bit per position), ``weight_values`` (the active weights in
-row-major order: layout-free), ``out_groups``/``in_groups`` (when known) and ``blocks``.
+row-major order: layout-free), ``out_groups``/``in_groups`` (when known), ``blocks`` and
+``in_features`` (the bits' rows are padded to whole bytes, so without it a checkpoint of a layer up
+to 7 inputs narrower would load into this one; checkpoints before it are checked by their padding
+bits only).
 """
 
 from __future__ import annotations
@@ -275,13 +278,23 @@ class PackedWeight(nn.Module):
         self.intra.uniform_(-bound, bound, generator=generator)
         self.values.zero_()
         self.values[: lay.n_values].uniform_(-bound, bound, generator=generator)
+        if lay.n_groups:
+            self.intra.mul_(self.intra.new_ones(lay.intra_shape) if lay.block_mask is None
+                            else lay.block_mask.to(self.intra))
+        self.scale_by_fan_in_()
+
+    @torch.no_grad()
+    def scale_by_fan_in_(self) -> None:
+        """Every row's weights times sqrt(in / its active fan-in): a dense layer's init kept on the
+        mask (``reset_parameters``, or weights taken from a dense layer) gets the output scale
+        of the dense layer it came from (SPEC §2)."""
+        lay = self.layout
         # Active fan-in of every sorted row: its values (CSR: rowptr; tiles: T per tile) plus
         # its block row.
         t = max(lay.tile, 1)
         fan_in = (lay.rowptr.diff() * t).repeat_interleave(t).to(self.values.dtype)
         if lay.n_groups:
             block = self.intra.new_ones(lay.intra_shape) if lay.block_mask is None else lay.block_mask.to(self.intra)
-            self.intra.mul_(block)
             fan_in += block.sum(2).reshape(-1)
         scale = torch.sqrt(self.n_in / fan_in.clamp_min(1))
         if lay.n_groups:
@@ -307,6 +320,7 @@ class PackedWeight(nn.Module):
             destination[prefix + "out_groups"] = self.out_groups
             destination[prefix + "in_groups"] = self.in_groups
         destination[prefix + "blocks"] = torch.tensor(self.blocks)
+        destination[prefix + "in_features"] = torch.tensor(self.n_in)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                               error_msgs) -> None:
@@ -316,8 +330,14 @@ class PackedWeight(nn.Module):
         if missing:
             missing_keys += missing
             return
+        if "in_features" in keys:
+            width = int(expect(state_dict[keys["in_features"]], prefix + "in_features", torch.int64, ()))
+            if width != self.n_in:
+                raise G2GError(f"checkpoint {prefix} is of a layer with {width} inputs; this layer has {self.n_in}")
         bits = expect(state_dict[keys["mask_bits"]], prefix + "mask_bits", torch.uint8,
                        (self.n_out, (self.n_in + 7) // 8))
+        if self.n_in % 8 and bool((bits[:, -1].cpu() >> (self.n_in % 8)).any()):
+            raise G2GError(f"checkpoint {prefix}mask_bits has connections beyond this layer's {self.n_in} inputs")
         mask = unpack_bits(bits.cpu(), self.n_in)
         nnz = int(torch.count_nonzero(mask))
         values = expect(state_dict[keys["weight_values"]], prefix + "weight_values", None, (nnz,))
@@ -355,7 +375,7 @@ class PackedWeight(nn.Module):
             self.load_dense_(dense.view(self.n_out, self.n_in))
 
 
-_STATE_KEYS = ("mask_bits", "weight_values", "out_groups", "in_groups", "blocks")
+_STATE_KEYS = ("mask_bits", "weight_values", "out_groups", "in_groups", "blocks", "in_features")
 
 
 def expect(t, key: str, dtype: torch.dtype | None, shape: tuple) -> Tensor:

@@ -52,14 +52,17 @@ def upgrade(layer, state: dict, prefix: str) -> None:
 def masks_from_state(state: dict) -> dict[str, Tensor]:
     """The masks of the SparseLinear layers in a model ``state_dict`` (any format ``upgrade``
     reads), by layer name, rows and columns sorted by ensemble where group ids are stored (so
-    the blocks are visible). Without group ids a bit mask is shown with its input width rounded
-    up to a multiple of 8 (the padding bits are 0)."""
+    the blocks are visible). A bit mask of a checkpoint without its input width (``in_features``,
+    saved since 2026-12-08) or group ids is shown with the width rounded up to a multiple of 8
+    (the padding bits are 0)."""
     out = {}
     for key, value in state.items():
         if key.endswith("mask_bits") and isinstance(value, Tensor) and value.dtype == torch.uint8:
             prefix = key[: -len("mask_bits")]
-            ig = state.get(prefix + "in_groups")
-            mask = unpack_bits(value, ig.numel() if isinstance(ig, Tensor) else value.shape[1] * 8)
+            ig, width = state.get(prefix + "in_groups"), state.get(prefix + "in_features")
+            width = (int(width) if isinstance(width, Tensor) and width.numel() == 1
+                     else ig.numel() if isinstance(ig, Tensor) else value.shape[1] * 8)
+            mask = unpack_bits(value, width)
         elif key.endswith(".mask") and isinstance(value, Tensor) and value.dtype == torch.bool:
             prefix, mask = key[: -len("mask")], value
         else:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .config import ModelConfig
+from .config import ModelConfig, coerce
 from .errors import G2GError
 
 SCHEMES = ("contiguous", "interleaved", "random")
@@ -25,6 +25,7 @@ def check_groups_count(groups: int) -> None:
 
 
 def _check_groups(n: int, groups: int, what: str = "width") -> None:
+    n = coerce(n, int, what)
     check_groups_count(groups)
     if n < 1:
         raise G2GError(f"{what} must be positive, got {n}")
@@ -41,6 +42,7 @@ def group_ids(
     permutation π drawn from ``generator``.
     """
     _check_groups(n, groups)
+    _check_generator(generator)
     size = n // groups
     k = torch.arange(n)
     if scheme == "contiguous":
@@ -75,6 +77,8 @@ def modular_mask(
     an input layer whose group size T does not divide (see ``fit_tile``).
     """
     p_intra, p_inter = ModelConfig.checked("p_intra", p_intra), ModelConfig.checked("p_inter", p_inter)
+    out_groups, in_groups = _check_ids(out_groups, "out_groups"), _check_ids(in_groups, "in_groups")
+    _check_generator(generator)
     n_out, n_in = out_groups.numel(), in_groups.numel()
     # Drawn in row blocks (the same numbers as one [out, in] draw), keeping only what is used.
     intra_on = []  # per row block: the intra-group draws, in row-major order
@@ -95,9 +99,33 @@ def modular_mask(
     return mask
 
 
+def _check_generator(generator) -> None:
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise G2GError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+
+
+def _check_ids(ids, what: str) -> torch.Tensor:
+    """Group ids as ``modular_mask`` takes them: a non-empty 1-D integer tensor (on the CPU, where
+    the mask is drawn), or a G2GError."""
+    if not isinstance(ids, torch.Tensor):
+        raise G2GError(f"{what} must be a 1-D integer tensor of group ids (e.g. from group_ids), "
+                       f"got {type(ids).__name__}")
+    if ids.dim() != 1 or ids.numel() == 0 or ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
+        raise G2GError(f"{what} must be a non-empty 1-D integer tensor of group ids, "
+                       f"got {tuple(ids.shape)} {ids.dtype}")
+    if ids.device.type == "meta":
+        raise G2GError(f"{what} is on the meta device; a mask needs the group ids' values")
+    return ids.detach().cpu()
+
+
 def _tile_shape(inter_tile: int | tuple[int, int]) -> tuple[int, int]:
-    shape = (inter_tile, inter_tile) if isinstance(inter_tile, int) else tuple(inter_tile)
-    if len(shape) != 2 or any(not isinstance(t, int) or t < 1 for t in shape):
+    if isinstance(inter_tile, int):
+        shape = (inter_tile, inter_tile)
+    elif isinstance(inter_tile, (tuple, list)):
+        shape = tuple(inter_tile)
+    else:
+        shape = ()
+    if len(shape) != 2 or any(not isinstance(t, int) or isinstance(t, bool) or t < 1 for t in shape):
         raise G2GError(f"inter_tile must be an integer >= 1 or a pair of them, got {inter_tile!r}")
     return shape
 
@@ -145,8 +173,10 @@ def er_mask(
 ) -> torch.Tensor:
     """Erdős–Rényi mask with exactly round(density · out · in) active entries, uniformly placed."""
     density = ModelConfig.checked("p_inter", density, "density")  # a connection probability too
+    out_features, in_features = coerce(out_features, int, "out_features"), coerce(in_features, int, "in_features")
     if out_features < 1 or in_features < 1:
         raise G2GError(f"mask shape must be positive, got {out_features}x{in_features}")
+    _check_generator(generator)
     total = out_features * in_features
     k = int(round(density * total))
     flat = torch.zeros(total, dtype=torch.bool)

@@ -245,3 +245,79 @@ def test_A2_dst_attached_after_training_steps_with_a_live_graph():
         opt.step()
         dst.step()
     assert dst.step_count == 5 and all(opt.state[p]["exp_avg"].shape == p.shape for p in m.parameters())
+
+
+def _small() -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 4))
+
+
+def test_densify_keeps_weight_and_bias_trainability_apart():
+    m = sparsify(_small(), groups=4, p_inter=0.5)
+    assert m[0].intra.numel() and m[0].values.numel()  # both packed parts hold weights
+    m[0].bias.requires_grad_(False)  # bias frozen, weights train
+    densify(m)
+    assert m[0].weight.requires_grad and not m[0].bias.requires_grad
+    m = sparsify(_small(), groups=4, p_inter=0.5)
+    m[0].packed.requires_grad_(False)  # weights frozen, bias trains
+    densify(m)
+    assert not m[0].weight.requires_grad and m[0].bias.requires_grad
+    m = sparsify(_small(), groups=4, p_inter=0.5)
+    m[0].values.requires_grad_(False)  # intra trains, values frozen: one nn.Linear weight cannot say both
+    with pytest.raises(G2GError, match=r"0: its packed weights disagree \(intra.requires_grad=True, "
+                                       r"values.requires_grad=False\)"):
+        densify(m)
+    assert isinstance(m[0], SparseLinear)  # nothing replaced
+
+
+def test_sparsify_keeps_float64_weights_exactly_and_the_global_rng():
+    m = _small().double()
+    with torch.no_grad():  # float64 values that float32 would round
+        m[0].weight.copy_(torch.randn(16, 16, dtype=torch.float64) / 4)
+        m[0].bias.copy_(torch.randn(16, dtype=torch.float64) / 4)
+    w, b = m[0].weight.detach().clone(), m[0].bias.detach().clone()
+    assert not torch.equal(w.float().double(), w) and not torch.equal(b.float().double(), b)
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    sparsify(m, groups=4)
+    assert m[0].values.dtype == torch.float64
+    assert torch.equal(m[0].weight.detach(), w * m[0].mask) and torch.equal(m[0].bias.detach(), b)
+    assert torch.equal(torch.rand(3), expected)  # the global RNG is untouched
+
+
+def test_sparsify_keeps_linears_whose_behaviour_a_sparse_layer_would_drop():
+    class Scaled(nn.Linear):
+        def forward(self, x):
+            return 2 * super().forward(x)
+
+    torch.manual_seed(0)
+    hooked = nn.Linear(16, 16)
+    calls = []
+    hooked.register_forward_hook(lambda mod, args, out: calls.append(1))
+    m = nn.Sequential(Scaled(16, 16), nn.ReLU(), torch.nn.utils.parametrizations.orthogonal(nn.Linear(16, 16)),
+                      nn.ReLU(), hooked, nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 4))
+    x = torch.randn(3, 16)
+    text = explain(plan(m, groups=4))
+    assert "0: kept (Scaled is a subclass of nn.Linear" in text
+    assert "2: kept (parametrized (weight)" in text
+    assert "4: kept (it has forward hooks" in text
+    assert "6: replaced" in text
+    kept = [m[0], m[2], m[4]]
+    sparsify(m, groups=4, p_inter=1.0)  # fully connected: kept layers compute as before
+    assert [m[0], m[2], m[4]] == kept and isinstance(m[6], SparseLinear)
+    calls.clear()
+    m(x)
+    assert calls == [1]
+
+
+def test_bad_input_to_convert_is_one_error():
+    for call in (sparsify, densify, plan, summary):
+        with pytest.raises(G2GError, match=r"needs a torch.nn.Module, got str"):
+            call("abc")
+    m = nn.Sequential(nn.LazyLinear(16), nn.ReLU(), nn.Linear(16, 4))
+    with pytest.raises(G2GError, match="0: lazy layers must be materialised before sparsify"):
+        sparsify(m, groups=4)
+    assert isinstance(m[0], nn.LazyLinear)
+    m(torch.randn(2, 8))  # materialised: an ordinary nn.Linear now
+    assert isinstance(sparsify(m, groups=4, include=["0"])[0], SparseLinear)

@@ -315,6 +315,27 @@ def test_cifar_structural_checks(tmp_path, tiny):
         load_dataset("cifar10", data_dir=root, download=False)
 
 
+@pytest.mark.parametrize("labels, message", [
+    ([1.7, 2.9, 0.2], "is a list holding float 1.7, expected a list of integers"),
+    ([True, False, True], "is a list holding bool True"),
+    (["1", "2", "3"], "is a list holding str '1'"),
+    (np.array([1.5, 2.5, 3.5], np.float32), "is float32 array, expected a list of integers"),
+    (np.array([True, False, True]), "is bool array"),
+    (np.array([2**64 - 1, 1, 2], np.uint64), r"labels range 1..18446744073709551615, expected 0..9"),
+    ([2**70, 1, 2], r"labels range 1..1180591620717411303424, expected 0..9"),
+])
+def test_cifar_labels_must_be_integers_in_range(tmp_path, labels, message):
+    from g2gnet.data.formats import read_cifar_batch
+    path = tmp_path / "batch"
+    dump(path, {b"labels": labels, b"data": cifar_rows(3, 0)})
+    with pytest.raises(G2GError, match=message):
+        read_cifar_batch(path, b"labels", 10, 3)
+    for good in ([1, 2, 3], np.array([1, 2, 3], np.uint8), np.array([1, 2, 3], np.uint64)):
+        dump(path, {b"labels": good, b"data": cifar_rows(3, 0)})
+        y = read_cifar_batch(path, b"labels", 10, 3)[1]
+        assert y.dtype == np.int64 and y.tolist() == [1, 2, 3]
+
+
 def test_cifar_pickle_cannot_run_code(tmp_path, tiny):
     write_cifar10(tmp_path / "data")
     marker = tmp_path / "pwned"

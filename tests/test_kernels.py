@@ -372,7 +372,7 @@ def test_state_dict_into_a_fresh_layer_with_another_mask():
     torch.testing.assert_close(b(x), a(x))
     state = a.state_dict()
     assert set(state) == {f"packed.{k}" for k in ("mask_bits", "weight_values", "in_groups", "out_groups",
-                                                  "blocks")} | {"bias"}
+                                                  "blocks", "in_features")} | {"bias"}
     assert state["packed.weight_values"].numel() == a.nnz and bool(state["packed.blocks"])
 
 

@@ -310,3 +310,70 @@ def test_environment_switches_read_one_way(monkeypatch, value, default, want):
     else:
         monkeypatch.setenv("G2G_TEST_SWITCH", value)
     assert switch("G2G_TEST_SWITCH", default) is want
+
+
+def test_writes_into_the_derived_weight_or_mask_are_refused_not_lost():
+    # weight and mask are rebuilt at each access: a write into one changed a copy, silently
+    layer = _layer()
+    before = {k: v.clone() for k, v in layer.state_dict().items()}
+    writes = {
+        "init": lambda: torch.nn.init.kaiming_uniform_(layer.weight),
+        "data": lambda: layer.weight.data.copy_(torch.zeros(16, 24)),
+        "in place": lambda: layer.weight.mul_(2),
+        "a row's view": lambda: layer.weight[0].fill_(1.0),
+        "detached view": lambda: layer.weight.detach().zero_(),
+        "item": lambda: layer.weight.__setitem__((0, 0), 5.0),
+        "out=": lambda: torch.mul(torch.ones(16, 24), 2, out=layer.weight.detach()),
+    }
+    for name, write in writes.items():
+        with torch.no_grad(), pytest.raises(G2GError, match="load_dense_"):
+            write()
+    with pytest.raises(G2GError, match="set_mask_"):
+        layer.mask[0, :] = False
+    with pytest.raises(G2GError, match="cannot be assigned.*load_dense_"):
+        layer.weight = torch.nn.Parameter(torch.zeros(16, 24))
+    with pytest.raises(G2GError, match="cannot be assigned.*set_mask_"):
+        layer.mask = torch.ones(16, 24, dtype=torch.bool)
+    after = layer.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    # reading, computing and differentiating work as with any tensor; results are plain tensors
+    w = layer.weight
+    assert type(w * 2) is torch.Tensor and type(w.clone()) is torch.Tensor and repr(w).startswith("tensor(")
+    copy = torch.zeros(16, 24)
+    copy.copy_(w)  # writing *from* it into another tensor is fine
+    assert torch.equal(copy, w)
+    (layer.weight ** 2).sum().backward()
+    assert layer.values.grad.abs().sum() > 0
+    x = torch.randn(3, 24)
+    torch.testing.assert_close(torch.compile(lambda x: x @ layer.weight.T + layer.bias, fullgraph=True)(x), layer(x))
+
+
+def test_load_dense_checks_its_bias():
+    layer = _layer()
+    with pytest.raises(G2GError, match=r"bias must have shape \(16,\)"):
+        layer.load_dense_(torch.zeros(16, 24), torch.ones(1))
+    with pytest.raises(G2GError, match="bias=False"):
+        _layer(bias=False).load_dense_(torch.zeros(16, 24), torch.ones(16))
+    layer.load_dense_(torch.ones(16, 24), torch.full((16,), 7.0))
+    assert torch.equal(layer.bias, torch.full((16,), 7.0)) and torch.equal(layer.weight, layer.mask.float())
+
+
+def test_a_checkpoint_of_another_input_width_is_refused_even_within_a_byte():
+    # the mask's bits are padded to whole bytes: a 6-input layer's checkpoint fit an 8-input layer
+    narrow, wide = SparseLinear(6, 4), SparseLinear(8, 4)
+    with pytest.raises(G2GError, match="6 inputs; this layer has 8"):
+        wide.load_state_dict(narrow.state_dict())
+    old = {k: v for k, v in SparseLinear(8, 4).state_dict().items() if not k.endswith("in_features")}
+    with pytest.raises(G2GError, match="beyond this layer's 6 inputs"):  # a checkpoint without its width
+        narrow.load_state_dict(old)
+    wide.load_state_dict(SparseLinear(8, 4).state_dict())
+
+
+@pytest.mark.parametrize("grad", [True, False])
+@pytest.mark.parametrize("shape", [(3, 23), (23,), ()])
+def test_an_input_of_the_wrong_width_is_one_error_on_every_path(shape, grad):
+    # the reference path raised torch's "mat1 and mat2 shapes cannot be multiplied", the serving
+    # kernel its own message
+    layer = _layer()
+    with torch.set_grad_enabled(grad), pytest.raises(G2GError, match=r"takes inputs \[\.\.\., 24\]"):
+        layer(torch.randn(shape))

@@ -5,7 +5,7 @@ import torch
 
 from g2gnet import G2GError, MODELS, build_model, sparse_layers
 from g2gnet.config import ModelConfig
-from g2gnet.models import matched_width
+from g2gnet.models import matched_width, used_options
 from g2gnet.stats import active_parameters, intra_fraction, macs_per_sample
 from g2gnet.topology import group_ids
 
@@ -129,3 +129,39 @@ def test_defaults_shared_with_the_config_are_the_configs():
     defaults = ModelConfig()
     assert (params["p_intra"].default, params["p_inter"].default, params["inter_tile"].default) == \
         (defaults.p_intra, defaults.p_inter, defaults.inter_tile) == (1.0, 0.15, 1)  # SPEC §2's values
+
+
+def test_g2g_mixer_blocks_start_with_the_fan_in_scaled_dense_weights():
+    # sparsify keeps a dense layer's weights as they are; the mixer's G2G blocks must start as
+    # every G2G layer does (SPEC §2): each row times sqrt(in / active fan-in)
+    dense = build_model("mlp-mixer", 3072, 10, seed=4)
+    g2g = build_model("mlp-mixer-g2g", 3072, 10, seed=4)
+    layers = sparse_layers(g2g)
+    assert len(layers) == 16
+    for name, layer in layers:
+        w, mask = dense.get_submodule(name).weight.detach(), layer.mask
+        scale = (layer.in_features / mask.sum(1).clamp_min(1)).sqrt()[:, None]
+        torch.testing.assert_close(layer.weight.detach(), w * mask * scale, rtol=1e-6, atol=0)
+        torch.testing.assert_close(layer.bias.detach(), dense.get_submodule(name).bias.detach())
+
+
+@pytest.mark.parametrize("name, option, value", [("dense", "p_inter", 0.05), ("dense", "groups", 4),
+                                                 ("dense", "inter_tile", 8), ("er", "inter_tile", 8),
+                                                 ("dense-matched", "inter_tile", 8), ("mlp-mixer", "groups", 4)])
+def test_options_a_model_does_not_use_are_named_and_reset(name, option, value):
+    # a run recorded them: a grid over them retrained the same model under other names, and
+    # reports showed the copies as configurations of their own
+    opts = ModelConfig(name=name, **{option: value})
+    used, unused = used_options(opts)
+    assert unused == [option] and getattr(used, option) == getattr(ModelConfig(), option)
+    assert used_options(ModelConfig(name="g2g-index", **{option: value})) == (
+        ModelConfig(name="g2g-index", **{option: value}), [])
+
+
+def test_inter_tile_must_divide_the_hidden_ensembles():
+    # fitting hidden sides made inter_tile=5 and 6 build the very model of 4 at 1024 wide
+    with pytest.raises(G2GError, match=r"inter_tile=5 does not divide the ensembles \(128 units\).*e.g. 4"):
+        build_model("g2g-mixer", 784, 10, inter_tile=5)
+    model = build_model("g2g-mixer", 784, 10, inter_tile=16)  # 784 inputs = 8 x 98: the input side fits 14
+    # (16 x 14 tiles are stored element-wise: the kernels' tiles are square)
+    assert [layer.layout.tile for _, layer in sparse_layers(model)] == [0, 16, 16]

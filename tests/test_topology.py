@@ -138,3 +138,26 @@ def test_rectangular_tiles_and_fit_tile():
         modular_mask(og, ig, 1.0, 0.5, inter_tile=8)
     with pytest.raises(G2GError, match="inter_tile must be"):
         modular_mask(og, ig, 1.0, 0.5, inter_tile=(0, 2))
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: group_ids(8.0, 2, "contiguous"), r"width must be an integer, got 8.0 \(float\)"),
+    (lambda: group_ids("8", 2, "contiguous"), r"width must be an integer, got '8' \(str\)"),
+    (lambda: group_ids(8, 2, "random", generator=0), "generator must be a torch.Generator"),
+    (lambda: modular_mask([0, 1], [0, 1]), "out_groups must be a 1-D integer tensor of group ids.*got list"),
+    (lambda: modular_mask(torch.zeros(2, 2, dtype=torch.long), torch.zeros(4, dtype=torch.long)),
+     r"out_groups must be a non-empty 1-D integer tensor of group ids, got \(2, 2\) torch.int64"),
+    (lambda: modular_mask(torch.zeros(4, dtype=torch.long), torch.tensor([0.0, 1.0])),
+     r"in_groups must be a non-empty 1-D integer tensor of group ids, got \(2,\) torch.float32"),
+    (lambda: modular_mask(torch.zeros(0, dtype=torch.long), torch.zeros(4, dtype=torch.long)),
+     r"out_groups must be a non-empty .*got \(0,\)"),
+    (lambda: modular_mask(group_ids(8, 2, "contiguous"), group_ids(8, 2, "contiguous"), inter_tile=True),
+     "inter_tile must be an integer >= 1"),
+    (lambda: er_mask(4.5, 4, 0.5), r"out_features must be an integer, got 4.5 \(float\)"),
+    (lambda: er_mask(4, "4", 0.5), r"in_features must be an integer, got '4' \(str\)"),
+], ids=["group_ids-float-n", "group_ids-str-n", "group_ids-generator", "mask-lists", "mask-2d-ids",
+        "mask-float-ids", "mask-empty-ids", "mask-bool-tile", "er-float-size", "er-str-size"])
+def test_bad_input_is_one_g2g_error(call, message):
+    with pytest.raises(G2GError, match=message) as e:
+        call()
+    assert "\n" not in str(e.value)

@@ -153,18 +153,34 @@ def read_cifar_batch(
         raise G2GError(f"{path}: b'data' is {got}, expected (N, {CIFAR_ROW}) uint8")
     if labels is None:
         raise G2GError(f"{path} has no {label_key!r}, expected {what}")
-    try:
-        y = np.asarray(labels, dtype=np.int64)
-    except (TypeError, ValueError, OverflowError):
-        raise G2GError(f"{path}: {label_key!r} is not a list of integers") from None
+    y = _integer_labels(labels, path, label_key)
     n = data.shape[0]
     if y.shape != (n,):
         raise G2GError(f"{path}: {label_key!r} has shape {y.shape}, expected ({n},) to match b'data'")
     if expected_rows is not None and n != expected_rows:
         raise G2GError(f"{path} has {n} rows, expected {expected_rows}")
-    check_labels(y, num_classes, path)
+    check_labels(y, num_classes, path)  # on the labels as stored, before any cast can wrap them
+    y = y.astype(np.int64)  # in [0, num_classes) now, so exact
     # The row layout is channel-major (R plane, G plane, B plane), so a reshape gives NCHW directly.
     return data.reshape(n, 3, 32, 32), y
+
+
+def _integer_labels(labels: object, path: Path, label_key: bytes) -> np.ndarray:
+    """``labels`` as an integer array of its own dtype (no cast yet), or a G2GError: floats, bools
+    and strings are refused, never truncated or parsed into class ids."""
+    if isinstance(labels, np.ndarray):
+        if labels.dtype.kind in "iu":
+            return labels
+        got = f"{labels.dtype} array"
+    elif isinstance(labels, (list, tuple)):
+        bad = [v for v in labels if not isinstance(v, (int, np.integer)) or isinstance(v, (bool, np.bool_))]
+        if not bad:
+            # object dtype keeps Python ints of any size exact (the range check reads them as such)
+            return np.array(labels, dtype=object) if labels else np.zeros(0, dtype=np.int64)
+        got = f"a list holding {type(bad[0]).__name__} {bad[0]!r}"
+    else:
+        got = type(labels).__name__
+    raise G2GError(f"{path}: {label_key!r} is {got}, expected a list of integers")
 
 
 def read_cifar_meta(path: Path, key: bytes, expected_count: int) -> list[str]:

@@ -111,7 +111,10 @@ def _sections(root: Path, dataset: str, suites: Path) -> tuple[list[str], dict[s
             ("patch", "Patch front end", "A trainable 8×8/8 conv (32 channels) before the hidden layers.",
              ["model.name"], "model.name=dense"),
             ("mixer", "MLP-Mixer with G2G blocks (beyond the paper)",
-             "A 4-block MLP-Mixer (width 128) whose MLPs are dense, G2G, or G2G + DST.",
+             "A 4-block MLP-Mixer (width 128) whose MLPs are dense, G2G, or G2G + DST. These runs' G2G "
+             "blocks started from the dense mixer's weights on the mask without the fan-in scaling every "
+             "other G2G layer starts with (about half the output scale; the code scales them since "
+             "2026-12-08, not re-run: a CPU run takes hours), so the gap holds for that init.",
              ["model.name", "dst.prune", "dst.grow"], "model.name=mlp-mixer"),
             ("tiles", "Tiled inter-ensemble links", "g2g-mixer with T × T tiles (element-wise row: Table I).",
              ["model.name", "model.inter_tile"], None),
