@@ -88,8 +88,19 @@ class Derived(Tensor):
         return type(out)(_keep_views(o, shared, advice) if isinstance(o, Tensor) else o for o in out)
 
     def __repr__(self, **kwargs) -> str:  # shown as the tensor it is
+        return Tensor.__repr__(self._plain(), **kwargs)
+
+    # Saved and copied as the plain tensor it is (torch.load(weights_only=True) reads it back;
+    # a copy is the caller's own, to write).
+    def __reduce_ex__(self, proto):
+        return self._plain().__reduce_ex__(proto)
+
+    def __deepcopy__(self, memo):
+        return self._plain().__deepcopy__(memo)
+
+    def _plain(self) -> Tensor:
         with torch._C.DisableTorchFunctionSubclass():
-            return Tensor.__repr__(self.as_subclass(Tensor), **kwargs)
+            return self.as_subclass(Tensor)
 
 
 def _keep_views(out: Tensor, shared: set[int], advice: str) -> Tensor:

@@ -1,5 +1,8 @@
 """SparseLinear against a float64 masked reference; init, state_dict and bad input."""
 
+import copy
+import io
+
 import pytest
 import torch
 
@@ -346,6 +349,15 @@ def test_writes_into_the_derived_weight_or_mask_are_refused_not_lost():
     assert layer.values.grad.abs().sum() > 0
     x = torch.randn(3, 24)
     torch.testing.assert_close(torch.compile(lambda x: x @ layer.weight.T + layer.bias, fullgraph=True)(x), layer(x))
+    # saved and copied as the plain tensors they are
+    buffer = io.BytesIO()
+    torch.save({"weight": layer.weight, "mask": layer.mask}, buffer)
+    buffer.seek(0)
+    got = torch.load(buffer, weights_only=True)
+    assert type(got["weight"]) is torch.Tensor and torch.equal(got["weight"], layer.weight)
+    assert type(got["mask"]) is torch.Tensor and torch.equal(got["mask"], layer.mask)
+    mine = copy.deepcopy(layer.weight.detach())
+    assert type(mine) is torch.Tensor and torch.equal(mine.zero_(), torch.zeros(16, 24))
 
 
 def test_load_dense_checks_its_bias():
