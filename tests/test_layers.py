@@ -342,9 +342,9 @@ def test_writes_into_the_derived_weight_or_mask_are_refused_not_lost():
     # reading, computing and differentiating work as with any tensor; results are plain tensors
     w = layer.weight
     assert type(w * 2) is torch.Tensor and type(w.clone()) is torch.Tensor and repr(w).startswith("tensor(")
-    copy = torch.zeros(16, 24)
-    copy.copy_(w)  # writing *from* it into another tensor is fine
-    assert torch.equal(copy, w)
+    other = torch.zeros(16, 24)
+    other.copy_(w)  # writing *from* it into another tensor is fine
+    assert torch.equal(other, w)
     (layer.weight ** 2).sum().backward()
     assert layer.values.grad.abs().sum() > 0
     x = torch.randn(3, 24)
