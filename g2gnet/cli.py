@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 from .errors import G2GError
@@ -205,10 +206,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"g2g: warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
-        return args.func(args)
+        with warnings.catch_warnings():  # a command's warnings as one line each, as its errors
+            warnings.showwarning = _warning_line
+            args = build_parser().parse_args(argv)
+            return args.func(args)
     except SystemExit as e:  # --help, --version
         return int(e.code or 0)
     except G2GError as e:

@@ -158,6 +158,12 @@ class ModelConfig(_Section):
                           expect="in [0, 1)")
 
 
+# The largest seed: torch's CPU generator keeps only a seed's low 32 bits, so seeds beyond would
+# draw the masks and initial weights of a smaller one (and seeds of 1.8e13 and more overflow the
+# data order's ``seed * 1_000_003 + epoch``).
+SEED_MAX = 2**32 - 1
+
+
 @dataclass(frozen=True)
 class TrainConfig(_Section):
     epochs: int | None = knob(None, "default: 20 (F-MNIST, MNIST), 30 (CIFAR-10), 40 (CIFAR-100)",
@@ -165,7 +171,8 @@ class TrainConfig(_Section):
     batch_size: int = knob(256, "global batch size", **at_least(1))
     lr: float = knob(1e-3, "Adam learning rate (cosine schedule to 0)", check=lambda v: v > 0, expect="> 0")
     weight_decay: float = knob(1e-4, "Adam L2 weight decay", **at_least(0))
-    seed: int = knob(0, "seeds masks, init, data order, augmentation and DST")
+    seed: int = knob(0, "seeds masks, init, data order, augmentation, dropout and DST (0 to 2^32 - 1)",
+                     check=lambda v: 0 <= v <= SEED_MAX, expect=f"in [0, {SEED_MAX}] (2^32 - 1)")
     device: str = knob("cpu", "cpu | cuda | cuda:N")
     threads: int | None = knob(None, "CPU threads (default: torch's)", **at_least(1))
 

@@ -235,16 +235,16 @@ def _g2g_layers(opts: ModelConfig, widths: list[int], grouping: str, gen: torch.
     layers = []
     groups = network_groups(widths, opts.groups, grouping, gen)  # every layer's, before any mask
     for layer, ((a, b), lg) in enumerate(zip(_pairs(widths), groups)):
+        smallest = min(a, b) // opts.groups
+        if opts.inter_tile > smallest:  # one tile per group pair: the density would be a lottery
+            raise G2GError(f"inter_tile={opts.inter_tile} is larger than the ensembles ({smallest} units) "
+                           f"of sparse layer {layer + 1}; use at most {smallest}")
         # Hidden ensembles take the tile as asked; only the first layer's input side (the data's
         # width, e.g. 784 = 8 x 98) is fitted. Fitting hidden sides too made inter_tile=5 and 6
         # build the very model of inter_tile=4 at 1024 wide, under other names.
         if (b // opts.groups) % opts.inter_tile:
             raise G2GError(f"inter_tile={opts.inter_tile} does not divide the ensembles ({b // opts.groups} units) "
                            f"of sparse layer {layer + 1}; use a divisor, e.g. {fit_tile(b // opts.groups, opts.inter_tile)}")
-        smallest = min(a, b) // opts.groups
-        if opts.inter_tile > smallest:  # one tile per group pair: the density would be a lottery
-            raise G2GError(f"inter_tile={opts.inter_tile} is larger than the ensembles ({smallest} units) "
-                           f"of sparse layer {layer + 1}; use at most {smallest}")
         tile = (fit_tile(b // opts.groups, opts.inter_tile), fit_tile(a // opts.groups, opts.inter_tile))
         mask = modular_mask(lg.out_groups, lg.in_groups, opts.p_intra, opts.p_inter, gen, tile)
         layers.append(SparseLinear(a, b, mask, in_groups=lg.in_groups, out_groups=lg.out_groups, generator=gen))

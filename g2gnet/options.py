@@ -119,14 +119,22 @@ def add_config_options(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
-    """``--config`` (or the defaults) with every given option applied and checked."""
+    """``--config`` (or the defaults) with every given option applied and checked.
+
+    ``--dataset`` changing the dataset of ``--config``: an option whose default depends on the
+    dataset (``--epochs``, ``--augment``) keeps a loaded value that is not the old dataset's default
+    (a choice). A loaded value equal to the old default may be a default or a choice
+    (config.json holds resolved values): where the new dataset's default differs, it must be given
+    as a flag (a one-line error says so), since neither keeping nor replacing it is right every time."""
     base = Config()
+    given = vars(args)
     if getattr(args, "config", None):
         from .runs import read_config
 
         base = read_config(args.config)
+        if "data.dataset" in given and given["data.dataset"] != base.data.dataset:
+            _check_dataset_change(args.config, base, given)
     changes: dict[str, dict] = {}
-    given = vars(args)
     if "dst_pair" in given:
         prune, grow = parse_dst(given["dst_pair"])
         changes["dst"] = {"prune": prune, "grow": grow}
@@ -137,3 +145,31 @@ def config_from_args(args: argparse.Namespace) -> Config:
     return base.replace(**changes)
 
 
+
+
+# The options whose default is the dataset's (``Config.resolve``): (section, field, how to give it).
+_DATASET_DEFAULTS = (("train", "epochs", "--epochs N"), ("data", "augment", "--augment or --no-augment"))
+
+
+def _check_dataset_change(path, base: Config, given: dict) -> None:
+    """A G2GError naming the dataset-dependent options that ``--dataset`` leaves ambiguous (see
+    ``config_from_args``)."""
+    from .data.datasets import DATASETS, dataset_info
+
+    old, new = base.data.dataset, given["data.dataset"]
+    new_info, old_info = dataset_info(new), DATASETS.get(old)  # an unknown new name lists the valid ones
+    missing = []
+    for section, name, flag in _DATASET_DEFAULTS:
+        value = getattr(getattr(base, section), name)
+        if f"{section}.{name}" in given or value is None:  # given, or not resolved: the new dataset's
+            continue
+        maybe_default = old_info is None or getattr(old_info, name) == value
+        if maybe_default and getattr(new_info, name) != value:
+            missing.append((name, value, flag, getattr(new_info, name)))
+    if missing:
+        held = " and ".join(f"{name} {str(value).lower()}" for name, value, _, _ in missing)
+        flags = " and ".join(flag for _, _, flag, _ in missing)
+        defaults = ", ".join(f"{name} {str(default).lower()}" for name, _, _, default in missing)
+        raise G2GError(f"--dataset {new} changes the dataset of {path} ({old}), whose {held} may be {old}'s "
+                       f"default{'s' if len(missing) > 1 else ''}, not a choice: give {flags} ({new}'s "
+                       f"default{'s' if len(missing) > 1 else ''}: {defaults})")

@@ -393,6 +393,9 @@ class RunDir:
         cfg_path = p / "config.json"
         if resume and not cfg_path.exists():
             raise G2GError(f"cannot resume {p}: it holds no run (no config.json); drop --resume to start one")
+        if resume and (p / "summary.json").exists() and not self.has_checkpoint():
+            raise G2GError(f"cannot resume {p}: it has already finished (summary.json) and keeps no checkpoint; "
+                           "nothing to resume")
         if not resume and cfg_path.exists():
             raise G2GError(f"run directory {p} already holds a run; pass --resume to continue it or choose "
                            "another --out")
@@ -472,17 +475,36 @@ class RunDir:
         except OSError as e:  # a torn line is dropped on --resume
             raise G2GError(f"{_os_error(e, path, 'append to')}; {self.kept()}") from None
 
+    def resumable_metrics(self, epochs_done: int) -> list[dict]:
+        """The epoch records a resume from the checkpoint after ``epochs_done`` keeps (a line torn
+        by a kill dropped, records of later epochs left out), or a G2GError when they are not
+        exactly epochs 1..``epochs_done``: a resume would finish with epochs missing from its
+        record (or repeated in it)."""
+        path = self.path / "metrics.jsonl"
+        keep = [r for r in _read_metrics(path, drop_torn_tail=True) if r["epoch"] <= epochs_done]
+        epochs = [r["epoch"] for r in keep]
+        if epochs != list(range(1, epochs_done + 1)):
+            lost = sorted(set(range(1, epochs_done + 1)) - set(epochs))
+            what = (f"has no record of epoch(s) {_ranges(lost)}" if lost else
+                    f"holds the epochs {_ranges(epochs)} out of order or twice")
+            raise G2GError(f"cannot resume {self.path}: its checkpoint is after epoch {epochs_done} but "
+                           f"{path.name} {what}; the run's per-epoch record cannot be completed (start it "
+                           "again in another --out)")
+        return keep
+
     def truncate_metrics(self, epochs_done: int) -> None:
         """Keep the epoch records up to the checkpoint a resumed run starts from (and drop a
-        line torn by a kill)."""
+        line torn by a kill), rewriting metrics.jsonl atomically: a failed write leaves it as it
+        was. Checked first (``resumable_metrics``)."""
         path = self.path / "metrics.jsonl"
+        keep = self.resumable_metrics(epochs_done)
         if not path.exists():
             return
-        keep = [r for r in _read_metrics(path, drop_torn_tail=True) if r["epoch"] <= epochs_done]
+        text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in keep)
         try:
-            path.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in keep))
+            _write_atomic(path, lambda tmp: tmp.write_text(text))
         except OSError as e:
-            raise _os_error(e, path, "write") from None
+            raise G2GError(f"{_os_error(e, path, 'write')}; {self.kept()}") from None
 
     def finish(self, summary: Summary) -> None:
         try:
@@ -538,6 +560,17 @@ class TensorBoard:
 
     def close(self) -> None:
         self.writer.close()
+
+
+def _ranges(numbers: list[int]) -> str:
+    """``[1, 2, 3, 5]`` -> ``1-3, 5``."""
+    parts: list[tuple[int, int]] = []
+    for n in numbers:
+        if parts and parts[-1][1] == n - 1:
+            parts[-1] = (parts[-1][0], n)
+        else:
+            parts.append((n, n))
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in parts)
 
 
 def _first_line(e: BaseException, limit: int = 300) -> str:

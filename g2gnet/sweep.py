@@ -17,7 +17,10 @@ A suite is a TOML file (committed under ``suites/``)::
     seed = [0, 1, 2]
 
 Everything is checked before any cell runs: the suite's shape, every cell's options and names
-(model, dataset, DST criteria) and the closing report's options.
+(model, dataset, DST criteria) and the closing report's options. ``--grid KEY=V1,V2`` replaces the
+suite's axis of that key; nothing is silently dropped: one ``--grid`` key given twice, a ``--set``
+of a key that a grid varies (the axis would override it in every cell), and one configuration
+(and seed) under two cell names (it would train twice) are errors.
 
 A cell's directory name is derived from its axis values (``g2g-mixer-p0.05-s1``), so it is stable
 as grids grow; but a cell *is* its full resolved configuration. A directory of that name that
@@ -36,6 +39,7 @@ from __future__ import annotations
 
 import ctypes
 import itertools
+import json
 import math
 import signal
 import subprocess
@@ -103,9 +107,17 @@ def _name_part(key: str, value, names: dict[str, str]) -> str:
     return f"{prefix}{value}"
 
 
+def _same_run(config: Config) -> str:
+    """What makes two cells one run: the identity of their configuration and the seed (device and
+    threads aside, as ``runs.config_differences`` compares them)."""
+    return json.dumps({**config.identity(), "seed": config.train.seed}, sort_keys=True)
+
+
 def expand(fixed: dict, grids: list[dict], names: dict[str, str], parse) -> list[Cell]:
-    """Every cell of the grids, in order; ``parse(argv) -> Config`` checks each one up front."""
+    """Every cell of the grids, in order; ``parse(argv) -> Config`` checks each one up front.
+    One configuration (and seed) under two names is an error: it would train twice."""
     cells: dict[str, Cell] = {}
+    runs: dict[str, str] = {}  # _same_run -> the name of its cell
     for grid in grids or [{}]:
         for key, values in grid.items():
             if not isinstance(values, list) or not values:
@@ -122,6 +134,10 @@ def expand(fixed: dict, grids: list[dict], names: dict[str, str], parse) -> list
                 old = cells.get(name)
                 if old is not None and old.config != config:
                     raise G2GError(f"two different cells would both be named {name}; add a names entry")
+                other = runs.setdefault(_same_run(config), name)
+                if other != name:
+                    raise G2GError(f"cells {other} and {name} are one configuration (seed {seed}): it would be "
+                                   f"trained twice; drop one of them from the grids")
                 cells[name] = Cell(name, argv, config)
     return list(cells.values())
 
@@ -220,11 +236,19 @@ def load_suite(path: Path | None, grid: list[str], fixed: list[str], out: str | 
         spec = _read_spec(path)
         _check_spec(spec, where)
     fixed_values = dict(spec.get("fixed", {}))
-    fixed_values.update(_pairs(fixed, "--set", split=False))
+    given = _pairs(fixed, "--set", split=False)
+    fixed_values.update(given)
     grids = list(spec.get("grid", []))
-    if grid:
-        extra = _pairs(grid, "--grid", split=True)
-        grids = [{**g, **extra} for g in grids] if grids else [extra]
+    extra = _pairs(grid, "--grid", split=True)
+    for key in given:  # a grid axis would override it in every cell of that grid: never silently
+        axis = next((k for g in [extra, *grids] for k in g if _overlap(key, k)), None)
+        if axis is not None:
+            source = "a --grid axis" if axis in extra else f"a grid axis of {where}"
+            raise G2GError(f"--set {key}: {axis} is {source}, which would override it in every cell; give its "
+                           f"values as --grid {axis}=V1,V2,... (which replaces the suite's axis) instead")
+    if extra:  # a --grid axis replaces the suite's axis of that key
+        grids = [{**{k: v for k, v in g.items() if not any(_overlap(k, e) for e in extra)}, **extra}
+                 for g in grids] if grids else [extra]
     out_dir = out or spec.get("out")
     if not out_dir:
         raise G2GError("a sweep needs an output directory: 'out' in the suite or --out")
@@ -242,12 +266,26 @@ def _literal(text: str):
     return {"true": True, "false": False}.get(text.lower(), text)
 
 
+def _overlap(a: str, b: str) -> bool:
+    """Whether suite keys ``a`` and ``b`` set the same option (``batch_size`` is ``batch-size``;
+    ``dst`` sets ``dst-prune`` and ``dst-grow``)."""
+    a, b = a.replace("_", "-"), b.replace("_", "-")
+    return a == b or {a, b} in ({"dst", "dst-prune"}, {"dst", "dst-grow"})
+
+
 def _pairs(items: list[str], what: str, split: bool) -> dict:
+    """``KEY=VALUE`` (``--set``: the last of a key counts, as for any option) or ``KEY=V1,V2``
+    options (``--grid``: a key given twice is an error, since neither keeping the last axis nor
+    merging them would be right every time)."""
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key or not value:
             raise G2GError(f"{what} needs KEY=VALUE{',VALUE' if split else ''}, got {item!r}")
+        twice = next((k for k in out if _overlap(k, key)), None) if split else None
+        if twice is not None:
+            raise G2GError(f"{what} {twice}=... and {what} {key}=... are one axis given twice; give all its "
+                           f"values in one: {what} {key}=V1,V2,...")
         out[key] = [_literal(v) for v in value.split(",")] if split else _literal(value)
     return out
 

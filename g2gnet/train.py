@@ -11,12 +11,15 @@ rank 0 alone writes the run directory.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import math
 import signal
 import sys
 import threading
 import time
+import warnings
+import dataclasses
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,14 +30,15 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from . import distributed
-from .config import Config
+from .config import Config, DSTConfig
 from .data import Batches, Dataset, load_dataset, split_validation
 from .data.datasets import check_labels, dataset_info
 from .distributed import World
 from .dst import GROW, PRUNE, DynamicSparsity
 from .errors import G2GError, lookup
 from .layers import derived_buffers
-from .models import build_from_config, check_options
+from .models import build_from_config, check_options, used_options
+from .options import option_name
 from .optim import adam
 from .progress import Progress, bar, choose_mode, show_epoch
 from .records import Checkpoint, DSTUpdate, EpochRecord, Summary
@@ -74,6 +78,16 @@ def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
 
 
+def _dropout_seed(seed: int, epoch: int, rank: int = 0) -> int:
+    """The seed of torch's global generators for epoch ``epoch`` of process ``rank``: what dropout
+    (and anything else a model draws without a generator) uses. Like ``_epoch_generator`` it
+    depends on (seed, epoch) only, so a run resumed at an epoch boundary draws the masks of the
+    uninterrupted run; each rank of a data-parallel run draws its own. A hash, not the data
+    order's ``seed * 1_000_003 + epoch``: the CPU generator would replay the shuffle's stream."""
+    digest = hashlib.sha256(f"g2gnet dropout {seed} {epoch} {rank}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, batches: Batches) -> dict[str, float]:
     """Mean cross-entropy and accuracy over a whole split."""
@@ -99,14 +113,38 @@ class Interrupted(G2GError):
 def check_config(cfg: Config) -> Config:
     """``cfg`` with its dataset's defaults filled in, after every check that needs neither data
     nor weights: the dataset, label set, model, front end and DST criteria names and what the
-    model can use. ``train`` calls it first, ``g2g sweep`` on every cell before any runs."""
+    model can use. ``train`` calls it first, ``g2g sweep`` on every cell before any runs.
+    Options that neither the model nor a static mask reads are recorded at their defaults, with a
+    warning (``_used``)."""
     info = dataset_info(cfg.data.dataset)
     check_labels(cfg.data.dataset, cfg.data.labels)
     check_options(cfg.model, info.shape)
     if cfg.dst.enabled:
         lookup(PRUNE, cfg.dst.prune, "prune criterion")
         lookup(GROW, cfg.dst.grow, "grow criterion")
-    return cfg.resolve(info.epochs, info.augment)
+    return _used(cfg).resolve(info.epochs, info.augment)
+
+
+def _used(cfg: Config) -> Config:
+    """``cfg`` with the options its run does not read at their defaults: the model's unused ones
+    (``models.used_options``: dense ignores --groups and --p-inter, ...) and every DST knob of a
+    static mask. Recorded as given, they labelled the run (its config.json, its row in a report)
+    with settings that did not shape it, and a grid over them trained one model under several
+    names (``g2g sweep`` now says so before anything runs)."""
+    model, unused = used_options(cfg.model)
+    flags = [option_name("model", k) for k in unused]
+    dst = cfg.dst
+    if not dst.enabled:
+        dst = DSTConfig()
+        flags += [option_name("dst", f.name) for f in dataclasses.fields(DSTConfig)
+                  if getattr(cfg.dst, f.name) != getattr(dst, f.name)]
+    if not flags:
+        return cfg
+    what = cfg.model.name if unused else "a static mask (no --dst rule)"
+    if unused and dst is not cfg.dst and len(flags) > len(unused):
+        what += " with a static mask"
+    warnings.warn(f"{what} does not use {', '.join(flags)}: the run records their defaults", stacklevel=3)
+    return dataclasses.replace(cfg, model=model, dst=dst)
 
 
 def _build_model(cfg: Config, input_shape: tuple[int, ...], num_classes: int, device: torch.device) -> nn.Module:
@@ -168,8 +206,11 @@ def train(
         torch.set_num_threads(cfg.train.threads)
     mode = choose_mode(progress, world.main)
     run = RunDir(out)
+    # Training seeds torch's global generators every epoch (_dropout_seed); the caller's state
+    # is restored afterwards.
+    rng_devices = [device] if device.type == "cuda" else []
     try:
-        with _sigterm_as_interrupt():
+        with _sigterm_as_interrupt(), torch.random.fork_rng(devices=rng_devices):
             if world.main:
                 run.open(cfg, resume)
             distributed.barrier()  # the other ranks read what rank 0 checked
@@ -242,6 +283,8 @@ def _fit(cfg: Config, run: RunDir, world: World, device: torch.device, resume: b
         if dst is not None:
             load_state(dst, ckpt.dst, what)
         start_epoch, step, wall = ckpt.epoch, ckpt.step, ckpt.wall_time
+    if resume:  # metrics.jsonl must hold every epoch up to the checkpoint (read on every rank alike)
+        run.resumable_metrics(start_epoch)
     if world.main:  # every check has passed: the run directory is written from here on
         if resume:
             run.truncate_metrics(start_epoch)
@@ -276,6 +319,7 @@ def _epochs(cfg: Config, run: RunDir, world: World, device: torch.device, data: 
     try:
         for epoch in epochs:
             t0 = time.perf_counter()
+            torch.manual_seed(_dropout_seed(tc.seed, epoch, world.rank))  # dropout: CPU and CUDA generators
             train_batches = data.batches(ds.train_x, ds.train_y, tc.batch_size, _epoch_generator(tc.seed, epoch),
                                          cfg.data.augment)
             # Sums stay on the device and are read once per epoch: a GPU never waits for the host.

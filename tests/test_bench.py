@@ -237,7 +237,7 @@ def test_epoch_jobs_time_each_configuration_once_against_its_dense():
     jobs = epoch_jobs(configs)
     assert [j.label for j in jobs] == ["g2g-index hidden=32,32 groups=4 p_inter=0.01",
                                        "g2g-index hidden=32,32 groups=4 p_inter=0.02",
-                                       "dense hidden=32,32 groups=4 dropout=0.1",
+                                       "dense hidden=32,32 dropout=0.1",
                                        "g2g-index hidden=32,32 groups=4 inter_tile=2 dst=magnitude:random"]
     assert jobs[0].config.train.seed == 0 and jobs[0].config.train.epochs == 20  # resolved
     for job in jobs:

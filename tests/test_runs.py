@@ -172,6 +172,55 @@ def test_F1_full_disk_on_resume_leaves_env_json_as_it_was(tiny_fmnist, cut_run, 
     assert (cut_run / "env.json").read_text() == env and not list(cut_run.glob("*.tmp"))
 
 
+def _files(run: Path) -> dict[str, bytes]:
+    return {f.name: f.read_bytes() for f in run.iterdir() if f.is_file() and not f.name.startswith(".")}
+
+
+def test_a_failed_metrics_rewrite_on_resume_keeps_the_finished_epochs(tiny_fmnist, cut_run, capsys, monkeypatch):
+    # A resume rewrites metrics.jsonl (to drop records after its checkpoint): a write that fails
+    # half-way (a full disk, a file size limit) leaves the file as it was, not truncated.
+    before = _files(cut_run)
+    real = Path.write_text
+
+    def write_text(self, text, *a, **k):
+        if self.name.startswith("metrics.jsonl"):
+            real(self, text[:10])
+            raise OSError(27, "File too large")
+        return real(self, text, *a, **k)
+
+    monkeypatch.setattr(Path, "write_text", write_text)
+    _one_line(capsys, _train(tiny_fmnist, cut_run, "--epochs", "3", "--resume"), "metrics.jsonl: File too large")
+    assert _files(cut_run) == before  # nothing lost, no temp file left
+    monkeypatch.setattr(Path, "write_text", real)
+    assert _train(tiny_fmnist, cut_run, "--epochs", "3", "--resume") == 0
+    assert [m.epoch for m in read_run(cut_run).metrics] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("metrics", ["", None, '{"epoch": 2}\n'], ids=["emptied", "deleted", "epoch-1-missing"])
+def test_resume_refuses_a_run_whose_metrics_miss_finished_epochs(tiny_fmnist, cut_run, capsys, metrics):
+    # Its checkpoint is after epoch 1: a resume would complete the run with epoch 1's record missing.
+    path = cut_run / "metrics.jsonl"
+    if metrics is None:
+        path.unlink()
+    else:
+        path.write_text(metrics)
+    before = _files(cut_run)
+    line = _one_line(capsys, _train(tiny_fmnist, cut_run, "--epochs", "3", "--resume"), "cannot resume")
+    assert "checkpoint is after epoch 1" in line and "no record of epoch(s) 1" in line
+    assert _files(cut_run) == before and not (cut_run / "summary.json").exists()
+
+
+def test_resume_of_a_finished_run_without_checkpoint_is_refused(tiny_fmnist, tmp_path, capsys):
+    # Committed results keep no checkpoint: --resume retrained from epoch 0 over their metrics.
+    out = tmp_path / "done"
+    assert _train(tiny_fmnist, out, "--epochs", "2") == 0
+    (out / "checkpoint.pt").unlink()
+    before = _files(out)
+    capsys.readouterr()
+    line = _one_line(capsys, _train(tiny_fmnist, out, "--epochs", "2", "--resume"), "already finished")
+    assert "nothing to resume" in line and _files(out) == before and RunDir(out).status() == "done"
+
+
 # -- E3, E4: g2g eval of a run in progress or stopped ---------------------------------------------------------
 def test_E3_eval_refuses_a_run_still_training_unless_asked(tiny_fmnist, cut_run, capsys):
     holder = RunDir(cut_run)
@@ -257,7 +306,8 @@ def test_C3_flat_configs_of_g2gnet_0_1_are_still_read():
     (["--labels", "bogus"], "unknown label set"),
     (["--dataset", "cifar10"], "cifar10 not found"),
     (["--val", "100000"], "val"),
-    (["--model", "dense", "--dst", "magnitude:hebbian"], "DST needs a model with SparseLinear layers"),
+    (["--model", "dense", "--groups", "8", "--dst", "magnitude:hebbian"],  # (dense reads no --groups 4)
+     "DST needs a model with SparseLinear layers"),
     (["--tensorboard"], "needs the tensorboard package"),
 ])
 def test_C6_a_failed_start_leaves_nothing_that_blocks_a_retry(tiny_fmnist, tmp_path, capsys, monkeypatch, args,

@@ -303,3 +303,74 @@ def test_S24_two_identical_sweeps_on_one_out(tiny_fmnist, tmp_path):
     for s in (0, 1):
         records = [json.loads(l)["epoch"] for l in (out / f"run-s{s}" / "metrics.jsonl").read_text().splitlines()]
         assert records == [1, 2, 3] and json.loads((out / f"run-s{s}" / "env.json").read_text())["resumes"] == []
+
+
+# -- options that were silently dropped, and one configuration trained twice -------------------------
+_AXES = 'out = "o"\n[fixed]\nepochs = 1\n[[grid]]\nmodel = ["dense", "er"]\nseed = [0, 1]\n'
+
+
+@pytest.mark.parametrize("sets, grids, pattern", [
+    (["model=g2g-index"], [], "--set model: model is a grid axis of suite"),
+    (["seed=7"], [], "--set seed: seed is a grid axis of suite"),  # the seed is an axis too
+    (["epochs=2", "seed=7"], ["model=er"], "--set seed: seed is a grid axis"),  # --grid replaced model only
+    (["p_inter=0.1"], ["p-inter=0.05,0.1"], "--set p_inter: p-inter is a --grid axis"),  # either spelling
+    (["dst-prune=random"], ["dst=magnitude:random"], "--set dst-prune: dst is a --grid axis"),
+])
+def test_set_of_a_grid_axis_is_an_error_not_ignored(tmp_path, capsys, sets, grids, pattern):
+    path = _suite(tmp_path, _AXES)
+    with pytest.raises(G2GError, match=re.escape(pattern)):
+        load_suite(path, grids, sets, None, cell_parser())
+    _cli_one_line(capsys, ["sweep", str(path), "--dry-run", *(a for s in sets for a in ("--set", s)),
+                           *(a for g in grids for a in ("--grid", g))], pattern)
+    # what the error advises: --grid replaces the suite's axis
+    suite = load_suite(path, ["seed=7"], [], None, cell_parser())
+    assert [(c.name, c.config.train.seed) for c in suite.cells] == [("dense-s7", 7), ("er-s7", 7)]
+
+
+def test_set_of_a_grid_axis_on_the_command_line_alone(capsys):
+    _cli_one_line(capsys, ["sweep", "--grid", "model=dense,er", "--set", "model=g2g-index", "--out", "o", "--dry-run"],
+                  "--set model: model is a --grid axis")
+
+
+@pytest.mark.parametrize("grids", [["model=dense", "model=er"], ["batch-size=32", "batch_size=64"],
+                                   ["dst=magnitude:random", "dst-grow=hebbian"]])
+def test_one_grid_axis_given_twice_is_an_error(tmp_path, capsys, grids):
+    with pytest.raises(G2GError, match="one axis given twice; give all its values in one"):
+        load_suite(None, grids, ["epochs=1"], str(tmp_path / "o"), cell_parser())
+    _cli_one_line(capsys, ["sweep", *(a for g in grids for a in ("--grid", g)), "--set", "epochs=1", "--out",
+                           str(tmp_path / "o"), "--dry-run"], "one axis given twice")
+    assert not (tmp_path / "o").exists()
+
+
+def test_one_configuration_under_two_cell_names_is_an_error_before_anything_runs(tmp_path, capsys):
+    path = _suite(tmp_path, f'out = "{tmp_path / "o"}"\n[fixed]\nepochs = 1\n'
+                            '[[grid]]\nmodel = ["er"]\nseed = [0, 1]\n'
+                            '[[grid]]\nmodel = ["er"]\ndropout = [0.0, 0.2]\nseed = [1]\n')
+    pattern = "cells er-s1 and er-dropout0.0-s1 are one configuration (seed 1): it would be trained twice"
+    with pytest.raises(G2GError, match=re.escape(pattern)):
+        load_suite(path, [], [], None, cell_parser())
+    _cli_one_line(capsys, ["sweep", str(path)], pattern)
+    assert not (tmp_path / "o").exists()
+    # device and threads are not part of a run: a cell that differs only in them is the same run
+    with pytest.raises(G2GError, match="are one configuration"):
+        load_suite(None, ["threads=1,2"], ["epochs=1", "model=er"], str(tmp_path / "o"), cell_parser())
+    # one cell listed twice under one name stays one cell (as before)
+    twice = _suite(tmp_path, 'out = "o"\n[[grid]]\nmodel = ["er"]\n[[grid]]\nmodel = ["er"]\n')
+    assert [c.name for c in load_suite(twice, [], [], None, cell_parser()).cells] == ["er-s0"]
+
+
+def test_a_grid_over_an_option_the_model_does_not_read_is_caught_before_anything_runs(tmp_path):
+    # dense ignores p_inter and a static mask every DST knob: their cells were the same run under
+    # other names (and rows of their own in a report)
+    with pytest.warns(UserWarning, match="dense .*does not use --p-inter"), \
+            pytest.raises(G2GError, match="are one configuration"):
+        load_suite(None, ["model=dense,g2g-index", "p_inter=0.05,0.1"], ["epochs=1"], str(tmp_path / "o"),
+                   cell_parser())
+    with pytest.warns(UserWarning, match="static mask .*does not use --dst-interval"), \
+            pytest.raises(G2GError, match="are one configuration"):
+        load_suite(None, ["dst_interval=10,20"], ["epochs=1", "model=er"], str(tmp_path / "o"), cell_parser())
+    assert not (tmp_path / "o").exists()
+    # where the model reads them, they are axes as before
+    cells = load_suite(None, ["model=g2g-index", "p_inter=0.05,0.1"], ["epochs=1"], str(tmp_path / "o"),
+                       cell_parser()).cells
+    assert [c.config.model.p_inter for c in cells] == [0.05, 0.1]

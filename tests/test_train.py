@@ -57,8 +57,10 @@ class _Killed(Exception):
 
 @pytest.mark.parametrize("extra", [[], ["--dst", "magnitude:hebbian", "--dst-interval", "5"],
                                    # R1: DST thins the ensembles' blocks below half before the kill
-                                   ["--dst", "random:random", "--dst-interval", "1", "--dst-fraction", "0.5"]],
-                         ids=["static", "dst", "dst-erodes-blocks"])
+                                   ["--dst", "random:random", "--dst-interval", "1", "--dst-fraction", "0.5"],
+                                   # dropout draws from torch's global generator: seeded every epoch
+                                   ["--dropout", "0.3"]],
+                         ids=["static", "dst", "dst-erodes-blocks", "dropout"])
 def test_resume_after_kill_equals_uninterrupted(tiny_fmnist, tmp_path, monkeypatch, extra):
     args = ["--model", "g2g-random", "--epochs", "3", *extra]
     full, cut = tmp_path / "full", tmp_path / "cut"
@@ -91,6 +93,37 @@ def test_resume_after_kill_equals_uninterrupted(tiny_fmnist, tmp_path, monkeypat
     assert strip(full) == strip(cut)
     sa, sb = (json.loads((p / "summary.json").read_text()) for p in (full, cut))
     assert sa["test_acc"] == sb["test_acc"]
+
+
+def test_dropout_runs_of_one_seed_are_identical(tiny_fmnist, tmp_path):
+    # Dropout draws from torch's global generator: the run seeds it (from seed and epoch), whatever
+    # state the caller left it in, and gives the caller's state back.
+    args = ["--model", "g2g-random", "--epochs", "2", "--dropout", "0.3"]
+    torch.rand(3)
+    before = torch.get_rng_state()
+    assert _train(tiny_fmnist, tmp_path / "a", *args) == 0
+    assert torch.equal(torch.get_rng_state(), before)  # the caller's stream is left as it was
+    torch.rand(5)  # another caller state: the second run must not depend on it
+    assert _train(tiny_fmnist, tmp_path / "b", *args) == 0
+    strip = lambda p: [{k: v for k, v in json.loads(l).items() if k != "epoch_time"}
+                       for l in (p / "metrics.jsonl").read_text().splitlines()]
+    assert strip(tmp_path / "a") == strip(tmp_path / "b")
+    a, b = (torch.load(tmp_path / d / "checkpoint.pt", weights_only=True)["model"] for d in ("a", "b"))
+    assert all(torch.equal(v, b[k]) for k, v in a.items())
+    assert _train(tiny_fmnist, tmp_path / "c", *args, "--seed", "1") == 0  # the seed does change the masks
+    assert strip(tmp_path / "c") != strip(tmp_path / "a")
+
+
+def test_dropout_seed_of_each_epoch_and_rank():
+    from g2gnet.train import _dropout_seed, _epoch_generator
+
+    seeds = {(s, e, r): _dropout_seed(s, e, r) for s in (0, 1, 2**32 - 1) for e in (0, 1, 39) for r in (0, 1, 7)}
+    assert len(set(seeds.values())) == len(seeds)  # ranks, epochs and seeds each draw their own masks
+    assert all(0 <= v < 2**63 and v % 2**32 != (s * 1_000_003 + e) % 2**32 for (s, e, _), v in seeds.items())
+    assert _dropout_seed(3, 5, 1) == _dropout_seed(3, 5, 1)
+    # the data order's stream is unchanged
+    assert torch.randperm(8, generator=_epoch_generator(2, 3)).tolist() == \
+        torch.randperm(8, generator=torch.Generator().manual_seed(2 * 1_000_003 + 3)).tolist()
 
 
 def _sorted_ids(state: dict, layer: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -128,6 +161,59 @@ def test_bad_input_is_one_line_error(tiny_fmnist, tmp_path, capsys, args, patter
     _one_line_error(capsys, code, pattern)
 
 
+@pytest.mark.parametrize("seed", ["100000000000000", "18500000000000", "4294967296", "-1"])
+def test_seed_out_of_range_is_one_line_error_before_anything_is_written(tiny_fmnist, tmp_path, capsys, seed):
+    # A seed of 1.85e13 and more overflowed the data order's seed * 1_000_003 + epoch after
+    # config.json and env.json were written; from 2^32 on, seeds draw a smaller seed's masks.
+    out = tmp_path / "run"
+    code = _train(tiny_fmnist, out, "--model", "g2g-random", "--epochs", "1", "--seed", seed)
+    _one_line_error(capsys, code, "seed must be in [0, 4294967295]")
+    assert not out.exists() or not list(out.glob("*.json"))
+    assert _train(tiny_fmnist, out, "--model", "g2g-random", "--epochs", "1", "--seed", "4294967295") == 0  # retry
+    assert json.loads((out / "config.json").read_text())["train"]["seed"] == 4294967295
+
+
+def _config_json(tmp_path, dataset="fashion-mnist", epochs=20, augment=False):
+    from g2gnet.config import Config
+
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(Config().replace(data={"dataset": dataset, "augment": augment},
+                                                train={"epochs": epochs}).to_dict()))
+    return path
+
+
+def test_config_with_another_dataset_asks_for_its_dataset_defaults(tmp_path, capsys):
+    # config.json holds resolved values: F-MNIST's 20 epochs and no augmentation cannot be told from
+    # choices, so a --dataset whose defaults differ needs them given (never CIFAR-10 at F-MNIST's).
+    path = _config_json(tmp_path)
+    out = tmp_path / "run"
+    code = main(["train", "--config", str(path), "--dataset", "cifar10", "--out", str(out)])
+    _one_line_error(capsys, code, "whose epochs 20 and augment false may be fashion-mnist's defaults, not a choice: "
+                                  "give --epochs N and --augment or --no-augment (cifar10's defaults: epochs 30, "
+                                  "augment true)")
+    assert not out.exists()
+    code = main(["train", "--config", str(path), "--dataset", "cifar10", "--epochs", "5", "--out", str(out)])
+    _one_line_error(capsys, code, "augment false may be fashion-mnist's default, not a choice: give --augment or")
+    from g2gnet.cli import build_parser
+    from g2gnet.options import config_from_args
+    from g2gnet.train import check_config
+
+    def resolved(*argv):
+        cfg = check_config(config_from_args(build_parser().parse_args(["train", "--config", str(path), *argv])))
+        return cfg.data.dataset, cfg.train.epochs, cfg.data.augment
+
+    assert resolved("--dataset", "cifar10", "--epochs", "30", "--augment") == ("cifar10", 30, True)
+    assert resolved("--dataset", "cifar10", "--epochs", "7", "--no-augment") == ("cifar10", 7, False)
+    assert resolved("--dataset", "mnist") == ("mnist", 20, False)  # the same defaults: nothing to ask
+    assert resolved("--dataset", "fashion-mnist", "--epochs", "3") == ("fashion-mnist", 3, False)
+    path = _config_json(tmp_path, epochs=4)  # not F-MNIST's default: a choice, kept
+    assert resolved("--dataset", "mnist") == ("mnist", 4, False)
+    assert resolved("--dataset", "cifar10", "--augment") == ("cifar10", 4, True)
+    code = main(["train", "--config", str(path), "--dataset", "cifar100", "--out", str(out)])
+    _one_line_error(capsys, code, "augment false may be fashion-mnist's default")  # only what is ambiguous
+    assert not out.exists()
+
+
 def test_missing_data_is_one_line_error(tiny_fmnist, tmp_path, capsys):
     code = main(["train", "--dataset", "mnist", "--data-dir", str(tmp_path / "empty"), *SMALL])
     _one_line_error(capsys, code, "mnist")
@@ -139,7 +225,7 @@ def test_existing_run_needs_resume_and_same_config(tiny_fmnist, tmp_path, capsys
     capsys.readouterr()
     _one_line_error(capsys, _train(tiny_fmnist, out, "--model", "dense", "--epochs", "1"), "--resume")
     _one_line_error(capsys, _train(tiny_fmnist, out, "--model", "er", "--epochs", "1", "--resume"),
-                    "config differs in model")
+                    "model dense, not er")
     assert json.loads((out / "config.json").read_text())["model"]["name"] == "dense"   # nothing lost
 
 
@@ -220,3 +306,16 @@ def test_report_topology_table_for_dst_runs(tiny_fmnist, tmp_path, capsys):
     for u in updates:
         for layer in u["layers"].values():
             assert layer["changed"] > 0 and 0 < layer["intra_fraction"] < 1 and layer["ever_active"] >= 0.25
+
+
+def test_options_the_run_does_not_read_are_recorded_at_their_defaults(tiny_fmnist, tmp_path, capsys):
+    # a dense run given --p-inter, or a static one given --dst-interval, was labelled with them
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "fashion-mnist", "--data-dir", str(tiny_fmnist), "--out", str(out),
+                 "--model", "dense", "--hidden", "32,32", "--batch-size", "64", "--epochs", "1",
+                 "--p-inter", "0.05", "--dst-interval", "7"]) == 0
+    err = capsys.readouterr().err
+    assert ("g2g: warning: dense with a static mask does not use --p-inter, --dst-interval: the run records "
+            "their defaults\n") in err and "Warning" not in err
+    config = RunDir(out).config()
+    assert config.model.p_inter == 0.15 and config.dst.interval == 1000
