@@ -154,7 +154,9 @@ def build_results(root: Path, out: Path, suites: Path | None = None) -> str:
            "the others is measured on the test set that chose it (optimistic). A configuration's seeds may come from different code versions (listed per "
            "section; each run's env.json has its commit): they build the same models with the same "
            f"distribution of masks and initial weights, but a seed gives bit-identical models only "
-           f"within one version; rows and pairs that mix versions are marked {MIXED}.\n"]
+           f"within one version; rows and pairs that mix versions are marked {MIXED}. Every recorded run with "
+           "dropout (model.dropout > 0) drew its dropout masks from an unseeded generator (seeded per epoch "
+           "since 2026-12-08): its seed repeats its masks, initial weights and data order, not its dropout.\n"]
     rows: list[Row] = []
     for dataset, title in DATASETS.items():
         if not (root / dataset).is_dir():
