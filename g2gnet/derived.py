@@ -7,7 +7,10 @@ tensor is returned as ``Derived``: reading it, computing with it and differentia
 work as with any tensor (results are plain tensors); an in-place operation on it or on any view
 of it (``.data``, ``.detach()``, indexing, ``view``, ...) raises a one-line ``G2GError`` that
 says what to call instead. What cannot be caught: memory reached outside torch
-(``.numpy()``, ``data_ptr``).
+(``.numpy()``, ``data_ptr``). A conversion that returns the same memory (``.cpu()`` of a CPU
+layer's weight, ``.float()`` of a float one) stays read-only, as it would alias nn.Linear's weight;
+``.clone()`` gives a copy of one's own. ``torch.compile(fullgraph=True)`` does not take a Derived
+tensor as an argument: read ``layer.weight`` inside the compiled function, or pass a clone.
 """
 
 from __future__ import annotations
@@ -26,11 +29,12 @@ _INPLACE_DUNDERS = frozenset({"__setitem__", "__iadd__", "__isub__", "__imul__",
 
 
 def _written(func, args: tuple, kwargs: dict):
-    """The tensor(s) ``func`` writes into: its ``out``, or its first argument if it is in place."""
+    """The tensor(s) ``func`` writes into: its ``out``, or its first argument if it is in place (a
+    method ending in "_", an augmented assignment, item assignment, ``inplace=True``)."""
     if "out" in kwargs:
         return kwargs["out"]
     name = getattr(func, "__name__", "")
-    inplace = func == _DATA_SET or name in _INPLACE_DUNDERS or (
+    inplace = func == _DATA_SET or name in _INPLACE_DUNDERS or kwargs.get("inplace") is True or (
         name.endswith("_") and not name.endswith("__") and name not in _NOT_WRITES)
     if not inplace:
         return None
@@ -74,7 +78,8 @@ class Derived(Tensor):
         if _storages(target):
             advice = next(iter(_advice(target)), cls.advice)
             raise G2GError(f"this tensor is derived from the layer at each access: writing into it "
-                           f"({getattr(func, '__name__', func)}) would change nothing; {advice}")
+                           f"({getattr(func, '__name__', func)}) would not change the layer; {advice} (for a "
+                           f"copy of your own to write, .clone() it)")
         with torch._C.DisableTorchFunctionSubclass():
             out = func(*args, **kwargs)
         if not isinstance(out, (Tensor, tuple, list)):
@@ -106,15 +111,23 @@ class Derived(Tensor):
 def _keep_views(out: Tensor, shared: set[int], advice: str) -> Tensor:
     """``out`` as a Derived tensor where it shares memory with a Derived input (a view, ``.data``,
     ``.detach()``: writing into it would be as lost), else as it is."""
-    if type(out) is Tensor and out.untyped_storage().data_ptr() in shared:
+    if _plain_array(out) and out.untyped_storage().data_ptr() in shared:
         return derived(out, advice)
     return out
 
 
+def _plain_array(t: Tensor) -> bool:
+    """Whether ``t`` is an ordinary strided tensor with memory of its own kind (not sparse, not a
+    fake or meta tensor, not wrapped by a torch.func transform): the only kind ``Derived`` wraps."""
+    return (type(t) is Tensor and t.layout == torch.strided and t.device.type != "meta"
+            and not torch._C._functorch.is_functorch_wrapped_tensor(t))
+
+
 def derived(t: Tensor, advice: str) -> Tensor:
     """``t`` (freshly computed; autograd history kept) as a ``Derived`` tensor with ``advice``;
-    ``t`` itself while torch.compile traces (its tracer does not take this subclass)."""
-    if torch.compiler.is_compiling():
+    ``t`` itself while torch.compile traces (its tracer does not take this subclass), under a fake
+    tensor mode and inside torch.func transforms (``_plain_array``)."""
+    if torch.compiler.is_compiling() or not _plain_array(t):
         return t
     out = t.as_subclass(Derived)
     out.advice = advice

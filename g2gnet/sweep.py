@@ -137,7 +137,9 @@ def expand(fixed: dict, grids: list[dict], names: dict[str, str], parse) -> list
                 other = runs.setdefault(_same_run(config), name)
                 if other != name:
                     raise G2GError(f"cells {other} and {name} are one configuration (seed {seed}): it would be "
-                                   f"trained twice; drop one of them from the grids")
+                                   f"trained twice; drop one of them from the grids (an option a cell's model "
+                                   f"does not read counts as its default: give it in a grid of the models "
+                                   f"that read it)")
                 cells[name] = Cell(name, argv, config)
     return list(cells.values())
 

@@ -208,7 +208,8 @@ def train(
     run = RunDir(out)
     # Training seeds torch's global generators every epoch (_dropout_seed); the caller's state
     # is restored afterwards.
-    rng_devices = [device] if device.type == "cuda" else []
+    # (torch.manual_seed seeds every visible GPU: each one's state is restored)
+    rng_devices = list(range(torch.cuda.device_count())) if device.type == "cuda" else []
     try:
         with _sigterm_as_interrupt(), torch.random.fork_rng(devices=rng_devices):
             if world.main:

@@ -327,6 +327,7 @@ def test_writes_into_the_derived_weight_or_mask_are_refused_not_lost():
         "detached view": lambda: layer.weight.detach().zero_(),
         "item": lambda: layer.weight.__setitem__((0, 0), 5.0),
         "out=": lambda: torch.mul(torch.ones(16, 24), 2, out=layer.weight.detach()),
+        "inplace=True": lambda: torch.nn.functional.relu(layer.weight.detach(), inplace=True),
     }
     for name, write in writes.items():
         with torch.no_grad(), pytest.raises(G2GError, match="load_dense_"):
@@ -358,6 +359,13 @@ def test_writes_into_the_derived_weight_or_mask_are_refused_not_lost():
     assert type(got["mask"]) is torch.Tensor and torch.equal(got["mask"], layer.mask)
     mine = copy.deepcopy(layer.weight.detach())
     assert type(mine) is torch.Tensor and torch.equal(mine.zero_(), torch.zeros(16, 24))
+    # what is not an ordinary strided tensor is left as it is: sparse forms, torch.func, fake tensors
+    assert layer.mask.to_sparse().layout == torch.sparse_coo
+    torch.testing.assert_close(torch.func.vmap(lambda row: layer.weight @ row)(x), x @ layer.weight.T)
+    torch.testing.assert_close(torch.func.grad(lambda row: (layer.weight @ row).sum())(x[0]), layer.weight.sum(0))
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        assert (layer.weight * 2).shape == (16, 24)
 
 
 def test_load_dense_checks_its_bias():
