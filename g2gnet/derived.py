@@ -55,14 +55,10 @@ def _derived_in(tree) -> list[Derived]:
     return found
 
 
-def _storages(tree) -> set[int]:
-    """Storage addresses of the Derived tensors in ``tree``."""
+def _storages(tensors: list[Derived]) -> set[int]:
+    """Storage addresses of ``tensors``."""
     with torch._C.DisableTorchFunctionSubclass():
-        return {t.untyped_storage().data_ptr() for t in _derived_in(tree)}
-
-
-def _advice(tree) -> list[str]:
-    return [t.advice for t in _derived_in(tree)]
+        return {t.untyped_storage().data_ptr() for t in tensors}
 
 
 class Derived(Tensor):
@@ -74,9 +70,9 @@ class Derived(Tensor):
     @classmethod
     def __torch_function__(cls, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        target = _written(func, args, kwargs)
-        if _storages(target):
-            advice = next(iter(_advice(target)), cls.advice)
+        written = _derived_in(_written(func, args, kwargs))
+        if written:
+            advice = written[0].advice
             raise G2GError(f"this tensor is derived from the layer at each access: writing into it "
                            f"({getattr(func, '__name__', func)}) would not change the layer; {advice} (for a "
                            f"copy of your own to write, .clone() it)")
@@ -84,10 +80,10 @@ class Derived(Tensor):
             out = func(*args, **kwargs)
         if not isinstance(out, (Tensor, tuple, list)):
             return out
-        shared = _storages((args, kwargs))
-        if not shared:
+        found = _derived_in((args, kwargs))
+        if not found:
             return out
-        advice = next(iter(_advice((args, kwargs))), cls.advice)
+        shared, advice = _storages(found), found[0].advice
         if isinstance(out, Tensor):
             return _keep_views(out, shared, advice)
         return type(out)(_keep_views(o, shared, advice) if isinstance(o, Tensor) else o for o in out)

@@ -471,7 +471,7 @@ class RunDir:
         path = self.path / "metrics.jsonl"
         try:
             with open(path, "a") as f:
-                f.write(json.dumps(record.to_dict(), sort_keys=True) + "\n")
+                f.write(_metrics_line(record.to_dict()))
         except OSError as e:  # a torn line is dropped on --resume
             raise G2GError(f"{_os_error(e, path, 'append to')}; {self.kept()}") from None
 
@@ -492,15 +492,14 @@ class RunDir:
                            "again in another --out)")
         return keep
 
-    def truncate_metrics(self, epochs_done: int) -> None:
-        """Keep the epoch records up to the checkpoint a resumed run starts from (and drop a
-        line torn by a kill), rewriting metrics.jsonl atomically: a failed write leaves it as it
-        was. Checked first (``resumable_metrics``)."""
+    def truncate_metrics(self, keep: list[dict]) -> None:
+        """Rewrite metrics.jsonl as ``keep``, the records ``resumable_metrics`` checked (those up to
+        the checkpoint a resumed run starts from, without a line torn by a kill), atomically: a
+        failed write leaves it as it was."""
         path = self.path / "metrics.jsonl"
-        keep = self.resumable_metrics(epochs_done)
         if not path.exists():
             return
-        text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in keep)
+        text = "".join(_metrics_line(r) for r in keep)
         try:
             _write_atomic(path, lambda tmp: tmp.write_text(text))
         except OSError as e:
@@ -560,6 +559,11 @@ class TensorBoard:
 
     def close(self) -> None:
         self.writer.close()
+
+
+def _metrics_line(record: dict) -> str:
+    """One epoch record as metrics.jsonl holds it."""
+    return json.dumps(record, sort_keys=True) + "\n"
 
 
 def _ranges(numbers: list[int]) -> str:

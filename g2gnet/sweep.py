@@ -271,8 +271,8 @@ def _literal(text: str):
 def _overlap(a: str, b: str) -> bool:
     """Whether suite keys ``a`` and ``b`` set the same option (``batch_size`` is ``batch-size``;
     ``dst`` sets ``dst-prune`` and ``dst-grow``)."""
-    a, b = a.replace("_", "-"), b.replace("_", "-")
-    return a == b or {a, b} in ({"dst", "dst-prune"}, {"dst", "dst-grow"})
+    a, b = _option(a), _option(b)  # the g2g train option each sets
+    return a == b or {a, b} in ({"--dst", "--dst-prune"}, {"--dst", "--dst-grow"})
 
 
 def _pairs(items: list[str], what: str, split: bool) -> dict:

@@ -132,17 +132,13 @@ def _used(cfg: Config) -> Config:
     with settings that did not shape it, and a grid over them trained one model under several
     names (``g2g sweep`` now says so before anything runs)."""
     model, unused = used_options(cfg.model)
-    flags = [option_name("model", k) for k in unused]
-    dst = cfg.dst
-    if not dst.enabled:
-        dst = DSTConfig()
-        flags += [option_name("dst", f.name) for f in dataclasses.fields(DSTConfig)
-                  if getattr(cfg.dst, f.name) != getattr(dst, f.name)]
-    if not flags:
+    dst = cfg.dst if cfg.dst.enabled else DSTConfig()
+    dst_unused = [f.name for f in dataclasses.fields(DSTConfig) if getattr(cfg.dst, f.name) != getattr(dst, f.name)]
+    if not unused and not dst_unused:
         return cfg
-    what = cfg.model.name if unused else "a static mask (no --dst rule)"
-    if unused and dst is not cfg.dst and len(flags) > len(unused):
-        what += " with a static mask"
+    what = (f"{cfg.model.name} with a static mask" if dst_unused else cfg.model.name) if unused \
+        else "a static mask (no --dst rule)"
+    flags = [option_name("model", k) for k in unused] + [option_name("dst", k) for k in dst_unused]
     warnings.warn(f"{what} does not use {', '.join(flags)}: the run records their defaults", stacklevel=3)
     return dataclasses.replace(cfg, model=model, dst=dst)
 
@@ -284,11 +280,11 @@ def _fit(cfg: Config, run: RunDir, world: World, device: torch.device, resume: b
         if dst is not None:
             load_state(dst, ckpt.dst, what)
         start_epoch, step, wall = ckpt.epoch, ckpt.step, ckpt.wall_time
-    if resume:  # metrics.jsonl must hold every epoch up to the checkpoint (read on every rank alike)
-        run.resumable_metrics(start_epoch)
+    # metrics.jsonl must hold every epoch up to the checkpoint (read on every rank alike)
+    kept = run.resumable_metrics(start_epoch) if resume else None
     if world.main:  # every check has passed: the run directory is written from here on
-        if resume:
-            run.truncate_metrics(start_epoch)
+        if kept is not None:
+            run.truncate_metrics(kept)
         changed = run.begin(cfg, str(device), start_epoch if resume else None, world.size)
         if changed is not None:
             print(f"g2gnet: note: {run.path} resumes under changed code (source {changed[0][:12]} at its last "
