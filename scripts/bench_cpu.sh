@@ -6,10 +6,11 @@
 # MLP (training and inference rows), the inference rows on one thread, and Fashion-MNIST and
 # CIFAR-10 training epochs of g2g-mixer against dense; then the masked reference path, the
 # per-part costs at 2048, and the shared checks (layer speed, inference, memory, compile/autocast).
-# Run on an otherwise idle machine, with the CIFAR-10 files under $G2G_DATA.
+# Run on an otherwise idle machine, with the CIFAR-10 files under $G2G_DATA. OUT names the folder the
+# files go to (default results/bench/cpu: the table of the README; another CPU keeps its own folder).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-out=results/bench/cpu; mkdir -p "$out"
+out="${OUT:-results/bench/cpu}"; mkdir -p "$out"
 rev="$(git rev-parse --short HEAD)$([ -z "$(git status --porcelain -- g2gnet)" ] || echo ' + uncommitted changes to g2gnet/')"
 g2g=.venv/bin/g2g
 for r in $(seq 1 "${RUNS:-3}"); do
