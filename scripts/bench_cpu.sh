@@ -5,7 +5,8 @@
 # element-wise mask, 16x16 and 32x32 tiles), the whole Fashion-MNIST g2g-mixer against the dense
 # MLP (training and inference rows), the inference rows on one thread, and Fashion-MNIST and
 # CIFAR-10 training epochs of g2g-mixer against dense; then the masked reference path, the
-# per-part costs at 2048, and the shared checks (layer speed, inference, memory, compile/autocast).
+# per-part costs at 2048, how fast dense could be on this CPU (benchmarks/dense_backends.py: nn.Linear's
+# BLAS against oneDNN and torch.compile), and the shared checks (layer speed, inference, memory, compile/autocast).
 # Run on an otherwise idle machine, with the CIFAR-10 files under $G2G_DATA. OUT names the folder the
 # files go to (default results/bench/cpu: the table of the README; another CPU keeps its own folder).
 set -uo pipefail
@@ -35,6 +36,9 @@ for t in 1 32; do
   else
     echo "benchmarks/parts.py 2048 $t failed" >&2
   fi
+done
+for r in $(seq 1 "${RUNS:-3}"); do
+  .venv/bin/python benchmarks/dense_backends.py > "$out/dense-backends-r$r.txt" || echo "benchmarks/dense_backends.py failed" >&2
 done
 for check in perf-layer perf-tiles perf-infer perf-memory compile-amp; do
   [ -f ../shared/checks/$check.sh ] && bash ../shared/checks/$check.sh > "$out/check-$check.txt" 2>&1

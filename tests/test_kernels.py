@@ -443,13 +443,28 @@ def test_automatic_choice():
     layer.fast = None
     assert dispatch.choose(layer, torch.zeros(256, 1024)) is not None
     assert dispatch.choose(layer, torch.zeros(1, 1024)) == "native"  # training at batch 1: still pays (crossover.md)
-    small = _layer(256, 256)
-    small.fast = None
-    assert dispatch.choose(small, torch.zeros(256, 256)) is None  # below 512 x 512: the reference
     with torch.no_grad():
         assert dispatch.choose(layer, torch.zeros(1, 1024)) == "infer"
         assert dispatch.choose(layer, torch.zeros(17, 1024)) == "native"
     assert dispatch.choose(layer.double(), torch.zeros(256, 1024, dtype=torch.float64)) is None
+
+
+@needs_native
+def test_the_crossover_follows_the_builds_vector_width(monkeypatch):
+    # crossover.md of an AVX2 and of an AVX-512 machine: the batched kernels pay from smaller
+    # layers with 16-float vectors (training from 256 x 256, inference from 128 x 128) than with 8
+    # (512 x 512 and 256 x 256); a width not measured takes the larger numbers.
+    mid, small, tiny = _layer(256, 256), _layer(128, 128), _layer(64, 64)
+    mid.fast = small.fast = tiny.fast = None
+    expect = {8: (None, None, None), 16: ("native", None, "native"), 4: (None, None, None)}
+    for width, (train_mid, train_small, infer_small) in expect.items():
+        monkeypatch.setattr(native, "_width", width)
+        assert dispatch.choose(mid, torch.zeros(256, 256)) == train_mid
+        assert dispatch.choose(small, torch.zeros(256, 128)) == train_small
+        with torch.no_grad():
+            assert dispatch.choose(small, torch.zeros(64, 128)) == infer_small
+            assert dispatch.choose(mid, torch.zeros(64, 256)) == "native"
+            assert dispatch.choose(tiny, torch.zeros(64, 64)) is None
 
 
 def test_float64_and_bfloat16_layers_use_the_reference():

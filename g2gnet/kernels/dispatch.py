@@ -22,8 +22,8 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -39,17 +39,31 @@ _FAST_ENV = switch("G2G_FAST", True)
 class CostModel:
     """The dispatcher's numbers, in one place (measured: benchmarks/crossover.py)."""
 
-    # Training: below this many weights (512 x 512) the masked reference beat the batched kernels (at
-    # 256 wide: 0.53-0.76x of nn.Linear against 0.51-0.58x); above it the kernels won at every batch
-    # (results/bench/cpu/crossover.md; nothing is faster than nn.Linear below 512 x 512).
-    min_weights: int = 1 << 18
-    # Inference (no gradient) at more than 16 rows: from 256 x 256 the batched forward is at least as
-    # fast as the reference (three crossover runs at 256 wide, means: batch 64 0.42x of nn.Linear
-    # against 0.40x, batch 256 0.69x against 0.66x; each run within noise of the other path).
-    min_weights_inference: int = 1 << 16
+    # Below these many weights the masked reference beat the batched kernels: training, then inference
+    # at more than 16 rows, by the kernels' vector width in floats (``native.vector_width()``, the
+    # build's widest vectors: where the crossover lies depends on the CPU). A width not measured takes
+    # the AVX2 numbers, the larger ones.
+    # AVX2 (8; Zen 3, results/bench/cpu/crossover.md): training from 512 x 512 (at 256 wide 0.53-0.76x
+    # of nn.Linear against 0.51-0.58x; nothing is faster than nn.Linear below 512 x 512); inference
+    # from 256 x 256 (three runs at 256 wide, means: batch 64 0.42x of nn.Linear against 0.40x, batch
+    # 256 0.69x against 0.66x; each run within noise of the other path).
+    # AVX-512 (16; Zen 5, results/bench/cpu-zen5-023e481/crossover*.md, five runs at 128 and 256 wide):
+    # training from 256 x 256 (at 256 wide the kernels 0.44-0.48x, 0.87-0.95x, 1.34-1.64x of nn.Linear
+    # at batch 8, 64, 256 against the reference's 0.28-0.43x, 0.48-0.66x, 0.71-0.85x; at batch 1 a tie,
+    # 0.23-0.28x against 0.15-0.33x); inference from 128 x 128 (at 128 wide batch 256 0.59-0.90x against
+    # 0.46-0.72x; at batch 64 a tie, 0.41-0.43x against 0.25-0.49x: the machine's two phases; at 64 wide,
+    # two runs, the reference, 0.43-0.60x against 0.23-0.40x).
+    min_weights: Mapping[int, int] = field(default_factory=lambda: {8: 1 << 18, 16: 1 << 16})
+    min_weights_inference: Mapping[int, int] = field(default_factory=lambda: {8: 1 << 16, 16: 1 << 14})
     value_cost: float = 2.5  # one inter-ensemble nonzero against one dense multiply-add (the blocks run near dense)
     fixed: float = 0.05  # the batched kernels' other work (gather, permutations), as a fraction of dense
     max_cost: float = 0.9  # take the batched kernels when their estimated cost is below this fraction of dense
+
+    def min_total(self, grad: bool, width: int) -> int:
+        """The fewest weights (in x out) for which the batched kernels run, training (``grad``) or
+        inference, with vectors of ``width`` floats."""
+        table = self.min_weights if grad else self.min_weights_inference
+        return table.get(width, table[8])
 
 
 COST = CostModel()
@@ -108,7 +122,7 @@ def choose(layer, x: Tensor) -> str | None:
     if flag is True:
         return "native"
     total = layer.in_features * layer.out_features
-    if total < (COST.min_weights if grad else COST.min_weights_inference):
+    if total < COST.min_total(grad, native.vector_width()):
         return None
     intra = packed._parameters["intra"]
     cost = intra.numel() / total + COST.value_cost * values.numel() / total + COST.fixed

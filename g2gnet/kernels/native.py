@@ -237,6 +237,7 @@ def infer(B: int, x: Tensor, ldx: int, in_perm: Tensor | None, n_out: int, n_in:
                     y.data_ptr(), ldy, work.data_ptr(), nthreads)
 
 
+@torch.compiler.assume_constant_result  # the dispatcher asks it while torch.compile traces: a constant
 def vector_width() -> int:
     """Floats per vector of the loaded build (``g2g_vector_width``; the kernels take batch columns in
     multiples of it), 16 (the widest build's) without one. Asked once."""
