@@ -31,7 +31,7 @@ import torch
 import torch.utils.mkldnn
 
 from g2gnet import malloc
-from g2gnet.bench import sparse_layer
+from g2gnet.bench import _train_call, sparse_layer
 from g2gnet.timing import ratios, time_interleaved
 
 malloc.keep_defaults()  # dense as plain PyTorch runs it (g2gnet.malloc)
@@ -89,12 +89,8 @@ def main() -> None:
     comp = torch.compile(torch.nn.Linear(a.width, a.width))
     xg = x.clone().requires_grad_()
 
-    def step(m):
-        def run():
-            xg.grad = None
-            m.zero_grad(set_to_none=True)
-            m(xg).sum().backward()
-        return run
+    def step(m):  # forward + backward of sum(m(x)), as g2g bench times it
+        return _train_call(m, xg, lambda y: y.sum().backward(), "forward_backward", opt=None)
 
     lin = torch._C._nn.mkldnn_linear  # a @ b.T on oneDNN tensors
     w = de.weight.detach()
