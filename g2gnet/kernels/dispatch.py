@@ -47,12 +47,14 @@ class CostModel:
     # of nn.Linear against 0.51-0.58x; nothing is faster than nn.Linear below 512 x 512); inference
     # from 256 x 256 (three runs at 256 wide, means: batch 64 0.42x of nn.Linear against 0.40x, batch
     # 256 0.69x against 0.66x; each run within noise of the other path).
-    # AVX-512 (16; Zen 5, results/bench/cpu-zen5-023e481/crossover*.md, five runs at 128 and 256 wide):
-    # training from 256 x 256 (at 256 wide the kernels 0.44-0.48x, 0.87-0.95x, 1.34-1.64x of nn.Linear
-    # at batch 8, 64, 256 against the reference's 0.28-0.43x, 0.48-0.66x, 0.71-0.85x; at batch 1 a tie,
-    # 0.23-0.28x against 0.15-0.33x); inference from 128 x 128 (at 128 wide batch 256 0.59-0.90x against
-    # 0.46-0.72x; at batch 64 a tie, 0.41-0.43x against 0.25-0.49x: the machine's two phases; at 64 wide,
-    # two runs, the reference, 0.43-0.60x against 0.23-0.40x).
+    # AVX-512 (16; Zen 5, results/bench/cpu-zen5-023e481/crossover.md, crossover-small-r1..3.md and
+    # crossover-186dc0c.md: five runs at 128 and 256 wide, two at 64): training from 256 x 256 (at 256
+    # wide the kernels 0.44-0.48x, 0.87-0.95x, 1.34-1.62x of nn.Linear at batch 8, 64, 256 against the
+    # reference's 0.28-0.43x, 0.48-0.65x, 0.71-0.83x; at batch 1 a tie, 0.23-0.28x against
+    # 0.15-0.32x); inference from 128 x 128 (at 128 wide batch 256 0.59-0.88x against 0.42-0.72x; at
+    # batch 64 a tie, 0.40-0.43x against 0.25-0.49x: the machine's two phases; at 64 wide the
+    # reference, 0.42-0.60x against 0.23-0.40x). Only Zen 5 was measured: other AVX-512 CPUs (Zen 4's
+    # 256-bit units, Intel's) take these numbers too.
     min_weights: Mapping[int, int] = field(default_factory=lambda: {8: 1 << 18, 16: 1 << 16})
     min_weights_inference: Mapping[int, int] = field(default_factory=lambda: {8: 1 << 16, 16: 1 << 14})
     value_cost: float = 2.5  # one inter-ensemble nonzero against one dense multiply-add (the blocks run near dense)
