@@ -24,6 +24,7 @@ import math
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import torch
 from torch import Tensor
@@ -55,8 +56,9 @@ class CostModel:
     # batch 64 a tie, 0.40-0.43x against 0.25-0.49x: the machine's two phases; at 64 wide the
     # reference, 0.42-0.60x against 0.23-0.40x). Only Zen 5 was measured: other AVX-512 CPUs (Zen 4's
     # 256-bit units, Intel's) take these numbers too.
-    min_weights: Mapping[int, int] = field(default_factory=lambda: {8: 1 << 18, 16: 1 << 16})
-    min_weights_inference: Mapping[int, int] = field(default_factory=lambda: {8: 1 << 16, 16: 1 << 14})
+    min_weights: Mapping[int, int] = field(default_factory=lambda: MappingProxyType({8: 1 << 18, 16: 1 << 16}))
+    min_weights_inference: Mapping[int, int] = field(
+        default_factory=lambda: MappingProxyType({8: 1 << 16, 16: 1 << 14}))
     value_cost: float = 2.5  # one inter-ensemble nonzero against one dense multiply-add (the blocks run near dense)
     fixed: float = 0.05  # the batched kernels' other work (gather, permutations), as a fraction of dense
     max_cost: float = 0.9  # take the batched kernels when their estimated cost is below this fraction of dense
