@@ -278,9 +278,8 @@ class PackedWeight(nn.Module):
         self.intra.uniform_(-bound, bound, generator=generator)
         self.values.zero_()
         self.values[: lay.n_values].uniform_(-bound, bound, generator=generator)
-        if lay.n_groups:
-            self.intra.mul_(self.intra.new_ones(lay.intra_shape) if lay.block_mask is None
-                            else lay.block_mask.to(self.intra))
+        if lay.block_mask is not None:  # entries of the blocks that the mask turns off hold 0
+            self.intra.mul_(lay.block_mask.to(self.intra))
         self.scale_by_fan_in_()
 
     @torch.no_grad()
@@ -293,9 +292,8 @@ class PackedWeight(nn.Module):
         # its block row.
         t = max(lay.tile, 1)
         fan_in = (lay.rowptr.diff() * t).repeat_interleave(t).to(self.values.dtype)
-        if lay.n_groups:
-            block = self.intra.new_ones(lay.intra_shape) if lay.block_mask is None else lay.block_mask.to(self.intra)
-            fan_in += block.sum(2).reshape(-1)
+        if lay.n_groups:  # a block row's active entries: all ig of them without a block mask
+            fan_in += lay.ig if lay.block_mask is None else lay.block_mask.sum(2).reshape(-1).to(fan_in)
         scale = torch.sqrt(self.n_in / fan_in.clamp_min(1))
         if lay.n_groups:
             self.intra.mul_(scale.view(lay.n_groups, lay.og, 1))

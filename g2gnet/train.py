@@ -11,6 +11,7 @@ rank 0 alone writes the run directory.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import inspect
 import math
@@ -19,7 +20,6 @@ import sys
 import threading
 import time
 import warnings
-import dataclasses
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
